@@ -1,0 +1,131 @@
+package bridge
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// pollFD is a non-blocking file descriptor in Go's netpoller, read and
+// written one frame per call without allocating: the closures handed to
+// RawConn are built once. One goroutine may read while another writes.
+type pollFD struct {
+	f      *os.File
+	rc     syscall.RawConn
+	closed atomic.Bool
+	once   sync.Once
+
+	// Reader state, used by one goroutine at a time.
+	rbuf   []byte
+	rn     int
+	rerr   error
+	rflags int
+	readFn func(fd uintptr) bool
+
+	// Writer state, used by one goroutine at a time.
+	wbuf    []byte
+	werr    error
+	writeFn func(fd uintptr) bool
+}
+
+// newPollFD takes ownership of fd (which must already be non-blocking).
+// recvTrunc reads with recv(MSG_TRUNC) so that a frame larger than the
+// buffer is detected (sockets only).
+func newPollFD(fd int, name string, recvTrunc bool) (*pollFD, error) {
+	p := &pollFD{f: os.NewFile(uintptr(fd), name)}
+	rc, err := p.f.SyscallConn()
+	if err != nil {
+		p.f.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p.rc = rc
+	if recvTrunc {
+		p.rflags = unix.MSG_TRUNC
+	}
+	p.readFn = p.doRead
+	p.writeFn = p.doWrite
+	return p, nil
+}
+
+func (p *pollFD) doRead(fd uintptr) bool {
+	var n uintptr
+	var errno syscall.Errno
+	if p.rflags != 0 {
+		n, _, errno = unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafePointer(p.rbuf)), uintptr(len(p.rbuf)), uintptr(p.rflags), 0, 0)
+	} else {
+		n, _, errno = unix.Syscall(unix.SYS_READ, fd, uintptr(unsafePointer(p.rbuf)), uintptr(len(p.rbuf)))
+	}
+	if errno == unix.EAGAIN {
+		return false
+	}
+	if errno != 0 {
+		p.rn, p.rerr = 0, errno
+		return true
+	}
+	p.rn, p.rerr = int(n), nil
+	return true
+}
+
+func (p *pollFD) doWrite(fd uintptr) bool {
+	_, _, errno := unix.Syscall(unix.SYS_WRITE, fd, uintptr(unsafePointer(p.wbuf)), uintptr(len(p.wbuf)))
+	if errno == unix.EAGAIN {
+		return false
+	}
+	p.werr = nil
+	if errno != 0 {
+		p.werr = errno
+	}
+	return true
+}
+
+// ReadFrame reads one frame into buf. See FrameIO.
+func (p *pollFD) ReadFrame(buf []byte) (int, error) {
+	p.rbuf = buf
+	err := p.rc.Read(p.readFn)
+	p.rbuf = nil
+	if err != nil || p.closed.Load() {
+		if p.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		return 0, err
+	}
+	if p.rerr != nil {
+		return 0, p.rerr
+	}
+	if p.rn > len(buf) {
+		return 0, ErrTruncated
+	}
+	return p.rn, nil
+}
+
+// WriteFrame writes one frame. See FrameIO.
+func (p *pollFD) WriteFrame(frame []byte) error {
+	p.wbuf = frame
+	err := p.rc.Write(p.writeFn)
+	p.wbuf = nil
+	if err != nil {
+		if p.closed.Load() {
+			return net.ErrClosed
+		}
+		return err
+	}
+	return p.werr
+}
+
+// Close closes the descriptor, waking any blocked reader or writer. See FrameIO.
+func (p *pollFD) Close() error {
+	var err error
+	p.once.Do(func() {
+		p.closed.Store(true)
+		err = p.f.Close()
+	})
+	return err
+}
+
+func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }

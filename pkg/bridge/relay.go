@@ -1,0 +1,266 @@
+package bridge
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// errorBackoff is how long a read loop pauses after an unexpected error, so
+// that a persistent one cannot spin a CPU.
+const errorBackoff = 10 * time.Millisecond
+
+// VnetHdrLen is the size of the virtio_net_hdr that starts every frame on
+// both sides of the relay (the TAP's default vnet header size, and what
+// PACKET_VNET_HDR uses).
+const VnetHdrLen = 10
+
+// BufSize is the size of each relay buffer: a vnet header, the largest GSO
+// super-frame the kernel builds (64 KiB), and room for a VLAN tag.
+const BufSize = VnetHdrLen + 1<<16 + 64
+
+// ErrTruncated is returned by FrameIO.ReadFrame when the frame did not fit
+// the buffer; the frame is lost.
+var ErrTruncated = errors.New("frame larger than the buffer")
+
+// FrameIO is one side of the relay: the TAP or the parent's packet socket.
+// Every frame read or written starts with a VnetHdrLen-byte virtio_net_hdr.
+type FrameIO interface {
+	// ReadFrame blocks for one frame, stores it in buf and returns its length;
+	// net.ErrClosed once Close has been called.
+	ReadFrame(buf []byte) (int, error)
+	// WriteFrame sends one whole frame; net.ErrClosed once Close has been called.
+	WriteFrame(frame []byte) error
+	// Close makes pending and future calls return net.ErrClosed; it is idempotent.
+	Close() error
+}
+
+// DropReason says why a frame was not relayed.
+type DropReason int
+
+const (
+	// DropRunt: a frame shorter than a vnet header plus an Ethernet header.
+	DropRunt DropReason = iota
+	// DropSpoof: a frame from the TAP whose source is not the virtual MAC.
+	DropSpoof
+	// DropOversize: a frame from the parent larger than the relay buffer.
+	DropOversize
+	// DropNoParent: a frame from the TAP while the parent is missing.
+	DropNoParent
+	// DropWriteError: the write to the other side failed (parent down, queue full, …).
+	DropWriteError
+	// DropQueueFull: the kernel dropped frames for vethd because its socket
+	// queue was full (PACKET_STATISTICS), i.e. vethd could not keep up.
+	DropQueueFull
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{"runt", "spoof", "oversize", "no-parent", "write-error", "queue-full"}
+
+// String returns the reason as it appears in logs and statistics.
+func (r DropReason) String() string { return dropNames[r] }
+
+// DropReasons lists every reason, in order.
+func DropReasons() []DropReason {
+	rs := make([]DropReason, numDropReasons)
+	for i := range rs {
+		rs[i] = DropReason(i)
+	}
+	return rs
+}
+
+// Counters are the relay's statistics. Rx is from the wire to the virtual
+// interface, Tx from the virtual interface to the wire, as the virtual
+// interface's own counters would count them. Bytes are Ethernet frame
+// bytes; a GSO super-frame counts as one packet. All fields are updated
+// atomically and may be read at any time.
+type Counters struct {
+	RxPackets, RxBytes atomic.Uint64
+	TxPackets, TxBytes atomic.Uint64
+	RxDrops            [numDropReasons]atomic.Uint64
+	TxDrops            [numDropReasons]atomic.Uint64
+	// Errors counts read errors that were not the end of the relay.
+	Errors atomic.Uint64
+}
+
+// Stats is a point-in-time copy of Counters.
+type Stats struct {
+	RxPackets, RxBytes uint64
+	TxPackets, TxBytes uint64
+	RxDrops, TxDrops   map[string]uint64
+	Errors             uint64
+}
+
+// Snapshot copies the counters.
+func (c *Counters) Snapshot() Stats {
+	s := Stats{
+		RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(),
+		TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(),
+		RxDrops: map[string]uint64{}, TxDrops: map[string]uint64{},
+		Errors: c.Errors.Load(),
+	}
+	for _, r := range DropReasons() {
+		s.RxDrops[r.String()] = c.RxDrops[r].Load()
+		s.TxDrops[r.String()] = c.TxDrops[r].Load()
+	}
+	return s
+}
+
+// Reset sets every counter to zero.
+func (c *Counters) Reset() {
+	for _, a := range []*atomic.Uint64{&c.RxPackets, &c.RxBytes, &c.TxPackets, &c.TxBytes, &c.Errors} {
+		a.Store(0)
+	}
+	for i := range c.RxDrops {
+		c.RxDrops[i].Store(0)
+		c.TxDrops[i].Store(0)
+	}
+}
+
+// Relay moves frames between a TAP and the current parent socket.
+//
+// The TAP side lives as long as the Relay; the parent side can be swapped
+// (SetParent) while frames flow, without a lock: the TAP reader loads the
+// current parent atomically for every frame.
+type Relay struct {
+	tap      FrameIO
+	mac      [6]byte
+	parent   atomic.Pointer[parentBinding]
+	counters *Counters
+	// OnError is called once per distinct failure of a read loop that is
+	// not a shutdown; it may be nil.
+	onError func(dir string, err error)
+	wg      sync.WaitGroup
+}
+
+// parentBinding is one open parent socket and its reader's buffer.
+type parentBinding struct {
+	io   FrameIO
+	done chan struct{}
+}
+
+// NewRelay returns a relay for tap, whose frames must come from mac; it
+// starts the TAP reader. onError may be nil.
+func NewRelay(tap FrameIO, mac net.HardwareAddr, c *Counters, onError func(dir string, err error)) *Relay {
+	r := &Relay{tap: tap, counters: c, onError: onError}
+	copy(r.mac[:], mac)
+	r.wg.Add(1)
+	go r.routineTAPToWire()
+	return r
+}
+
+// SetParent makes p the parent side and starts its reader; the previous
+// parent, if any, is closed and its reader waited for. A nil p detaches:
+// frames from the TAP are then dropped as no-parent.
+func (r *Relay) SetParent(p FrameIO) {
+	var nb *parentBinding
+	if p != nil {
+		nb = &parentBinding{io: p, done: make(chan struct{})}
+	}
+	old := r.parent.Swap(nb)
+	if old != nil {
+		old.io.Close()
+		<-old.done
+	}
+	if nb != nil {
+		r.wg.Add(1)
+		go r.routineWireToTAP(nb)
+	}
+}
+
+// Close closes the parent and the TAP and waits for both readers.
+func (r *Relay) Close() {
+	r.SetParent(nil)
+	r.tap.Close()
+	r.wg.Wait()
+}
+
+// routineTAPToWire reads frames the host sends on the virtual interface and
+// writes them to the parent. It ends when the TAP is closed.
+func (r *Relay) routineTAPToWire() {
+	defer r.wg.Done()
+	buf := make([]byte, BufSize)
+	c := r.counters
+	var lastErr error
+	for {
+		n, err := r.tap.ReadFrame(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			c.Errors.Add(1)
+			if r.onError != nil && (lastErr == nil || lastErr.Error() != err.Error()) {
+				r.onError("tap read", err)
+			}
+			lastErr = err
+			time.Sleep(errorBackoff)
+			continue
+		}
+		if n < VnetHdrLen+ethHeaderLen {
+			c.TxDrops[DropRunt].Add(1)
+			continue
+		}
+		if !bytes.Equal(buf[VnetHdrLen+6:VnetHdrLen+12], r.mac[:]) {
+			c.TxDrops[DropSpoof].Add(1)
+			continue
+		}
+		p := r.parent.Load()
+		if p == nil {
+			c.TxDrops[DropNoParent].Add(1)
+			continue
+		}
+		if err := p.io.WriteFrame(buf[:n]); err != nil {
+			c.TxDrops[DropWriteError].Add(1)
+			continue
+		}
+		c.TxPackets.Add(1)
+		c.TxBytes.Add(uint64(n - VnetHdrLen))
+	}
+}
+
+// routineWireToTAP reads frames the kernel filter passed on the parent and
+// writes them to the TAP. It ends when its parent socket is closed.
+func (r *Relay) routineWireToTAP(b *parentBinding) {
+	defer r.wg.Done()
+	defer close(b.done)
+	buf := make([]byte, BufSize)
+	c := r.counters
+	var lastErr error
+	for {
+		n, err := b.io.ReadFrame(buf)
+		if err != nil {
+			switch {
+			case errors.Is(err, net.ErrClosed):
+				return
+			case errors.Is(err, ErrTruncated):
+				c.RxDrops[DropOversize].Add(1)
+			case isLinkDown(err):
+				// The parent went down or away; the link watcher handles it.
+			default:
+				c.Errors.Add(1)
+				if r.onError != nil && (lastErr == nil || lastErr.Error() != err.Error()) {
+					r.onError("parent read", err)
+				}
+				lastErr = err
+				time.Sleep(errorBackoff)
+			}
+			continue
+		}
+		if n < VnetHdrLen+ethHeaderLen {
+			c.RxDrops[DropRunt].Add(1)
+			continue
+		}
+		if err := r.tap.WriteFrame(buf[:n]); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			c.RxDrops[DropWriteError].Add(1)
+			continue
+		}
+		c.RxPackets.Add(1)
+		c.RxBytes.Add(uint64(n - VnetHdrLen))
+	}
+}

@@ -1,0 +1,119 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// TUNSETOFFLOAD flags (linux/if_tun.h); x/sys does not define them.
+const (
+	tunFCsum   = 0x01
+	tunFTSO4   = 0x02
+	tunFTSO6   = 0x04
+	tunFTSOECN = 0x08
+	tunFUSO4   = 0x20
+	tunFUSO6   = 0x40
+)
+
+// TAP is the virtual interface's character device: frames the host sends on
+// the interface are read from it, frames written to it are received by the
+// interface. Every frame starts with a virtio_net_hdr.
+type TAP struct {
+	*pollFD
+	fd   int
+	name string
+	// Offloads is the list of offloads the kernel accepted (csum, tso4, …).
+	Offloads []string
+}
+
+// ErrNameInUse is returned by OpenTAP when a network interface of that name
+// already exists.
+var ErrNameInUse = errors.New("interface name already in use")
+
+// OpenTAP creates the TAP interface name with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR
+// and IFF_TUN_EXCL (fail if the name is taken), enables checksum and
+// segmentation offloads, and puts its fd in the netpoller. The interface
+// exists as long as the returned TAP is open (it is not persistent).
+//
+// Equivalent to: `ip tuntap add dev $name mode tap vnet_hdr` (but owned by
+// this process).
+func OpenTAP(name string) (*TAP, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("create TAP %s: %w", name, err)
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_TUN_EXCL)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("create TAP %s: %w", name, ErrNameInUse)
+		}
+		return nil, fmt.Errorf("create TAP %s: %w", name, err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("set %s vnet header size: %w", name, err)
+	}
+	t := &TAP{fd: fd, name: name}
+	if err := t.setOffloads(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("set %s non-blocking: %w", name, err)
+	}
+	p, err := newPollFD(fd, "tap:"+name, false)
+	if err != nil {
+		return nil, err
+	}
+	t.pollFD = p
+	return t, nil
+}
+
+// setOffloads tells the kernel which offloads vethd accepts in frames read
+// from the TAP: checksum, TSO (v4, v6, ECN) and, where the kernel has it,
+// UDP segmentation. The parent's socket passes them on untouched.
+func (t *TAP) setOffloads() error {
+	base := tunFCsum | tunFTSO4 | tunFTSO6 | tunFTSOECN
+	err := unix.IoctlSetInt(t.fd, unix.TUNSETOFFLOAD, base|tunFUSO4|tunFUSO6)
+	if err == nil {
+		t.Offloads = []string{"csum", "tso4", "tso6", "tso-ecn", "uso4", "uso6"}
+		return nil
+	}
+	if err := unix.IoctlSetInt(t.fd, unix.TUNSETOFFLOAD, base); err != nil {
+		return fmt.Errorf("set %s offloads: %w", t.name, err)
+	}
+	t.Offloads = []string{"csum", "tso4", "tso6", "tso-ecn"}
+	return nil
+}
+
+// Name returns the interface name.
+func (t *TAP) Name() string { return t.name }
+
+// SetCarrier turns the interface's carrier on or off (TUNSETCARRIER), so
+// DHCP clients and network managers see the parent's link state.
+func (t *TAP) SetCarrier(on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	var err error
+	cerr := t.rc.Control(func(fd uintptr) {
+		err = unix.IoctlSetPointerInt(int(fd), unix.TUNSETCARRIER, v)
+	})
+	if cerr != nil {
+		return fmt.Errorf("set %s carrier: %w", t.name, cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("set %s carrier: %w", t.name, err)
+	}
+	return nil
+}
