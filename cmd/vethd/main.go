@@ -55,6 +55,9 @@ Options:
   -m, --mac POLICY     persistent (default: derived from /etc/machine-id and
                        NAME, the same at every start), random, or an address
                        such as 02:00:5e:10:00:01
+      --machine-id-file PATH
+                       read the machine ID for persistent MACs from PATH
+                       (default /etc/machine-id)
       --version        print the version and exit
   -h, --help           print this help and exit
 

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseFlagsDefaultsAndForms(t *testing.T) {
+	o, err := parseFlags(nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.name != "veth0" || o.parent != "eth0" || o.mac != "persistent" {
+		t.Fatalf("defaults = %+v, want veth0 on eth0, persistent MAC", o)
+	}
+	for _, args := range [][]string{
+		{"-v", "veth1", "-e", "wan0", "-m", "random"},
+		{"--name", "veth1", "--parent", "wan0", "--mac", "random"},
+		{"--name=veth1", "-parent=wan0", "-m=random"},
+	} {
+		o, err := parseFlags(args, &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if o.name != "veth1" || o.parent != "wan0" || o.mac != "random" {
+			t.Fatalf("%v parsed as %+v", args, o)
+		}
+	}
+}
+
+// runCode runs the command line and returns its exit code and stderr.
+func runCode(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestRunUsageAndConfigErrors(t *testing.T) {
+	mid := filepath.Join(t.TempDir(), "machine-id")
+	os.WriteFile(mid, []byte("3d1219c7c4c5404aaa1d2a6d2adfdaa4\n"), 0o644)
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--bogus"}, exitUsage, "bogus"},
+		{[]string{"veth1"}, exitUsage, `unexpected argument "veth1"`},
+		{[]string{"-v", "averyveryverylongname"}, exitConfig, "at most 15"},
+		{[]string{"-v", "veth/1"}, exitConfig, "not allowed"},
+		{[]string{"-e", ""}, exitConfig, "-e: invalid interface name"},
+		{[]string{"-m", "01:00:5e:00:00:01"}, exitConfig, "multicast"},
+		{[]string{"-m", "00:00:00:00:00:00"}, exitConfig, "all-zero"},
+		{[]string{"-m", "02:00:00"}, exitConfig, "six hex bytes"},
+		{[]string{"--machine-id-file", filepath.Join(t.TempDir(), "none")}, exitConfig, "machine id"},
+	}
+	for _, tc := range cases {
+		code, _, stderr := runCode(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("vethd %v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr, tc.code, tc.want)
+		}
+	}
+}
+
+func TestRunHelpAndVersion(t *testing.T) {
+	code, out, _ := runCode(t, "--help")
+	if code != 0 || !strings.Contains(out, "vethd [-v veth-device] [-e eth-device] [-m mac-address]") {
+		t.Fatalf("--help: exit %d, output %q", code, out)
+	}
+	for _, f := range []string{"--name", "--parent", "--mac", "--version", "--machine-id-file"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("--help does not mention %s", f)
+		}
+	}
+	code, out, _ = runCode(t, "--version")
+	if code != 0 || out != "vethd "+version+"\n" {
+		t.Fatalf("--version: exit %d, output %q", code, out)
+	}
+}
+
+func TestResolveConfigWarnsOnUniversalMAC(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(newLineHandler(&buf, false, slog.LevelInfo))
+	cfg, _, err := resolveConfig(options{name: "veth1", parent: "eth0", mac: "00:16:3e:00:00:01"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MAC.String() != "00:16:3e:00:00:01" || !strings.Contains(buf.String(), "vethd: warn: ") || !strings.Contains(buf.String(), "universally-administered") {
+		t.Fatalf("cfg.MAC %s, log %q", cfg.MAC, buf.String())
+	}
+}
+
+func TestLineHandler(t *testing.T) {
+	var buf bytes.Buffer
+	slog.New(newLineHandler(&buf, false, slog.LevelInfo)).Info("Attached veth1 into eth0", "mac", "02:11:22:33:44:55", "note", "two words")
+	if got, want := buf.String(), "vethd: Attached veth1 into eth0 mac=02:11:22:33:44:55 note=\"two words\"\n"; got != want {
+		t.Fatalf("plain line = %q, want %q", got, want)
+	}
+	buf.Reset()
+	l := slog.New(newLineHandler(&buf, true, slog.LevelInfo))
+	l.Error("boom")
+	l.Warn("careful")
+	l.Debug("hidden")
+	if got, want := buf.String(), "<3>boom\n<4>careful\n"; got != want {
+		t.Fatalf("journal lines = %q, want %q", got, want)
+	}
+}
+
+func TestStderrIsJournal(t *testing.T) {
+	t.Setenv("JOURNAL_STREAM", "")
+	if stderrIsJournal() {
+		t.Fatal("no JOURNAL_STREAM, yet journal")
+	}
+	t.Setenv("JOURNAL_STREAM", "1:2")
+	if stderrIsJournal() {
+		t.Fatal("JOURNAL_STREAM names another stream, yet journal")
+	}
+}
