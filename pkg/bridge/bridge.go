@@ -197,8 +197,7 @@ func (b *Bridge) subscribe(ch chan netlink.LinkUpdate, done chan struct{}) error
 				b.log.Warn("link notifications failed; resubscribing", "err", err)
 			}
 		},
-		ReceiveBufferSize:      1 << 20,
-		ReceiveBufferForceSize: true,
+		ReceiveBufferSize: 1 << 20,
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe to link changes: %w", err)
