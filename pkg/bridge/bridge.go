@@ -159,8 +159,10 @@ func Start(cfg Config) (*Bridge, error) {
 	if mtu == 0 {
 		mtu = pa.MTU
 	}
-	carrier := linkCarrier(pa)
-	if err := tap.SetCarrier(carrier); err != nil {
+	// Carrier off while the link comes up; attach turns it on if the
+	// parent has one. The off→on change is what makes the kernel report
+	// the TAP's operstate as UP rather than UNKNOWN.
+	if err := tap.SetCarrier(false); err != nil {
 		tap.Close()
 		close(subDone)
 		return nil, err

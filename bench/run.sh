@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# bench/run.sh - vethd against kernel macvlan and the bare veth wire.
+#
+# Run as root. One run measures, on a namespace LAN this script builds and
+# removes (also on failure or Ctrl-C):
+#   paths       wire     the bare veth wire: the address sits on the parent eth0
+#               macvlan  kernel macvlan (mode bridge) mv0 on eth0
+#               vethd    vethd's TAP veth1 on eth0
+#   directions  up   = host -> LAN (iperf3 client sends)
+#               down = LAN -> host (iperf3 -R)
+#   conditions  default    the veth pair's default offloads
+#               nic-like   like a real NIC: the LAN side sends plain MTU frames
+#                          (lan0: tx, tso, gso off) and the parent eth0 has GRO
+#                          on, as real drivers do
+#               mtu-nogro  MTU frames and no GRO anywhere (lan0 and eth0:
+#                          tx, tso, gso, gro off)
+# Each path is measured alone: only its interface holds an address in the host
+# namespace, and the macvlan / vethd interface exists only while it is
+# measured. One iperf3 stream, BENCH_SECONDS each. Also: vethd's CPU seconds
+# (utime+stime from /proc/PID/stat) per GB of TCP payload moved, its VmRSS and
+# VmHWM, and the round-trip time of ping -c 50 -i 0.01 through each path.
+#
+# Environment (all optional):
+#   BENCH_SECONDS=5                        iperf3 duration per measurement
+#   BENCH_CONDITIONS="default nic-like mtu-nogro"
+#   BENCH_ONLY="wire macvlan vethd"        paths to measure (e.g. BENCH_ONLY=vethd)
+#   BENCH_PINGS=50                         ping count per path
+#   BENCH_PING_INTERVAL=0.01               seconds between pings (0 = flood-like)
+#   BENCH_OUT=FILE                         also write the result tables to FILE
+#   VETHD=/path/to/vethd                   use this binary instead of building bin/vethd
+#   VETHD_STANDIN=macvlan                  a second kernel macvlan plays vethd's
+#                                          part (to develop or check this script)
+#   BENCH_KEEP_LOGS=1                      keep the temporary directory with the logs
+#
+# Safety: every interface is created inside a namespace (vb-PID-lan,
+# vb-PID-host), addresses come only from 198.18.0.0/15, there is no default
+# route, and iperf3 listens only inside the LAN namespace.
+set -euo pipefail
+
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH}"
+export LC_ALL=C
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SECS="${BENCH_SECONDS:-5}"
+CONDITIONS="${BENCH_CONDITIONS:-default nic-like mtu-nogro}"
+PATHS="${BENCH_ONLY:-wire macvlan vethd}"
+PATHS="${PATHS//,/ }"
+CONDITIONS="${CONDITIONS//,/ }"
+PINGS="${BENCH_PINGS:-50}"
+PING_INTERVAL="${BENCH_PING_INTERVAL:-0.01}"
+STANDIN="${VETHD_STANDIN:-}"
+
+LAN="vb-$$-lan"
+HOST="vb-$$-host"
+LAN_IP=198.18.0.1
+declare -A SRC=([wire]=198.18.0.2 [macvlan]=198.18.0.3 [vethd]=198.18.0.4)
+declare -A DEV=([wire]=eth0 [macvlan]=mv0 [vethd]=veth1)
+IPERF_PORT=5201
+
+TMP=""
+VETHD_PID=""
+IPERF_PID=""
+FAILURES=0
+declare -A GBPS=() CPU=() RTT=() RSS=() HWM=() OFFLOADS=()
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "bench: $*"; exit 1; }
+fail() { log "  FAIL: $*"; FAILURES=$((FAILURES + 1)); }
+
+[[ "$SECS" =~ ^[0-9]+$ && "$SECS" -ge 1 ]] || die "BENCH_SECONDS must be a whole number >= 1"
+[[ "$PINGS" =~ ^[0-9]+$ && "$PINGS" -ge 1 ]] || die "BENCH_PINGS must be a whole number >= 1"
+[[ "$PING_INTERVAL" =~ ^[0-9]*\.?[0-9]+$ ]] || die "BENCH_PING_INTERVAL must be a number of seconds"
+for c in $CONDITIONS; do
+  case "$c" in default|nic-like|mtu-nogro) ;; *) die "unknown condition '$c'";; esac
+done
+for p in $PATHS; do
+  case "$p" in wire|macvlan|vethd) ;; *) die "unknown path '$p' in BENCH_ONLY";; esac
+done
+[[ -z "$STANDIN" || "$STANDIN" == macvlan ]] || die "VETHD_STANDIN must be 'macvlan'"
+[[ $(id -u) -eq 0 ]] || die "needs root (try: sudo $0)"
+
+# --------------------------------------------------------------- cleanup ---
+kill_wait() { # PID [SECONDS]: TERM, wait, then KILL
+  local pid=$1 n=$(( ${2:-2} * 10 ))
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  while ((n-- > 0)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+teardown_lan() {
+  local ns pid
+  kill_wait "$VETHD_PID"; VETHD_PID=""
+  kill_wait "$IPERF_PID"; IPERF_PID=""
+  for ns in "$HOST" "$LAN"; do
+    ip netns list 2>/dev/null | grep -qw -- "$ns" || continue
+    # anything still running inside our namespaces was started by us
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill_wait "$pid"; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT
+  trap "" INT TERM   # finish cleaning up even if interrupted again
+  set +e
+  teardown_lan
+  if [[ -n "$TMP" ]]; then
+    if [[ $rc -ne 0 || $FAILURES -ne 0 || -n "${BENCH_KEEP_LOGS:-}" ]]; then
+      log "bench: logs kept in $TMP"
+    else
+      rm -rf "$TMP"
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ----------------------------------------------------------------- tools ---
+need=()
+command -v ip      >/dev/null || need+=(iproute2)
+command -v ping    >/dev/null || need+=(iputils-ping)
+command -v iperf3  >/dev/null || need+=(iperf3)     # its debconf default: no system daemon
+command -v ethtool >/dev/null || need+=(ethtool)
+command -v jq      >/dev/null || need+=(jq)
+command -v sysctl  >/dev/null || need+=(procps)
+if ((${#need[@]})); then
+  log "bench: installing ${need[*]}"
+  command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get to install them"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || die "apt-get install failed"
+fi
+
+TMP="$(mktemp -d /tmp/vethd-bench.XXXXXX)"
+CLK_TCK="$(getconf CLK_TCK)"
+
+if [[ " $PATHS " == *" vethd "* && -z "$STANDIN" ]]; then
+  if [[ -n "${VETHD:-}" ]]; then
+    [[ -x "$VETHD" ]] || die "VETHD=$VETHD is not an executable"
+  else
+    GO="$(command -v go || true)"
+    for g in /usr/local/go/bin/go /usr/lib/go/bin/go; do
+      [[ -z "$GO" && -x "$g" ]] && GO="$g"
+    done
+    VETHD="$ROOT/bin/vethd"
+    if [[ -n "$GO" ]]; then
+      log "bench: go build -o bin/vethd ./cmd/vethd"
+      (cd "$ROOT" && "$GO" build -o bin/vethd ./cmd/vethd) >&2 || die "go build failed"
+    elif [[ ! -x "$VETHD" ]]; then
+      die "no Go toolchain and no bin/vethd"
+    fi
+  fi
+fi
+
+# ------------------------------------------------------------------ LAN ----
+in_host() { ip netns exec "$HOST" "$@"; }
+in_lan()  { ip netns exec "$LAN" "$@"; }
+mac_in_host() { ip -n "$HOST" -o link show dev "$1" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'; }
+
+feat() { # NS DEV: one-line summary of the offloads that matter here
+  ip netns exec "$1" ethtool -k "$2" 2>/dev/null | awk -v d="$2" '
+    /^tx-checksumming:/ {t=$2} /^tcp-segmentation-offload:/ {s=$2}
+    /^generic-segmentation-offload:/ {g=$2} /^generic-receive-offload:/ {r=$2}
+    END {printf "%s tx=%s tso=%s gso=%s gro=%s", d, t, s, g, r}'
+}
+
+setup_lan() { # CONDITION
+  ip netns add "$LAN"
+  ip netns add "$HOST"
+  # the wire: a veth pair created inside the namespaces, never in the root one
+  ip -n "$HOST" link add eth0 type veth peer name lan0 netns "$LAN"
+  ip -n "$LAN"  link set lo up
+  ip -n "$HOST" link set lo up
+  ip -n "$LAN"  addr add "$LAN_IP/24" dev lan0
+  # Several NICs on one subnet: answer ARP only for the receiving interface's
+  # own addresses (else eth0 would claim mv0's / veth1's address and the
+  # traffic would bypass the path under test); loose reverse-path filter.
+  in_host sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+                    net.ipv4.conf.all.rp_filter=2
+  case "$1" in
+    default) ;;
+    nic-like)
+      in_lan  ethtool -K lan0 tx off tso off gso off >/dev/null
+      in_host ethtool -K eth0 gro on >/dev/null ;;
+    mtu-nogro)
+      in_lan  ethtool -K lan0 tx off tso off gso off gro off >/dev/null
+      in_host ethtool -K eth0 tx off tso off gso off gro off >/dev/null ;;
+  esac
+  ip -n "$LAN"  link set lan0 up
+  ip -n "$HOST" link set eth0 up
+  OFFLOADS[$1]="$(feat "$LAN" lan0); $(feat "$HOST" eth0)"
+  in_lan iperf3 -s -B "$LAN_IP" -p "$IPERF_PORT" --idle-timeout 60 >"$TMP/iperf3-server-$1.log" 2>&1 &
+  IPERF_PID=$!
+  local n=50
+  until in_lan ss -Hltn "sport = :$IPERF_PORT" | grep -q .; do
+    ((n-- > 0)) || die "iperf3 server did not start"
+    kill -0 "$IPERF_PID" 2>/dev/null || die "iperf3 server exited: $(cat "$TMP/iperf3-server-$1.log")"
+    sleep 0.1
+  done
+}
+
+path_up() { # PATH COND: create the path's interface and give it the address
+  local dev=${DEV[$1]} n
+  case "$1" in
+    wire) ;;
+    macvlan)
+      ip -n "$HOST" link add mv0 link eth0 type macvlan mode bridge || return 1
+      ip -n "$HOST" link set mv0 up || return 1 ;;
+    vethd)
+      if [[ -n "$STANDIN" ]]; then
+        ip -n "$HOST" link add veth1 link eth0 type macvlan mode bridge || return 1
+        ip -n "$HOST" link set veth1 up || return 1
+      else
+        ip netns exec "$HOST" "$VETHD" -v veth1 -e eth0 2>"$TMP/vethd-$2.log" &
+        VETHD_PID=$!   # `ip netns exec` execs: this is vethd's own PID
+        n=100
+        until grep -q 'Attached veth1 into eth0' "$TMP/vethd-$2.log"; do
+          kill -0 "$VETHD_PID" 2>/dev/null || { cat "$TMP/vethd-$2.log" >&2; VETHD_PID=""; return 1; }
+          ((n-- > 0)) || { cat "$TMP/vethd-$2.log" >&2; return 1; }
+          sleep 0.1
+        done
+      fi ;;
+  esac
+  # (called from an `if`, so errexit is off in here: check each step)
+  ip -n "$HOST" addr add "${SRC[$1]}/24" dev "$dev" || return 1
+  ip -n "$LAN" neigh flush dev lan0 || return 1
+  # the upper interfaces' offloads, for the record
+  [[ "$1" == wire ]] || OFFLOADS[$2]+="; $(feat "$HOST" "$dev")"
+}
+
+path_down() { # PATH COND
+  local rc=0
+  case "$1" in
+    wire) ip -n "$HOST" addr del "${SRC[wire]}/24" dev eth0 ;;
+    macvlan) ip -n "$HOST" link del mv0 ;;
+    vethd)
+      if [[ -n "$STANDIN" ]]; then
+        ip -n "$HOST" link del veth1
+      elif [[ -n "$VETHD_PID" ]]; then
+        kill -TERM "$VETHD_PID"
+        local n=30
+        while kill -0 "$VETHD_PID" 2>/dev/null && ((n-- > 0)); do sleep 0.1; done
+        if kill -0 "$VETHD_PID" 2>/dev/null; then
+          fail "vethd still running 3 s after SIGTERM ($2)"
+          kill_wait "$VETHD_PID"
+        fi
+        wait "$VETHD_PID" || rc=$?
+        [[ $rc -eq 0 ]] || fail "vethd exited with status $rc after SIGTERM ($2)"
+        VETHD_PID=""
+        if ip -n "$HOST" link show veth1 >/dev/null 2>&1; then
+          fail "veth1 still exists after vethd exited ($2)"
+          ip -n "$HOST" link del veth1 2>/dev/null || true
+        fi
+      fi ;;
+  esac
+}
+
+proc_cpu_ticks() { # PID: utime+stime in clock ticks (fields 14, 15; comm may hold spaces)
+  local s
+  s="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+  s="${s##*) }"
+  awk '{print $12 + $13}' <<<"$s"
+}
+
+measure_ping() { # PATH COND
+  local out avg limit
+  limit="$(awk -v n="$PINGS" -v i="$PING_INTERVAL" 'BEGIN {printf "%d", n * (i + 0.001) * 3 + 10}')"
+  out="$(timeout --foreground "$limit" ip netns exec "$HOST" ping -q -n -c "$PINGS" -i "$PING_INTERVAL" -W 1 \
+           -I "${DEV[$1]}" "$LAN_IP" 2>&1)" || { fail "ping via $1 ($2): $out"; RTT[$2,$1]=fail; return; }
+  avg="$(awk -F'/' '/^(rtt|round-trip)/ {print $5 * 1000}' <<<"$out")"
+  RTT[$2,$1]="${avg:-fail}"
+  # the LAN must see the path's own MAC, or the traffic did not take this path
+  local mac lmac
+  mac="$(mac_in_host "${DEV[$1]}")"
+  lmac="$(ip -n "$LAN" neigh show "${SRC[$1]}" dev lan0 | sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p')"
+  [[ "$lmac" == "$mac" ]] || fail "$2/$1: the LAN sees ${SRC[$1]} at '$lmac', not at ${DEV[$1]}'s $mac"
+}
+
+measure_iperf() { # PATH COND DIR
+  local p=$1 c=$2 d=$3 json="$TMP/iperf3-$2-$1-$3.json" t0=0 t1=0 rev=() bps bytes err retr
+  [[ "$d" == down ]] && rev=(-R)
+  [[ "$p" == vethd && -n "$VETHD_PID" ]] && t0="$(proc_cpu_ticks "$VETHD_PID")"
+  timeout --foreground $((SECS + 20)) ip netns exec "$HOST" iperf3 -c "$LAN_IP" -p "$IPERF_PORT" \
+    -B "${SRC[$p]}" -t "$SECS" -P 1 --connect-timeout 3000 -J "${rev[@]}" >"$json" 2>&1 || true
+  [[ "$p" == vethd && -n "$VETHD_PID" ]] && t1="$(proc_cpu_ticks "$VETHD_PID")"
+  err="$(jq -r '.error // empty' "$json" 2>/dev/null || echo "no JSON from iperf3")"
+  bps="$(jq -r '.end.sum_received.bits_per_second // empty' "$json" 2>/dev/null || true)"
+  bytes="$(jq -r '.end.sum_received.bytes // empty' "$json" 2>/dev/null || true)"
+  retr="$(jq -r '.end.sum_sent.retransmits // "?"' "$json" 2>/dev/null || true)"
+  if [[ -n "$err" || -z "$bps" || -z "$bytes" || "$bytes" == 0 ]]; then
+    fail "iperf3 $c/$p/$d: ${err:-no bytes received} (see $json)"
+    GBPS[$c,$p,$d]=fail
+    return
+  fi
+  GBPS[$c,$p,$d]="$(awk -v b="$bps" 'BEGIN {printf "%.2f", b / 1e9}')"
+  if [[ "$p" == vethd && -n "$VETHD_PID" ]]; then
+    CPU[$c,$d]="$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v by="$bytes" \
+                   'BEGIN {printf "%.2f", (t / hz) / (by / 1e9)}')"
+  fi
+  log "  $(printf '%-9s %-7s %-4s %6s Gbit/s %6s retransmits' "$c" "$p" "$d" "${GBPS[$c,$p,$d]}" "$retr")${CPU[$c,$d]:+  vethd ${CPU[$c,$d]} CPU s/GB}"
+}
+
+# ------------------------------------------------------------------- run ---
+START=$SECONDS
+log "bench: $(nproc) cores, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+log "bench: conditions: $CONDITIONS; paths: $PATHS; ${SECS}s per iperf3 run"
+[[ -n "$STANDIN" ]] && log "bench: VETHD_STANDIN=macvlan: kernel macvlan plays vethd's part"
+for c in $CONDITIONS; do
+  setup_lan "$c"
+  for p in $PATHS; do
+    if ! path_up "$p" "$c"; then
+      fail "$c/$p: could not bring the path up"
+      for d in up down; do GBPS[$c,$p,$d]=fail; done
+      RTT[$c,$p]=fail
+      path_down "$p" "$c" || true
+      continue
+    fi
+    measure_ping "$p" "$c"
+    measure_iperf "$p" "$c" up
+    measure_iperf "$p" "$c" down
+    if [[ "$p" == vethd && -n "$VETHD_PID" ]]; then
+      RSS[$c]="$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$VETHD_PID/status" 2>/dev/null || true)"
+      HWM[$c]="$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$VETHD_PID/status" 2>/dev/null || true)"
+    fi
+    path_down "$p" "$c"
+  done
+  log "  offloads ($c): ${OFFLOADS[$c]}"
+  teardown_lan
+done
+ELAPSED=$((SECONDS - START))
+
+# ---------------------------------------------------------------- report ---
+report() {
+  local c d p w m v r
+  printf '\nThroughput, Gbit/s, one TCP stream, %ss each (up = host->LAN, down = LAN->host)\n\n' "$SECS"
+  printf '| %-9s | %-4s | %7s | %7s | %7s | %13s | %14s |\n' \
+    condition dir wire macvlan vethd vethd/macvlan "vethd CPU s/GB"
+  printf '|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ------ --------: --------: --------: --------------: ---------------:
+  for c in $CONDITIONS; do
+    for d in up down; do
+      w="${GBPS[$c,wire,$d]:--}"; m="${GBPS[$c,macvlan,$d]:--}"; v="${GBPS[$c,vethd,$d]:--}"
+      r=-
+      if [[ "$m" =~ ^[0-9.]+$ && "$v" =~ ^[0-9.]+$ ]]; then
+        r="$(awk -v a="$v" -v b="$m" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')"
+      fi
+      printf '| %-9s | %-4s | %7s | %7s | %7s | %13s | %14s |\n' "$c" "$d" "$w" "$m" "$v" "$r" "${CPU[$c,$d]:--}"
+    done
+  done
+  printf '\nLatency: ping -c %s -i %s, average round trip in microseconds; vethd memory\n\n' "$PINGS" "$PING_INTERVAL"
+  printf '| %-9s | %6s | %7s | %6s | %17s | %15s |\n' \
+    condition wire macvlan vethd "vethd - macvlan" "vethd RSS (peak)"
+  printf '|%s|%s|%s|%s|%s|%s|\n' ----------- -------: --------: -------: ------------------: ----------------:
+  for c in $CONDITIONS; do
+    w="${RTT[$c,wire]:--}"; m="${RTT[$c,macvlan]:--}"; v="${RTT[$c,vethd]:--}"
+    r=-
+    if [[ "$m" =~ ^[0-9.]+$ && "$v" =~ ^[0-9.]+$ ]]; then
+      r="$(awk -v a="$v" -v b="$m" 'BEGIN {printf "%+.0f", a - b}')"
+    fi
+    p=-
+    [[ -n "${RSS[$c]:-}" ]] && p="${RSS[$c]} MiB (${HWM[$c]:-?})"
+    printf '| %-9s | %6s | %7s | %6s | %17s | %15s |\n' "$c" "$w" "$m" "$v" "$r" "$p"
+  done
+  printf '\nWire offloads per condition (ethtool -k; veth1/mv0 as created):\n'
+  for c in $CONDITIONS; do printf '  %-9s %s\n' "$c" "${OFFLOADS[$c]}"; done
+  printf '\n%s cores, kernel %s, load average at the end %s, %ss in all%s\n' \
+    "$(nproc)" "$(uname -r)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$ELAPSED" \
+    "$([[ -n "$STANDIN" ]] && echo ', VETHD_STANDIN=macvlan')"
+}
+if [[ -n "${BENCH_OUT:-}" ]]; then report | tee "$BENCH_OUT"; else report; fi
+
+if ((FAILURES)); then
+  log "bench: $FAILURES measurement(s) failed"
+  exit 1
+fi
