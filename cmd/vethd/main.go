@@ -145,7 +145,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	b.Close()
 	c := b.Counters().Snapshot()
 	log.Info(fmt.Sprintf("Detached %s from %s", st.Name, b.Status().Parent),
-		"rx_packets", c.RxPackets, "rx_bytes", c.RxBytes, "tx_packets", c.TxPackets, "tx_bytes", c.TxBytes,
+		"rx_packets", c.RxPackets, "rx_bytes", c.RxBytes, "rx_coalesced", c.RxCoalesced,
+		"tx_packets", c.TxPackets, "tx_bytes", c.TxBytes,
 		"dropped", dropSum(c), "took", time.Since(start).Round(time.Millisecond))
 	return code
 }

@@ -20,6 +20,7 @@ type ParentSocket struct {
 	*pollFD
 	fd      int
 	ifindex int
+	batch   batchState
 }
 
 // OpenParentSocket opens the socket for the virtual MAC mac on the parent

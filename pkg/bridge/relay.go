@@ -38,6 +38,22 @@ type FrameIO interface {
 	Close() error
 }
 
+// BatchSize is how many frames the wire reader asks for per read when the
+// parent side is a BatchReader (each in a BufSize buffer, preallocated once
+// per parent binding).
+const BatchSize = 32
+
+// BatchReader is implemented by a parent side that can read several frames
+// per call; the relay uses it when the parent has it, and coalesces TCP
+// segments within each batch before writing them to the TAP.
+type BatchReader interface {
+	// ReadBatch blocks for at least one frame, then reads up to len(bufs)
+	// frames without waiting, frame i into bufs[i], its length in sizes[i]
+	// (larger than len(bufs[i]) if it did not fit: that frame is lost), and
+	// returns how many; net.ErrClosed once Close has been called.
+	ReadBatch(bufs [][]byte, sizes []int) (int, error)
+}
+
 // DropReason says why a frame was not relayed.
 type DropReason int
 
@@ -84,6 +100,9 @@ type Counters struct {
 	TxDrops            [numDropReasons]atomic.Uint64
 	// Errors counts read errors that were not the end of the relay.
 	Errors atomic.Uint64
+	// RxCoalesced counts the wire frames that were merged into GSO frames
+	// before the TAP write (each merged frame counts once in RxPackets).
+	RxCoalesced atomic.Uint64
 }
 
 // Stats is a point-in-time copy of Counters.
@@ -92,6 +111,7 @@ type Stats struct {
 	TxPackets, TxBytes uint64
 	RxDrops, TxDrops   map[string]uint64
 	Errors             uint64
+	RxCoalesced        uint64
 }
 
 // Snapshot copies the counters.
@@ -100,7 +120,7 @@ func (c *Counters) Snapshot() Stats {
 		RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(),
 		TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(),
 		RxDrops: map[string]uint64{}, TxDrops: map[string]uint64{},
-		Errors: c.Errors.Load(),
+		Errors: c.Errors.Load(), RxCoalesced: c.RxCoalesced.Load(),
 	}
 	for _, r := range DropReasons() {
 		s.RxDrops[r.String()] = c.RxDrops[r].Load()
@@ -111,7 +131,7 @@ func (c *Counters) Snapshot() Stats {
 
 // Reset sets every counter to zero.
 func (c *Counters) Reset() {
-	for _, a := range []*atomic.Uint64{&c.RxPackets, &c.RxBytes, &c.TxPackets, &c.TxBytes, &c.Errors} {
+	for _, a := range []*atomic.Uint64{&c.RxPackets, &c.RxBytes, &c.TxPackets, &c.TxBytes, &c.Errors, &c.RxCoalesced} {
 		a.Store(0)
 	}
 	for i := range c.RxDrops {
@@ -222,30 +242,24 @@ func (r *Relay) routineTAPToWire() {
 }
 
 // routineWireToTAP reads frames the kernel filter passed on the parent and
-// writes them to the TAP. It ends when its parent socket is closed.
+// writes them to the TAP. It ends when its parent socket is closed. A parent
+// that is a BatchReader is read a batch at a time, and TCP segments are
+// coalesced within each batch (see coalescer).
 func (r *Relay) routineWireToTAP(b *parentBinding) {
 	defer r.wg.Done()
 	defer close(b.done)
+	if br, ok := b.io.(BatchReader); ok {
+		r.wireToTAPBatched(br)
+		return
+	}
 	buf := make([]byte, BufSize)
 	c := r.counters
 	var lastErr error
 	for {
 		n, err := b.io.ReadFrame(buf)
 		if err != nil {
-			switch {
-			case errors.Is(err, net.ErrClosed):
+			if !r.parentReadError(err, &lastErr) {
 				return
-			case errors.Is(err, ErrTruncated):
-				c.RxDrops[DropOversize].Add(1)
-			case isLinkDown(err):
-				// The parent went down or away; the link watcher handles it.
-			default:
-				c.Errors.Add(1)
-				if r.onError != nil && (lastErr == nil || lastErr.Error() != err.Error()) {
-					r.onError("parent read", err)
-				}
-				lastErr = err
-				time.Sleep(errorBackoff)
 			}
 			continue
 		}
@@ -263,4 +277,76 @@ func (r *Relay) routineWireToTAP(b *parentBinding) {
 		c.RxPackets.Add(1)
 		c.RxBytes.Add(uint64(n - VnetHdrLen))
 	}
+}
+
+// wireToTAPBatched is routineWireToTAP's loop for a BatchReader: read up to
+// BatchSize frames, coalesce, write each resulting frame to the TAP.
+func (r *Relay) wireToTAPBatched(br BatchReader) {
+	bufs := make([][]byte, BatchSize)
+	for i := range bufs {
+		bufs[i] = make([]byte, BufSize)
+	}
+	sizes := make([]int, BatchSize)
+	co := newCoalescer(BatchSize)
+	c := r.counters
+	var lastErr error
+	for {
+		n, err := br.ReadBatch(bufs, sizes)
+		if err != nil {
+			if !r.parentReadError(err, &lastErr) {
+				return
+			}
+			continue
+		}
+		co.reset()
+		for i := range n {
+			switch sz := sizes[i]; {
+			case sz > len(bufs[i]):
+				c.RxDrops[DropOversize].Add(1)
+			case sz < VnetHdrLen+ethHeaderLen:
+				c.RxDrops[DropRunt].Add(1)
+			default:
+				co.add(bufs, i, sz)
+			}
+		}
+		merged := co.merged
+		co.finish(bufs)
+		if d := co.merged - merged; d != 0 {
+			c.RxCoalesced.Add(d)
+		}
+		for i := range co.groups {
+			g := &co.groups[i]
+			if err := r.tap.WriteFrame(bufs[g.slot][:g.n]); err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				c.RxDrops[DropWriteError].Add(1)
+				continue
+			}
+			c.RxPackets.Add(1)
+			c.RxBytes.Add(uint64(g.n - VnetHdrLen))
+		}
+	}
+}
+
+// parentReadError handles an error from reading the parent and reports
+// whether the reader should go on (false: the parent was closed).
+func (r *Relay) parentReadError(err error, lastErr *error) bool {
+	c := r.counters
+	switch {
+	case errors.Is(err, net.ErrClosed):
+		return false
+	case errors.Is(err, ErrTruncated):
+		c.RxDrops[DropOversize].Add(1)
+	case isLinkDown(err):
+		// The parent went down or away; the link watcher handles it.
+	default:
+		c.Errors.Add(1)
+		if r.onError != nil && (*lastErr == nil || (*lastErr).Error() != err.Error()) {
+			r.onError("parent read", err)
+		}
+		*lastErr = err
+		time.Sleep(errorBackoff)
+	}
+	return true
 }

@@ -9,8 +9,10 @@ import (
 	"github.com/vethd/vethd/pkg/bridge"
 )
 
-// Pipe is a bridge.FrameIO fed and drained through channels: the relay
-// reads the frames a test sends on In, and every frame the relay writes is
+// Pipe is a bridge.FrameIO and bridge.BatchReader fed and drained through
+// channels: the relay reads the frames a test sends on In (as one batch
+// whatever is queued there; wrap the Pipe in a struct that embeds only
+// bridge.FrameIO to read frame by frame), and every frame the relay writes is
 // copied into a buffer from Free (or a new one if Free is empty) and sent
 // on Out. Prime Free and hand the buffers back to keep a test free of
 // allocations.
@@ -43,6 +45,34 @@ func (p *Pipe) ReadFrame(buf []byte) (int, error) {
 		return copy(buf, f), nil
 	case <-p.closed:
 		return 0, net.ErrClosed
+	}
+}
+
+// ReadBatch waits for the first frame sent on In, then takes whatever else
+// is queued there, up to len(bufs) frames. A frame longer than its buffer
+// is not copied; its size is reported. See bridge.BatchReader.
+func (p *Pipe) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	var f []byte
+	select {
+	case f = <-p.In:
+	case <-p.closed:
+		return 0, net.ErrClosed
+	}
+	n := 0
+	for {
+		sizes[n] = len(f)
+		if len(f) <= len(bufs[n]) {
+			copy(bufs[n], f)
+		}
+		n++
+		if n == len(bufs) {
+			return n, nil
+		}
+		select {
+		case f = <-p.In:
+		default:
+			return n, nil
+		}
 	}
 }
 
