@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -212,5 +213,43 @@ func stopWithin(t *testing.T, l *LAN, p *Proc, sig syscall.Signal, d time.Durati
 	}
 	if l.Host.Link("veth1") != nil {
 		t.Errorf("%v: veth1 still exists after vethd exited", sig)
+	}
+}
+
+// TestTAPRenamed: an administrator renames the virtual interface; vethd
+// keeps relaying and the MTU still follows the parent (the TAP is tracked
+// by index, not name). Renamed to the parent's name while the parent is
+// gone, it must not be taken for the parent (that would loop frames back
+// into the TAP at full CPU).
+func TestTAPRenamed(t *testing.T) {
+	l := NewLAN(t, LANConfig{})
+	p := startOnStaticLAN(t, l)
+	l.Host.IP(t, "link", "set", "veth1", "down")
+	l.Host.IP(t, "link", "set", "veth1", "name", "vx1")
+	l.Host.IP(t, "link", "set", "vx1", "up")
+	l.Host.IP(t, "addr", "replace", l.Addr4(50).String()+"/24", "dev", "vx1")
+	l.Host.WaitPing(t, 10*time.Second, "-I", "vx1", l.Router4.String())
+
+	l.Host.IP(t, "link", "set", "eth0", "mtu", "1300")
+	waitFor(t, 3*time.Second, "vx1 MTU to follow eth0 to 1300", func() (bool, string) {
+		m := l.Host.MustLink(t, "vx1").Attrs().MTU
+		return m == 1300, fmt.Sprintf("MTU %d", m)
+	})
+
+	// Parent gone; the TAP takes the parent's name.
+	l.DeleteWire("eth0")
+	carrierIs(t, l, "vx1", false, 3*time.Second)
+	l.Host.IP(t, "link", "set", "vx1", "down")
+	l.Host.IP(t, "link", "set", "vx1", "name", "eth0")
+	l.Host.IP(t, "link", "set", "eth0", "up")
+	time.Sleep(500 * time.Millisecond)
+	if !p.Running() {
+		t.Fatalf("vethd exited:\n%s", p.Output())
+	}
+	if out := p.Output(); strings.Contains(out, "again") {
+		t.Fatalf("vethd took its own TAP for the parent:\n%s", out)
+	}
+	if c := l.Host.SysfsCarrier("eth0"); c != "0" {
+		t.Fatalf("TAP (now named eth0) carrier %q, want 0: it has no parent", c)
 	}
 }

@@ -25,7 +25,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// Exit codes (documented in docs/vethd.8.md).
+// Exit codes (documented in docs/vethd.8).
 const (
 	exitOK      = 0
 	exitFailure = 1  // runtime failure: TAP, parent socket, netlink, no such parent, name in use
@@ -147,7 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log.Info(fmt.Sprintf("Detached %s from %s", st.Name, b.Status().Parent),
 		"rx_packets", c.RxPackets, "rx_bytes", c.RxBytes, "rx_coalesced", c.RxCoalesced,
 		"tx_packets", c.TxPackets, "tx_bytes", c.TxBytes,
-		"dropped", dropSum(c), "took", time.Since(start).Round(time.Millisecond))
+		"dropped", dropSum(c), "errors", c.Errors, "took", time.Since(start).Round(time.Millisecond))
 	return code
 }
 

@@ -52,6 +52,7 @@ func TestRunUsageAndConfigErrors(t *testing.T) {
 		{[]string{"veth1"}, exitUsage, `unexpected argument "veth1"`},
 		{[]string{"-v", "averyveryverylongname"}, exitConfig, "at most 15"},
 		{[]string{"-v", "veth/1"}, exitConfig, "not allowed"},
+		{[]string{"-v", "veth%d"}, exitConfig, "not allowed"},
 		{[]string{"-e", ""}, exitConfig, "-e: invalid interface name"},
 		{[]string{"-m", "01:00:5e:00:00:01"}, exitConfig, "multicast"},
 		{[]string{"-m", "00:00:00:00:00:00"}, exitConfig, "all-zero"},

@@ -48,8 +48,10 @@ type Config struct {
 	MAC net.HardwareAddr
 	// MTU, if not zero, is used instead of following the parent's MTU.
 	MTU int
-	// Netlink is the handle for link control; nil means a handle in the
-	// current network namespace.
+	// Netlink is the handle for link control; nil means a NETLINK_ROUTE
+	// handle made (and closed) by the bridge. The TAP, the parent socket
+	// and the link subscription always live in the calling process's
+	// network namespace, so a handle given here must be for it too.
 	Netlink *netlink.Handle
 	// Log receives the bridge's events; nil discards them.
 	Log *slog.Logger
@@ -80,12 +82,13 @@ type Status struct {
 
 // Bridge is one virtual interface and its relay.
 type Bridge struct {
-	cfg      Config
-	h        *netlink.Handle
-	log      *slog.Logger
-	tap      *TAP
-	relay    *Relay
-	counters Counters
+	cfg       Config
+	h         *netlink.Handle
+	ownHandle bool // h was made by Start, and is closed by Close
+	log       *slog.Logger
+	tap       *TAP
+	relay     *Relay
+	counters  Counters
 
 	mu     sync.Mutex // guards st and sock
 	st     Status
@@ -102,7 +105,7 @@ type Bridge struct {
 // the parent socket and starts relaying. It returns ErrNoParent if the
 // parent does not exist, ErrNameInUse if the name is taken and
 // ErrInvalidName for a bad name. On error nothing is left behind.
-func Start(cfg Config) (*Bridge, error) {
+func Start(cfg Config) (_ *Bridge, err error) {
 	if err := ValidateName(cfg.Name); err != nil {
 		return nil, err
 	}
@@ -115,45 +118,56 @@ func Start(cfg Config) (*Bridge, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	h := cfg.Netlink
-	if h == nil {
-		var err error
-		if h, err = netlink.NewHandle(); err != nil {
-			return nil, fmt.Errorf("netlink: %w", err)
-		}
-	}
 	b := &Bridge{
-		cfg: cfg, h: h, log: cfg.Log,
+		cfg: cfg, h: cfg.Netlink, log: cfg.Log,
 		done: make(chan struct{}), watchDone: make(chan struct{}),
 		fatal: make(chan error, 1),
 	}
 	b.st = Status{Name: cfg.Name, Parent: cfg.Parent, MAC: cfg.MAC, State: StateStarting}
 
-	parent, err := linkByName(h, cfg.Parent)
+	// On error, undo what was done, last first.
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	if b.h == nil {
+		if b.h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+			return nil, fmt.Errorf("netlink: %w", err)
+		}
+		b.ownHandle = true
+		undo = append(undo, b.h.Close)
+	}
+
+	// Subscribe before looking at the parent, so no change of the parent
+	// between that look and the relay running goes unseen.
+	updates := make(chan netlink.LinkUpdate, 64)
+	subDone := make(chan struct{})
+	if err = b.subscribe(updates, subDone); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { close(subDone) })
+
+	parent, err := linkByName(b.h, cfg.Parent)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, fmt.Errorf("parent %s: %w", cfg.Parent, ErrNoParent)
 		}
 		return nil, fmt.Errorf("find parent %s: %w", cfg.Parent, err)
 	}
-	if _, err := linkByName(h, cfg.Name); err == nil {
+	if _, lerr := linkByName(b.h, cfg.Name); lerr == nil {
 		return nil, fmt.Errorf("create TAP %s: %w", cfg.Name, ErrNameInUse)
-	}
-
-	// Subscribe before the TAP exists, so no change of the parent between
-	// now and the relay running goes unseen.
-	updates := make(chan netlink.LinkUpdate, 64)
-	subDone := make(chan struct{})
-	if err := b.subscribe(updates, subDone); err != nil {
-		return nil, err
 	}
 
 	tap, err := OpenTAP(cfg.Name)
 	if err != nil {
-		close(subDone)
 		return nil, err
 	}
 	b.tap = tap
+	undo = append(undo, func() { tap.Close() })
 	pa := parent.Attrs()
 	mtu := cfg.MTU
 	if mtu == 0 {
@@ -162,25 +176,20 @@ func Start(cfg Config) (*Bridge, error) {
 	// Carrier off while the link comes up; attach turns it on if the
 	// parent has one. The off→on change is what makes the kernel report
 	// the TAP's operstate as UP rather than UNKNOWN.
-	if err := tap.SetCarrier(false); err != nil {
-		tap.Close()
-		close(subDone)
+	if err = tap.SetCarrier(false); err != nil {
 		return nil, err
 	}
-	link, err := setupTAPLink(h, cfg.Name, cfg.MAC, mtu)
+	link, err := setupTAPLink(b.h, cfg.Name, cfg.MAC, mtu)
 	if err != nil {
-		tap.Close()
-		close(subDone)
 		return nil, err
 	}
 	b.relay = NewRelay(tap, cfg.MAC, &b.counters, b.onRelayError)
+	undo = append(undo, b.relay.Close)
 	b.st.IfIndex = link.Attrs().Index
 	b.st.MTU = mtu
 	b.st.Offloads = tap.Offloads
 	b.st.StartedAt = time.Now()
-	if err := b.attach(parent); err != nil {
-		b.relay.Close()
-		close(subDone)
+	if err = b.attach(parent); err != nil {
 		return nil, err
 	}
 	go b.routineWatchLinks(updates, subDone)
@@ -192,11 +201,13 @@ func Start(cfg Config) (*Bridge, error) {
 // Equivalent to: `ip monitor link`.
 func (b *Bridge) subscribe(ch chan netlink.LinkUpdate, done chan struct{}) error {
 	err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
+		// Called for errors the subscription survives, and for the one
+		// that ends it (then the channel closes: see routineWatchLinks).
 		ErrorCallback: func(err error) {
 			select {
 			case <-done:
 			default:
-				b.log.Warn("link notifications failed; resubscribing", "err", err)
+				b.log.Debug("link notification error", "err", err)
 			}
 		},
 		ReceiveBufferSize: 1 << 20,
@@ -272,7 +283,8 @@ func (b *Bridge) followMTU(mtu int) {
 	if same {
 		return
 	}
-	l, err := linkByName(b.h, b.cfg.Name)
+	// By index: the TAP may have been renamed.
+	l, err := linkByIndex(b.h, b.st.IfIndex)
 	if err == nil {
 		err = b.h.LinkSetMTU(l, mtu)
 	}
@@ -310,6 +322,7 @@ func (b *Bridge) routineWatchLinks(updates chan netlink.LinkUpdate, subDone chan
 			if !ok {
 				// The subscription broke (e.g. its buffer overran): take a
 				// new one, then look at the parent afresh.
+				b.log.Warn("link notifications lost; resubscribing")
 				close(subDone)
 				updates = make(chan netlink.LinkUpdate, 64)
 				subDone = make(chan struct{})
@@ -338,7 +351,8 @@ func (b *Bridge) handleUpdate(u netlink.LinkUpdate) {
 	switch {
 	case a.Index == st.IfIndex && u.Header.Type == unix.RTM_DELLINK:
 		b.fail(fmt.Errorf("%s was deleted by someone else", b.cfg.Name))
-	case st.State == StateWaitingParent && u.Header.Type == unix.RTM_NEWLINK && a.Name == b.cfg.Parent:
+	case st.State == StateWaitingParent && u.Header.Type == unix.RTM_NEWLINK && a.Name == b.cfg.Parent && a.Index != st.IfIndex:
+		// (Not the TAP itself renamed to the parent's name: that would loop.)
 		if err := b.attach(u.Link); err != nil {
 			b.setError(fmt.Errorf("attach to %s: %w", a.Name, err))
 			return
@@ -454,7 +468,16 @@ func (b *Bridge) Close() error {
 		b.mu.Unlock()
 		close(b.done)
 		<-b.watchDone
+		b.mu.Lock()
+		sock := b.sock
+		b.mu.Unlock()
+		if sock != nil {
+			b.counters.RxDrops[DropQueueFull].Add(sock.Dropped())
+		}
 		b.relay.Close()
+		if b.ownHandle {
+			b.h.Close()
+		}
 	})
 	return nil
 }

@@ -14,7 +14,9 @@ import (
 var ErrInvalidName = errors.New("invalid interface name")
 
 // ValidateName checks name against the kernel's rules for interface names
-// (dev_valid_name): 1 to 15 bytes, not "." or "..", no '/', ':' or white space.
+// (dev_valid_name): 1 to 15 bytes, not "." or "..", no '/', ':' or white
+// space; and no '%', which would make the kernel pick a name itself
+// (veth%d → veth0, veth1, …).
 func ValidateName(name string) error {
 	switch {
 	case name == "":
@@ -23,8 +25,8 @@ func ValidateName(name string) error {
 		return fmt.Errorf("%w %q: %d bytes, at most %d allowed", ErrInvalidName, name, len(name), unix.IFNAMSIZ-1)
 	case name == "." || name == "..":
 		return fmt.Errorf("%w %q", ErrInvalidName, name)
-	case strings.ContainsAny(name, "/: \t\n\v\f\r"):
-		return fmt.Errorf("%w %q: '/', ':' and white space are not allowed", ErrInvalidName, name)
+	case strings.ContainsAny(name, "/: \t\n\v\f\r%"):
+		return fmt.Errorf("%w %q: '/', ':', '%%' and white space are not allowed", ErrInvalidName, name)
 	}
 	return nil
 }

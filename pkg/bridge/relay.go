@@ -9,9 +9,43 @@ import (
 	"time"
 )
 
-// errorBackoff is how long a read loop pauses after an unexpected error, so
-// that a persistent one cannot spin a CPU.
-const errorBackoff = 10 * time.Millisecond
+// A read loop pauses for errorBackoff once errorRunBeforeBackoff unexpected
+// errors came in a row, so that a persistent one cannot spin a CPU, while a
+// single bad frame (some kernels fail the read of a frame they cannot
+// describe in a vnet header) costs no more than the frame.
+const (
+	errorBackoff          = 10 * time.Millisecond
+	errorRunBeforeBackoff = 16
+)
+
+// readErrors is a read loop's memory of unexpected errors: each is counted,
+// a new one is reported once, and only a run of them pauses the loop.
+type readErrors struct {
+	last error
+	run  int
+	// pause sleeps; nil means time.Sleep (tests count the pauses).
+	pause func(time.Duration)
+}
+
+// handle counts and perhaps reports err, and pauses if errors keep coming.
+func (e *readErrors) handle(r *Relay, dir string, err error) {
+	r.counters.Errors.Add(1)
+	if r.onError != nil && (e.last == nil || e.last.Error() != err.Error()) {
+		r.onError(dir, err)
+	}
+	e.last = err
+	e.run++
+	if e.run >= errorRunBeforeBackoff {
+		if e.pause != nil {
+			e.pause(errorBackoff)
+		} else {
+			time.Sleep(errorBackoff)
+		}
+	}
+}
+
+// ok ends a run of errors.
+func (e *readErrors) ok() { e.run = 0 }
 
 // VnetHdrLen is the size of the virtio_net_hdr that starts every frame on
 // both sides of the relay (the TAP's default vnet header size, and what
@@ -204,21 +238,17 @@ func (r *Relay) routineTAPToWire() {
 	defer r.wg.Done()
 	buf := make([]byte, BufSize)
 	c := r.counters
-	var lastErr error
+	var errs readErrors
 	for {
 		n, err := r.tap.ReadFrame(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			c.Errors.Add(1)
-			if r.onError != nil && (lastErr == nil || lastErr.Error() != err.Error()) {
-				r.onError("tap read", err)
-			}
-			lastErr = err
-			time.Sleep(errorBackoff)
+			errs.handle(r, "tap read", err)
 			continue
 		}
+		errs.ok()
 		if n < VnetHdrLen+ethHeaderLen {
 			c.TxDrops[DropRunt].Add(1)
 			continue
@@ -254,15 +284,16 @@ func (r *Relay) routineWireToTAP(b *parentBinding) {
 	}
 	buf := make([]byte, BufSize)
 	c := r.counters
-	var lastErr error
+	var errs readErrors
 	for {
 		n, err := b.io.ReadFrame(buf)
 		if err != nil {
-			if !r.parentReadError(err, &lastErr) {
+			if !r.parentReadError(err, &errs) {
 				return
 			}
 			continue
 		}
+		errs.ok()
 		if n < VnetHdrLen+ethHeaderLen {
 			c.RxDrops[DropRunt].Add(1)
 			continue
@@ -289,15 +320,16 @@ func (r *Relay) wireToTAPBatched(br BatchReader) {
 	sizes := make([]int, BatchSize)
 	co := newCoalescer(BatchSize)
 	c := r.counters
-	var lastErr error
+	var errs readErrors
 	for {
 		n, err := br.ReadBatch(bufs, sizes)
 		if err != nil {
-			if !r.parentReadError(err, &lastErr) {
+			if !r.parentReadError(err, &errs) {
 				return
 			}
 			continue
 		}
+		errs.ok()
 		co.reset()
 		for i := range n {
 			switch sz := sizes[i]; {
@@ -331,7 +363,7 @@ func (r *Relay) wireToTAPBatched(br BatchReader) {
 
 // parentReadError handles an error from reading the parent and reports
 // whether the reader should go on (false: the parent was closed).
-func (r *Relay) parentReadError(err error, lastErr *error) bool {
+func (r *Relay) parentReadError(err error, errs *readErrors) bool {
 	c := r.counters
 	switch {
 	case errors.Is(err, net.ErrClosed):
@@ -341,12 +373,7 @@ func (r *Relay) parentReadError(err error, lastErr *error) bool {
 	case isLinkDown(err):
 		// The parent went down or away; the link watcher handles it.
 	default:
-		c.Errors.Add(1)
-		if r.onError != nil && (*lastErr == nil || (*lastErr).Error() != err.Error()) {
-			r.onError("parent read", err)
-		}
-		*lastErr = err
-		time.Sleep(errorBackoff)
+		errs.handle(r, "parent read", err)
 	}
 	return true
 }

@@ -52,7 +52,7 @@ func OpenTAP(name string) (*TAP, error) {
 	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_TUN_EXCL)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
-		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EINVAL) {
+		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("create TAP %s: %w", name, ErrNameInUse)
 		}
 		return nil, fmt.Errorf("create TAP %s: %w", name, err)
