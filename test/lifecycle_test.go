@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -85,6 +86,27 @@ func TestSignalStop(t *testing.T) {
 	l.StartVethd(t, "veth2", "eth0")
 	if m2 := l.MAC(t, "veth2").String(); m2 == macs[0] {
 		t.Errorf("veth1 and veth2 got the same persistent MAC %s", m2)
+	}
+}
+
+// TestTAPDeleted: vethd(8) says that if the virtual interface is deleted
+// by someone else, vethd exits with status 1; it must do so within 2 s and
+// log a line naming the deletion.
+func TestTAPDeleted(t *testing.T) {
+	l := NewLAN(t, LANConfig{})
+	p := l.StartVethd(t, "veth1", "eth0")
+	l.Host.IP(t, "link", "del", "veth1")
+	start := time.Now()
+	st := p.Wait(2 * time.Second)
+	if st == nil {
+		t.Fatalf("vethd still running 2 s after veth1 was deleted\n%s", p.Output())
+	}
+	t.Logf("vethd exited %v after veth1 was deleted: %v", time.Since(start).Round(time.Millisecond), st)
+	if st.ExitCode() != 1 {
+		t.Errorf("vethd exited with %v, want status 1", st)
+	}
+	if !strings.Contains(p.Output(), "deleted") {
+		t.Errorf("vethd logged no line naming the deletion (\"deleted\"):\n%s", p.Output())
 	}
 }
 

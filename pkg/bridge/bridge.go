@@ -439,9 +439,12 @@ func (b *Bridge) changed() {
 	}
 }
 
-// fail ends the bridge with err: Wait returns it.
+// fail ends the bridge with err: Wait returns it (and the caller logs it).
 func (b *Bridge) fail(err error) {
-	b.setError(err)
+	b.mu.Lock()
+	b.st.LastError = err.Error()
+	b.mu.Unlock()
+	b.changed()
 	select {
 	case b.fatal <- err:
 	default:

@@ -242,7 +242,9 @@ func (r *Relay) routineTAPToWire() {
 	for {
 		n, err := r.tap.ReadFrame(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || isTAPGone(err) {
+				// Closed by us, or the interface was deleted under us
+				// (the link watcher reports that): nothing more to read.
 				return
 			}
 			errs.handle(r, "tap read", err)

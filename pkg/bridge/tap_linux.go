@@ -117,3 +117,7 @@ func (t *TAP) SetCarrier(on bool) error {
 	}
 	return nil
 }
+
+// isTAPGone reports whether a TAP read error means the interface was
+// deleted while vethd held it open (the fd is then detached: EBADFD).
+func isTAPGone(err error) bool { return errors.Is(err, unix.EBADFD) }
