@@ -68,8 +68,8 @@ func checkTCP(t *testing.T, l *LAN, virt string, size int64) {
 	l.Host.WaitPing(t, 10*time.Second, "-I", virt, l.Router4.String())
 
 	tx0, rx0 := l.Host.Stat(t, virt, "tx_bytes"), l.Host.Stat(t, virt, "rx_bytes")
-	upload := transfer(t, "host→LAN", l.Host, l.LANNS, netip.AddrPortFrom(l.Router4, 5201), hostAddr, size, 1)
-	download := transfer(t, "LAN→host", l.LANNS, l.Host, netip.AddrPortFrom(hostAddr, 5202), l.Router4, size, 2)
+	upload := transfer(t, "host→LAN", "tcp4", l.Host, l.LANNS, netip.AddrPortFrom(l.Router4, 5201), hostAddr, size, 1)
+	download := transfer(t, "LAN→host", "tcp4", l.LANNS, l.Host, netip.AddrPortFrom(hostAddr, 5202), l.Router4, size, 2)
 	t.Logf("host→LAN %s, LAN→host %s", upload, download)
 	// The data went through virt, not some other path.
 	if tx, rx := l.Host.Stat(t, virt, "tx_bytes")-tx0, l.Host.Stat(t, virt, "rx_bytes")-rx0; tx < uint64(size) || rx < uint64(size) {
@@ -78,14 +78,14 @@ func checkTCP(t *testing.T, l *LAN, virt string, size int64) {
 }
 
 // transfer listens on listen inside dstNS, dials it from srcNS (bound to
-// from), streams size pseudo-random bytes (seeded with seed) and checks
+// from) over network ("tcp4" or "tcp6"), streams size pseudo-random bytes (seeded with seed) and checks
 // the receiver's count and SHA-256 against the sender's. It returns the
 // throughput.
-func transfer(t *testing.T, what string, srcNS, dstNS *Netns, listen netip.AddrPort, from netip.Addr, size int64, seed uint64) string {
+func transfer(t *testing.T, what, network string, srcNS, dstNS *Netns, listen netip.AddrPort, from netip.Addr, size int64, seed uint64) string {
 	t.Helper()
 	var ln net.Listener
 	if err := dstNS.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", listen.String())
+		ln, err = net.Listen(network, listen.String())
 		return err
 	}); err != nil {
 		t.Fatalf("%s: listen: %v", what, err)
@@ -117,7 +117,7 @@ func transfer(t *testing.T, what string, srcNS, dstNS *Netns, listen netip.AddrP
 	var conn net.Conn
 	if err := srcNS.Do(func() (err error) {
 		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0))}
-		conn, err = d.Dial("tcp4", listen.String())
+		conn, err = d.Dial(network, listen.String())
 		return err
 	}); err != nil {
 		t.Fatalf("%s: dial %s from %s: %v", what, listen, from, err)
