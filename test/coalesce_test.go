@@ -33,13 +33,7 @@ func TestTCPCoalescing(t *testing.T) {
 			[]string{"tx", "off", "tso", "off", "gso", "off", "gro", "off"}},
 	} {
 		t.Run(v.name, func(t *testing.T) {
-			l := NewLAN(t, LANConfig{})
-			needTools(t, "ethtool")
-			l.LANNS.MustRun(t, append([]string{"ethtool", "-K", "lan0"}, v.lan...)...)
-			l.Host.MustRun(t, append([]string{"ethtool", "-K", "eth0"}, v.host...)...)
-			l.StartVethd(t, "veth1", "eth0")
-			t.Logf("lan0: %s", offloadSummary(t, l.LANNS, "lan0"))
-			t.Logf("eth0: %s", offloadSummary(t, l.Host, "eth0"))
+			l := newLANWithOffloads(t, v.lan, v.host)
 
 			host4 := l.SetStatic(t, "veth1", 50)
 			host6 := netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::50", l.X))

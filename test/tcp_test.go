@@ -180,14 +180,23 @@ func TestTCPOffloadVariants(t *testing.T) {
 			[]string{"tx", "off", "sg", "off", "tso", "off", "gso", "off", "gro", "off"}},
 	} {
 		t.Run(v.name, func(t *testing.T) {
-			l := NewLAN(t, LANConfig{})
-			needTools(t, "ethtool")
-			l.LANNS.MustRun(t, append([]string{"ethtool", "-K", "lan0"}, v.lan...)...)
-			l.Host.MustRun(t, append([]string{"ethtool", "-K", "eth0"}, v.host...)...)
-			l.StartVethd(t, "veth1", "eth0")
-			t.Logf("lan0: %s", offloadSummary(t, l.LANNS, "lan0"))
-			t.Logf("eth0: %s", offloadSummary(t, l.Host, "eth0"))
+			l := newLANWithOffloads(t, v.lan, v.host)
 			checkTCP(t, l, "veth1", 32<<20)
 		})
 	}
+}
+
+// newLANWithOffloads builds a LAN whose wire has the given `ethtool -K`
+// features on lan0 and on eth0, starts vethd (veth1 on eth0) and logs the
+// offloads in effect.
+func newLANWithOffloads(t *testing.T, lan, host []string) *LAN {
+	t.Helper()
+	l := NewLAN(t, LANConfig{})
+	needTools(t, "ethtool")
+	l.LANNS.MustRun(t, append([]string{"ethtool", "-K", "lan0"}, lan...)...)
+	l.Host.MustRun(t, append([]string{"ethtool", "-K", "eth0"}, host...)...)
+	l.StartVethd(t, "veth1", "eth0")
+	t.Logf("lan0: %s", offloadSummary(t, l.LANNS, "lan0"))
+	t.Logf("eth0: %s", offloadSummary(t, l.Host, "eth0"))
+	return l
 }
