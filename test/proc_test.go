@@ -33,7 +33,14 @@ type Proc struct {
 // dies (Pdeathsig), and stopped by t.Cleanup otherwise.
 func startProc(t *testing.T, ns *Netns, name string, argv ...string) *Proc {
 	t.Helper()
-	p, err := spawn(ns, name, argv...)
+	return startProcWith(t, ns, name, nil, argv...)
+}
+
+// startProcWith is startProc with setup, if not nil, called on the command
+// before it starts (to add environment or descriptors).
+func startProcWith(t *testing.T, ns *Netns, name string, setup func(*exec.Cmd), argv ...string) *Proc {
+	t.Helper()
+	p, err := spawnWith(ns, name, setup, argv...)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -47,11 +54,18 @@ func startProc(t *testing.T, ns *Netns, name string, argv ...string) *Proc {
 }
 
 func spawn(ns *Netns, name string, argv ...string) (*Proc, error) {
+	return spawnWith(ns, name, nil, argv...)
+}
+
+func spawnWith(ns *Netns, name string, setup func(*exec.Cmd), argv ...string) (*Proc, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	cmd := ns.Command(context.Background(), argv...)
+	if setup != nil {
+		setup(cmd)
+	}
 	// A plain *os.File, not an io.Writer: Wait then returns when the
 	// process exits, even if something it forked keeps the pipe open.
 	cmd.Stdout = pw

@@ -2,22 +2,20 @@
 // plugged into: a TAP interface with its own MAC, relayed to a parent NIC.
 //
 //	vethd [-v veth-device] [-e eth-device] [-m mac-address]
+//	vethd --instance NAME     (/etc/vethd/NAME.conf; vethd@NAME.service)
+//	vethd --all               (every /etc/vethd/*.conf; vethd.service)
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
-	"time"
 
 	"github.com/vethd/vethd/pkg/bridge"
+	"github.com/vethd/vethd/pkg/config"
 	"github.com/vethd/vethd/pkg/macaddr"
 	"golang.org/x/sys/unix"
 )
@@ -28,10 +26,10 @@ var version = "dev"
 // Exit codes (documented in docs/vethd.8).
 const (
 	exitOK      = 0
-	exitFailure = 1  // runtime failure: TAP, parent socket, netlink, no such parent, name in use
+	exitFailure = 1  // runtime failure: TAP, parent socket, netlink, no such parent, name in use, TAP deleted
 	exitUsage   = 2  // unknown flag or stray argument
 	exitNoPerm  = 77 // EX_NOPERM: lacking CAP_NET_ADMIN/CAP_NET_RAW
-	exitConfig  = 78 // EX_CONFIG: an invalid value (name, MAC address, machine ID)
+	exitConfig  = 78 // EX_CONFIG: an invalid value (name, MAC address, machine ID) or configuration file
 )
 
 // options are the command line's values.
@@ -41,13 +39,22 @@ type options struct {
 	mac           string
 	machineIDFile string
 	version       bool
+	instance      string // --instance NAME
+	all           bool   // --all
+	configDir     string // --config-dir
+	seedFlags     []string
 }
 
 const usageText = `Usage: vethd [-v veth-device] [-e eth-device] [-m mac-address]
+       vethd --instance NAME
+       vethd --all
 
 Create the virtual Ethernet interface veth-device with its own MAC address
 and relay frames between it and eth-device, the NIC whose wire it shares.
 Runs in the foreground until SIGINT or SIGTERM, which remove the interface.
+With --instance, the bridge is configured by /etc/vethd/NAME.conf (see
+vethd.conf(5)) and a missing parent is waited for; with --all, every
+/etc/vethd/*.conf runs in one process. SIGHUP re-reads the configuration.
 
 Options:
   -v, --name NAME      virtual interface to create (default veth0)
@@ -58,6 +65,11 @@ Options:
       --machine-id-file PATH
                        read the machine ID for persistent MACs from PATH
                        (default /etc/machine-id)
+      --instance NAME  run the bridge configured in CONFIG-DIR/NAME.conf
+                       (what vethd@NAME.service runs)
+      --all            run every bridge configured in CONFIG-DIR/*.conf,
+                       restarting one that fails (what vethd.service runs)
+      --config-dir DIR where configuration files are (default /etc/vethd)
       --version        print the version and exit
   -h, --help           print this help and exit
 
@@ -67,7 +79,7 @@ Exit status: 0 stopped by a signal, 1 runtime failure, 2 usage error,
 
 // parseFlags reads the command line. It returns flag.ErrHelp for -h/--help.
 func parseFlags(args []string, out io.Writer) (options, error) {
-	o := options{machineIDFile: macaddr.DefaultMachineIDFile}
+	o := options{machineIDFile: macaddr.DefaultMachineIDFile, configDir: config.Dir}
 	fs := flag.NewFlagSet("vethd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	for _, n := range []string{"v", "name"} {
@@ -81,6 +93,9 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	fs.StringVar(&o.machineIDFile, "machine-id-file", o.machineIDFile, "")
 	fs.BoolVar(&o.version, "version", false, "")
+	fs.StringVar(&o.instance, "instance", "", "")
+	fs.BoolVar(&o.all, "all", false, "")
+	fs.StringVar(&o.configDir, "config-dir", o.configDir, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(out, usageText)
@@ -89,6 +104,18 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (options take the form -v NAME)", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "v", "name", "e", "parent", "m", "mac":
+			o.seedFlags = append(o.seedFlags, "-"+f.Name)
+		}
+	})
+	switch {
+	case o.all && o.instance != "":
+		return o, errors.New("--instance and --all exclude each other")
+	case (o.all || o.instance != "") && len(o.seedFlags) > 0:
+		return o, fmt.Errorf("%s cannot be combined with --instance or --all (the configuration file says it)", o.seedFlags[0])
 	}
 	return o, nil
 }
@@ -111,67 +138,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	log := slog.New(newLineHandler(stderr, stderrIsJournal(), slog.LevelInfo))
-
-	cfg, code, err := resolveConfig(o, log)
-	if err != nil {
-		log.Error(err.Error())
-		return code
+	d := &daemon{o: o, log: log, notify: newNotifier()}
+	switch {
+	case o.instance != "":
+		if err := config.Validate(o.instance); err != nil {
+			log.Error(fmt.Sprintf("--instance: %v", err))
+			return exitConfig
+		}
+		d.mode = modeInstance
+	case o.all:
+		d.mode = modeAll
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	b, err := bridge.Start(cfg)
-	if err != nil {
-		log.Error(explain(err, cfg))
-		return exitCode(err)
-	}
-	st := b.Status()
-	log.Info(fmt.Sprintf("Attached %s into %s", st.Name, st.Parent),
-		"mac", st.MAC, "mtu", st.MTU, "carrier", onOff(st.Carrier),
-		"parent_promiscuity", st.Promiscuity, "offloads", strings.Join(st.Offloads, ","))
-
-	failed := make(chan error, 1)
-	go func() { failed <- b.Wait() }()
-	code = exitOK
-	select {
-	case <-ctx.Done():
-		log.Info(fmt.Sprintf("Stopping; removing %s", st.Name))
-	case err := <-failed:
-		log.Error(fmt.Sprintf("Stopping: %v", err))
-		code = exitFailure
-	}
-	start := time.Now()
-	b.Close()
-	c := b.Counters().Snapshot()
-	log.Info(fmt.Sprintf("Detached %s from %s", st.Name, b.Status().Parent),
-		"rx_packets", c.RxPackets, "rx_bytes", c.RxBytes, "rx_coalesced", c.RxCoalesced,
-		"tx_packets", c.TxPackets, "tx_bytes", c.TxBytes,
-		"dropped", dropSum(c), "errors", c.Errors, "took", time.Since(start).Round(time.Millisecond))
-	return code
-}
-
-// resolveConfig turns the options into a bridge configuration; on error it
-// also returns the exit code.
-func resolveConfig(o options, log *slog.Logger) (bridge.Config, int, error) {
-	if err := bridge.ValidateName(o.name); err != nil {
-		return bridge.Config{}, exitConfig, fmt.Errorf("-v: %w", err)
-	}
-	if err := bridge.ValidateName(o.parent); err != nil {
-		return bridge.Config{}, exitConfig, fmt.Errorf("-e: %w", err)
-	}
-	policy, err := macaddr.Parse(o.mac)
-	if err != nil {
-		return bridge.Config{}, exitConfig, fmt.Errorf("-m: %w", err)
-	}
-	if policy.Warning != "" {
-		log.Warn(policy.Warning)
-	}
-	mac, err := policy.Resolve(o.name, o.machineIDFile)
-	if err != nil {
-		return bridge.Config{}, exitConfig, err
-	}
-	return bridge.Config{Name: o.name, Parent: o.parent, MAC: mac, Log: log}, exitOK, nil
+	return d.serve()
 }
 
 // explain adds the likely remedy to a start-up error.

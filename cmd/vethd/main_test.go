@@ -72,7 +72,7 @@ func TestRunHelpAndVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "vethd [-v veth-device] [-e eth-device] [-m mac-address]") {
 		t.Fatalf("--help: exit %d, output %q", code, out)
 	}
-	for _, f := range []string{"--name", "--parent", "--mac", "--version", "--machine-id-file"} {
+	for _, f := range []string{"--name", "--parent", "--mac", "--version", "--machine-id-file", "--instance", "--all", "--config-dir"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("--help does not mention %s", f)
 		}
@@ -83,15 +83,53 @@ func TestRunHelpAndVersion(t *testing.T) {
 	}
 }
 
-func TestResolveConfigWarnsOnUniversalMAC(t *testing.T) {
+func TestSeedSpecWarnsOnUniversalMAC(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(newLineHandler(&buf, false, slog.LevelInfo))
-	cfg, _, err := resolveConfig(options{name: "veth1", parent: "eth0", mac: "00:16:3e:00:00:01"}, log)
+	d := &daemon{o: options{name: "veth1", parent: "eth0", mac: "00:16:3e:00:00:01"}, log: log}
+	specs, err := d.loadSpecs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.MAC.String() != "00:16:3e:00:00:01" || !strings.Contains(buf.String(), "vethd: warn: ") || !strings.Contains(buf.String(), "universally-administered") {
-		t.Fatalf("cfg.MAC %s, log %q", cfg.MAC, buf.String())
+	if specs[0].cfg.MAC.String() != "00:16:3e:00:00:01" || specs[0].cfg.WaitParent || !strings.Contains(buf.String(), "vethd: warn: ") || !strings.Contains(buf.String(), "universally-administered") {
+		t.Fatalf("spec %+v, log %q", specs[0].cfg, buf.String())
+	}
+}
+
+func TestServiceModeFlags(t *testing.T) {
+	dir := t.TempDir()
+	mid := filepath.Join(dir, "machine-id")
+	os.WriteFile(mid, []byte("3d1219c7c4c5404aaa1d2a6d2adfdaa4\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "veth1.conf"), []byte("[Bridge]\nParent=eth0\nCarrier=maybe\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "veth2.conf"), []byte("[Bridge]\nParent=eth0\nMACAddress=random\nMTU=1400\nCarrier=on\n"), 0o644)
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--instance", "veth1", "--all"}, exitUsage, "exclude each other"},
+		{[]string{"--instance", "veth1", "-e", "eth1"}, exitUsage, "-e cannot be combined"},
+		{[]string{"--all", "--mac", "random"}, exitUsage, "-mac cannot be combined"},
+		{[]string{"--instance", "veth/1"}, exitConfig, "--instance: "},
+		{[]string{"--instance", "veth1", "--config-dir", dir}, exitConfig, filepath.Join(dir, "veth1.conf") + ":3: Carrier="},
+		{[]string{"--instance", "veth9", "--config-dir", dir}, exitConfig, filepath.Join(dir, "veth9.conf")},
+		{[]string{"--all", "--config-dir", dir}, exitConfig, filepath.Join(dir, "veth1.conf") + ":3: Carrier="},
+	}
+	for _, tc := range cases {
+		code, _, stderr := runCode(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("vethd %v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr, tc.code, tc.want)
+		}
+	}
+
+	d := &daemon{o: options{instance: "veth2", configDir: dir, machineIDFile: mid}, mode: modeInstance, log: slog.New(slog.DiscardHandler)}
+	specs, err := d.loadSpecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := specs[0].cfg
+	if c.Name != "veth2" || c.Parent != "eth0" || c.MTU != 1400 || !c.CarrierOn || !c.WaitParent || len(c.MAC) != 6 || specs[0].policy.Kind.String() != "random" {
+		t.Errorf("veth2.conf resolved to %+v (policy %v)", c, specs[0].policy)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -35,7 +36,8 @@ const (
 	StateStopping      State = "stopping"
 )
 
-// ErrNoParent is returned by Start when the parent does not exist.
+// ErrNoParent is returned by Start when the parent does not exist (and
+// Config.WaitParent is not set).
 var ErrNoParent = errors.New("no such parent interface")
 
 // Config is what a bridge is built from.
@@ -44,10 +46,22 @@ type Config struct {
 	Name string
 	// Parent is the name of the NIC whose wire is shared.
 	Parent string
-	// MAC is the virtual interface's address.
+	// MAC is the virtual interface's address. It may be nil only when
+	// TAP is set: the adopted interface then keeps its address.
 	MAC net.HardwareAddr
 	// MTU, if not zero, is used instead of following the parent's MTU.
 	MTU int
+	// CarrierOn keeps the virtual interface's carrier on whatever the
+	// parent's (Carrier=on); otherwise it follows the parent's.
+	CarrierOn bool
+	// WaitParent makes a missing parent a state (waiting-parent) instead of
+	// an error: the bridge attaches when a link of that name appears.
+	WaitParent bool
+	// TAP, if not nil, is an open TAP descriptor to adopt instead of
+	// creating the interface, such as the one systemd's fd store hands
+	// back after a restart: the interface keeps its ifindex and addresses.
+	// Start owns it from then on (it is closed on error).
+	TAP *os.File
 	// Netlink is the handle for link control; nil means a NETLINK_ROUTE
 	// handle made (and closed) by the bridge. The TAP, the parent socket
 	// and the link subscription always live in the calling process's
@@ -95,24 +109,35 @@ type Bridge struct {
 	sock   *ParentSocket
 	closed bool
 
+	reqs      chan func() // work for routineWatchLinks (Reconfigure, Health)
 	done      chan struct{}
 	watchDone chan struct{}
 	closeOnce sync.Once
 	fatal     chan error
 }
 
-// Start creates the TAP, sets its MAC, MTU and carrier, brings it up, opens
-// the parent socket and starts relaying. It returns ErrNoParent if the
-// parent does not exist, ErrNameInUse if the name is taken and
-// ErrInvalidName for a bad name. On error nothing is left behind.
+// Start creates the TAP (or adopts Config.TAP), sets its MAC, MTU and
+// carrier, brings it up, opens the parent socket and starts relaying. It
+// returns ErrNoParent if the parent does not exist (unless WaitParent),
+// ErrNameInUse if the name is taken, ErrNotTAP for a TAP to adopt that is
+// no longer one, and ErrInvalidName for a bad name. On error nothing is
+// left behind (an adopted TAP is closed: the interface goes once no other
+// process holds it).
 func Start(cfg Config) (_ *Bridge, err error) {
+	if cfg.TAP != nil {
+		defer func() {
+			if err != nil && cfg.TAP != nil {
+				cfg.TAP.Close()
+			}
+		}()
+	}
 	if err := ValidateName(cfg.Name); err != nil {
 		return nil, err
 	}
 	if err := ValidateName(cfg.Parent); err != nil {
 		return nil, fmt.Errorf("parent: %w", err)
 	}
-	if len(cfg.MAC) != 6 {
+	if len(cfg.MAC) != 6 && !(cfg.MAC == nil && cfg.TAP != nil) {
 		return nil, fmt.Errorf("%s: want a 6-byte MAC address", cfg.Name)
 	}
 	if cfg.Log == nil {
@@ -120,6 +145,7 @@ func Start(cfg Config) (_ *Bridge, err error) {
 	}
 	b := &Bridge{
 		cfg: cfg, h: cfg.Netlink, log: cfg.Log,
+		reqs: make(chan func()),
 		done: make(chan struct{}), watchDone: make(chan struct{}),
 		fatal: make(chan error, 1),
 	}
@@ -153,48 +179,111 @@ func Start(cfg Config) (_ *Bridge, err error) {
 
 	parent, err := linkByName(b.h, cfg.Parent)
 	if err != nil {
-		if isNotFound(err) {
+		switch {
+		case !isNotFound(err):
+			return nil, fmt.Errorf("find parent %s: %w", cfg.Parent, err)
+		case !cfg.WaitParent:
 			return nil, fmt.Errorf("parent %s: %w", cfg.Parent, ErrNoParent)
 		}
-		return nil, fmt.Errorf("find parent %s: %w", cfg.Parent, err)
-	}
-	if _, lerr := linkByName(b.h, cfg.Name); lerr == nil {
-		return nil, fmt.Errorf("create TAP %s: %w", cfg.Name, ErrNameInUse)
+		parent = nil
 	}
 
-	tap, err := OpenTAP(cfg.Name)
-	if err != nil {
-		return nil, err
+	var tap *TAP
+	var link netlink.Link
+	if cfg.TAP != nil {
+		f := cfg.TAP
+		cfg.TAP, b.cfg.TAP = nil, nil // AdoptTAP owns it now
+		if tap, err = AdoptTAP(f); err != nil {
+			return nil, err
+		}
+		b.tap = tap
+		undo = append(undo, func() { tap.Close() })
+		if link, err = b.adoptLink(tap, parent); err != nil {
+			return nil, err
+		}
+	} else {
+		if _, lerr := linkByName(b.h, cfg.Name); lerr == nil {
+			return nil, fmt.Errorf("create TAP %s: %w", cfg.Name, ErrNameInUse)
+		}
+		if tap, err = OpenTAP(cfg.Name); err != nil {
+			return nil, err
+		}
+		b.tap = tap
+		undo = append(undo, func() { tap.Close() })
+		mtu := cfg.MTU
+		if mtu == 0 && parent != nil {
+			mtu = parent.Attrs().MTU
+		}
+		// Carrier off while the link comes up; attach turns it on if the
+		// parent has one. The off→on change is what makes the kernel
+		// report the TAP's operstate as UP rather than UNKNOWN.
+		if err = tap.SetCarrier(false); err != nil {
+			return nil, err
+		}
+		if link, err = setupTAPLink(b.h, cfg.Name, cfg.MAC, mtu); err != nil {
+			return nil, err
+		}
 	}
-	b.tap = tap
-	undo = append(undo, func() { tap.Close() })
-	pa := parent.Attrs()
-	mtu := cfg.MTU
-	if mtu == 0 {
-		mtu = pa.MTU
-	}
-	// Carrier off while the link comes up; attach turns it on if the
-	// parent has one. The off→on change is what makes the kernel report
-	// the TAP's operstate as UP rather than UNKNOWN.
-	if err = tap.SetCarrier(false); err != nil {
-		return nil, err
-	}
-	link, err := setupTAPLink(b.h, cfg.Name, cfg.MAC, mtu)
-	if err != nil {
-		return nil, err
-	}
-	b.relay = NewRelay(tap, cfg.MAC, &b.counters, b.onRelayError)
+	la := link.Attrs()
+	b.cfg.MAC = la.HardwareAddr
+	b.relay = NewRelay(tap, la.HardwareAddr, &b.counters, b.onRelayError)
 	undo = append(undo, b.relay.Close)
-	b.st.IfIndex = link.Attrs().Index
-	b.st.MTU = mtu
+	b.st.IfIndex = la.Index
+	b.st.MAC = la.HardwareAddr
+	b.st.MTU = la.MTU
 	b.st.Offloads = tap.Offloads
 	b.st.StartedAt = time.Now()
-	if err = b.attach(parent); err != nil {
-		return nil, err
+	if parent != nil {
+		if err = b.attach(parent); err != nil {
+			return nil, err
+		}
+	} else {
+		b.detach()
+		b.log.Warn(fmt.Sprintf("Parent %s does not exist; %s has no carrier until it appears", cfg.Parent, cfg.Name))
 	}
 	go b.routineWatchLinks(updates, subDone)
 	return b, nil
 }
+
+// adoptLink brings an adopted TAP's link in line with the configuration:
+// MAC (unless nil), MTU and up, changing only what differs, so that its
+// addresses and any DHCP lease stay. A renamed interface keeps its name.
+//
+// Equivalent to: `ip link set $name address $mac mtu $mtu up`.
+func (b *Bridge) adoptLink(tap *TAP, parent netlink.Link) (netlink.Link, error) {
+	name := tap.Name()
+	if name != b.cfg.Name {
+		b.log.Warn(fmt.Sprintf("Adopted interface is named %s, not %s (renamed by someone); keeping it", name, b.cfg.Name))
+	}
+	l, err := linkByName(b.h, name)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", name, err)
+	}
+	a := l.Attrs()
+	if b.cfg.MAC != nil && !bytesEqual(a.HardwareAddr, b.cfg.MAC) {
+		// A TAP takes a new address while up (IFF_LIVE_ADDR_CHANGE).
+		if err := b.h.LinkSetHardwareAddr(l, b.cfg.MAC); err != nil {
+			return nil, fmt.Errorf("set %s mac %s: %w", name, b.cfg.MAC, err)
+		}
+	}
+	mtu := b.cfg.MTU
+	if mtu == 0 && parent != nil {
+		mtu = parent.Attrs().MTU
+	}
+	if mtu != 0 && mtu != a.MTU {
+		if err := b.h.LinkSetMTU(l, mtu); err != nil {
+			return nil, fmt.Errorf("set %s mtu %d: %w", name, mtu, err)
+		}
+	}
+	if a.Flags&net.FlagUp == 0 {
+		if err := b.h.LinkSetUp(l); err != nil {
+			return nil, fmt.Errorf("set %s up: %w", name, err)
+		}
+	}
+	return linkByIndex(b.h, a.Index)
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
 // subscribe starts receiving link notifications on ch until done closes.
 //
@@ -227,7 +316,7 @@ func (b *Bridge) attach(parent netlink.Link) error {
 	}
 	b.relay.SetParent(sock)
 	carrier := linkCarrier(pa)
-	if err := b.tap.SetCarrier(carrier); err != nil {
+	if err := b.tap.SetCarrier(b.tapCarrier(carrier)); err != nil {
 		b.log.Warn("cannot set carrier", "err", err)
 	}
 	// Read the promiscuity after joining: it shows the kernel's reaction.
@@ -240,7 +329,7 @@ func (b *Bridge) attach(parent netlink.Link) error {
 	b.st.Parent = pa.Name
 	b.st.ParentIfIndex = pa.Index
 	b.st.ParentCarrier = carrier
-	b.st.Carrier = carrier
+	b.st.Carrier = b.tapCarrier(carrier)
 	b.st.Promiscuity = promisc
 	b.st.State = stateFor(carrier)
 	b.mu.Unlock()
@@ -251,17 +340,22 @@ func (b *Bridge) attach(parent netlink.Link) error {
 // detach closes the parent socket and turns the carrier off: the parent is gone.
 func (b *Bridge) detach() {
 	b.relay.SetParent(nil)
-	if err := b.tap.SetCarrier(false); err != nil {
+	if err := b.tap.SetCarrier(b.tapCarrier(false)); err != nil {
 		b.log.Warn("cannot set carrier", "err", err)
 	}
 	b.mu.Lock()
 	b.sock = nil
 	b.st.ParentIfIndex = 0
 	b.st.ParentCarrier = false
-	b.st.Carrier = false
+	b.st.Promiscuity = 0
+	b.st.Carrier = b.tapCarrier(false)
 	b.st.State = StateWaitingParent
 	b.mu.Unlock()
 }
+
+// tapCarrier is the carrier the TAP should have when the parent's is
+// parentCarrier.
+func (b *Bridge) tapCarrier(parentCarrier bool) bool { return parentCarrier || b.cfg.CarrierOn }
 
 func stateFor(carrier bool) State {
 	if carrier {
@@ -274,7 +368,17 @@ func stateFor(carrier bool) State {
 //
 // Equivalent to: `ip link set $name mtu $mtu`.
 func (b *Bridge) followMTU(mtu int) {
-	if b.cfg.MTU != 0 || mtu <= 0 {
+	if b.cfg.MTU != 0 {
+		return
+	}
+	b.setMTU(mtu)
+}
+
+// setMTU sets the TAP's MTU, if it differs.
+//
+// Equivalent to: `ip link set $name mtu $mtu`.
+func (b *Bridge) setMTU(mtu int) {
+	if mtu <= 0 {
 		return
 	}
 	b.mu.Lock()
@@ -292,7 +396,11 @@ func (b *Bridge) followMTU(mtu int) {
 		b.setError(fmt.Errorf("set %s mtu %d: %w", b.cfg.Name, mtu, err))
 		return
 	}
-	b.log.Info(fmt.Sprintf("MTU of %s follows %s", b.cfg.Name, b.st.Parent), "mtu", mtu)
+	if b.cfg.MTU != 0 {
+		b.log.Info(fmt.Sprintf("MTU of %s set", b.cfg.Name), "mtu", mtu)
+	} else {
+		b.log.Info(fmt.Sprintf("MTU of %s follows %s", b.cfg.Name, b.st.Parent), "mtu", mtu)
+	}
 	b.mu.Lock()
 	b.st.MTU = mtu
 	b.mu.Unlock()
@@ -309,6 +417,8 @@ func (b *Bridge) routineWatchLinks(updates chan netlink.LinkUpdate, subDone chan
 		case <-b.done:
 			close(subDone)
 			return
+		case f := <-b.reqs:
+			f()
 		case <-tick.C:
 			b.mu.Lock()
 			sock := b.sock
@@ -379,7 +489,7 @@ func (b *Bridge) parentChanged(a *netlink.LinkAttrs) {
 	old := b.st
 	b.st.Parent = a.Name
 	b.st.ParentCarrier = carrier
-	b.st.Carrier = carrier
+	b.st.Carrier = b.tapCarrier(carrier)
 	b.st.Promiscuity = a.Promisc
 	b.st.State = stateFor(carrier)
 	b.mu.Unlock()
@@ -387,7 +497,7 @@ func (b *Bridge) parentChanged(a *netlink.LinkAttrs) {
 		b.log.Info(fmt.Sprintf("Parent %s renamed to %s; still attached", old.Parent, a.Name))
 	}
 	if carrier != old.ParentCarrier {
-		if err := b.tap.SetCarrier(carrier); err != nil {
+		if err := b.tap.SetCarrier(b.tapCarrier(carrier)); err != nil {
 			b.setError(err)
 		}
 		if carrier {
@@ -484,6 +594,133 @@ func (b *Bridge) Close() error {
 	})
 	return nil
 }
+
+// ErrClosed is returned by Reconfigure and Health once the bridge is closed.
+var ErrClosed = errors.New("bridge closed")
+
+// watcherTimeout bounds how long Reconfigure and Health wait for the link
+// watcher: a watcher that does not answer in this time is stuck.
+const watcherTimeout = 5 * time.Second
+
+// do runs f on the link watcher's goroutine (which owns the parent
+// binding and b.cfg) and returns its error.
+func (b *Bridge) do(f func() error) error {
+	errc := make(chan error, 1)
+	timeout := time.NewTimer(watcherTimeout)
+	defer timeout.Stop()
+	select {
+	case b.reqs <- func() { errc <- f() }:
+	case <-b.done:
+		return ErrClosed
+	case <-timeout.C:
+		return errors.New("the link watcher is not responding")
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-b.done:
+		return ErrClosed
+	}
+}
+
+// Health reports whether the bridge is alive: both relay readers running
+// and the link watcher answering within watcherTimeout. It is what the
+// service's watchdog pings are made of.
+func (b *Bridge) Health() error {
+	if err := b.relay.Healthy(); err != nil {
+		return fmt.Errorf("%s: %w", b.cfg.Name, err)
+	}
+	if err := b.do(func() error { return nil }); err != nil {
+		return fmt.Errorf("%s: %w", b.cfg.Name, err)
+	}
+	return nil
+}
+
+// Reconfigure applies a new configuration without removing the TAP:
+// Parent, MAC, MTU, CarrierOn and WaitParent may change; Name may not, and
+// TAP, Netlink, Log and OnChange are ignored. A new parent or MAC closes
+// the parent socket and opens a new one (a missing new parent is waited
+// for); MTU and carrier are set in place.
+func (b *Bridge) Reconfigure(nc Config) error {
+	if nc.Name != b.cfg.Name {
+		return fmt.Errorf("%s: the name cannot change (to %q) without re-creating the interface", b.cfg.Name, nc.Name)
+	}
+	if err := ValidateName(nc.Parent); err != nil {
+		return fmt.Errorf("parent: %w", err)
+	}
+	if nc.MAC != nil && len(nc.MAC) != 6 {
+		return fmt.Errorf("%s: want a 6-byte MAC address", nc.Name)
+	}
+	return b.do(func() error { return b.reconfigure(nc) })
+}
+
+// reconfigure is Reconfigure on the link watcher's goroutine.
+func (b *Bridge) reconfigure(nc Config) error {
+	defer b.changed()
+	st := b.Status()
+	macChanged := nc.MAC != nil && !bytesEqual(nc.MAC, b.cfg.MAC)
+	parentChanged := nc.Parent != b.cfg.Parent
+	b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent = nc.MTU, nc.CarrierOn, nc.WaitParent
+	if macChanged {
+		l, err := linkByIndex(b.h, st.IfIndex)
+		if err == nil {
+			err = b.h.LinkSetHardwareAddr(l, nc.MAC)
+		}
+		if err != nil {
+			return fmt.Errorf("set %s mac %s: %w", b.cfg.Name, nc.MAC, err)
+		}
+		mac := append(net.HardwareAddr(nil), nc.MAC...)
+		b.cfg.MAC = mac
+		b.relay.SetMAC(mac)
+		b.mu.Lock()
+		b.st.MAC = mac
+		b.mu.Unlock()
+		b.log.Info(fmt.Sprintf("MAC address of %s changed", b.cfg.Name), "mac", mac)
+	}
+	if parentChanged {
+		b.log.Info(fmt.Sprintf("Parent of %s changed from %s to %s", b.cfg.Name, b.cfg.Parent, nc.Parent))
+		b.cfg.Parent = nc.Parent
+		b.mu.Lock()
+		b.st.Parent = nc.Parent
+		b.mu.Unlock()
+	}
+	if macChanged || parentChanged {
+		if st.ParentIfIndex != 0 {
+			b.detach()
+		}
+		l, err := linkByName(b.h, b.cfg.Parent)
+		if err != nil {
+			b.log.Warn(fmt.Sprintf("Parent %s does not exist; %s has no carrier until it appears", b.cfg.Parent, b.cfg.Name))
+			return nil
+		}
+		if err := b.attach(l); err != nil {
+			return fmt.Errorf("attach to %s: %w", b.cfg.Parent, err)
+		}
+		b.log.Info(fmt.Sprintf("Attached %s into %s", b.cfg.Name, b.cfg.Parent), "mac", b.cfg.MAC)
+		return nil
+	}
+	carrier := b.tapCarrier(st.ParentCarrier)
+	if carrier != st.Carrier {
+		if err := b.tap.SetCarrier(carrier); err != nil {
+			return err
+		}
+		b.mu.Lock()
+		b.st.Carrier = carrier
+		b.mu.Unlock()
+	}
+	mtu := b.cfg.MTU
+	if mtu == 0 && st.ParentIfIndex != 0 {
+		if l, err := linkByIndex(b.h, st.ParentIfIndex); err == nil {
+			mtu = l.Attrs().MTU
+		}
+	}
+	b.setMTU(mtu)
+	return nil
+}
+
+// TAPFd returns a new descriptor for the TAP, for systemd's fd store; the
+// caller closes it (unix.Close) once handed over.
+func (b *Bridge) TAPFd() (int, error) { return b.tap.Dup() }
 
 // Status returns a snapshot of the bridge's state.
 func (b *Bridge) Status() Status {

@@ -71,7 +71,8 @@ func linkByIndex(h *netlink.Handle, i int) (netlink.Link, error) {
 	return retryDump(func() (netlink.Link, error) { return h.LinkByIndex(i) })
 }
 
-// setupTAPLink gives the fresh TAP its address and MTU, then brings it up.
+// setupTAPLink gives the fresh TAP its address and MTU (0: left as it is),
+// then brings it up.
 // The address is set while the link is down, so nothing ever leaves with
 // the kernel's random one.
 //
@@ -84,8 +85,10 @@ func setupTAPLink(h *netlink.Handle, name string, mac net.HardwareAddr, mtu int)
 	if err := h.LinkSetHardwareAddr(l, mac); err != nil {
 		return nil, fmt.Errorf("set %s mac %s: %w", name, mac, err)
 	}
-	if err := h.LinkSetMTU(l, mtu); err != nil {
-		return nil, fmt.Errorf("set %s mtu %d: %w", name, mtu, err)
+	if mtu != 0 {
+		if err := h.LinkSetMTU(l, mtu); err != nil {
+			return nil, fmt.Errorf("set %s mtu %d: %w", name, mtu, err)
+		}
 	}
 	if err := h.LinkSetUp(l); err != nil {
 		return nil, fmt.Errorf("set %s up: %w", name, err)

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"sync"
@@ -181,7 +180,8 @@ func (c *Counters) Reset() {
 // current parent atomically for every frame.
 type Relay struct {
 	tap      FrameIO
-	mac      [6]byte
+	mac      atomic.Uint64 // the virtual MAC, as macBits gives it
+	tapAlive atomic.Bool   // the TAP reader runs
 	parent   atomic.Pointer[parentBinding]
 	counters *Counters
 	// OnError is called once per distinct failure of a read loop that is
@@ -200,10 +200,36 @@ type parentBinding struct {
 // starts the TAP reader. onError may be nil.
 func NewRelay(tap FrameIO, mac net.HardwareAddr, c *Counters, onError func(dir string, err error)) *Relay {
 	r := &Relay{tap: tap, counters: c, onError: onError}
-	copy(r.mac[:], mac)
+	r.SetMAC(mac)
+	r.tapAlive.Store(true)
 	r.wg.Add(1)
 	go r.routineTAPToWire()
 	return r
+}
+
+// SetMAC changes the source address frames from the TAP must carry.
+func (r *Relay) SetMAC(mac net.HardwareAddr) { r.mac.Store(macBits(mac)) }
+
+// macBits packs a 6-byte address into the low 48 bits of a uint64.
+func macBits(b []byte) uint64 {
+	_ = b[5]
+	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
+}
+
+// Healthy reports whether the relay's readers are running: the TAP reader
+// always, the parent reader whenever a parent is set.
+func (r *Relay) Healthy() error {
+	if !r.tapAlive.Load() {
+		return errors.New("the TAP reader has stopped")
+	}
+	if p := r.parent.Load(); p != nil {
+		select {
+		case <-p.done:
+			return errors.New("the parent reader has stopped")
+		default:
+		}
+	}
+	return nil
 }
 
 // SetParent makes p the parent side and starts its reader; the previous
@@ -236,6 +262,7 @@ func (r *Relay) Close() {
 // writes them to the parent. It ends when the TAP is closed.
 func (r *Relay) routineTAPToWire() {
 	defer r.wg.Done()
+	defer r.tapAlive.Store(false)
 	buf := make([]byte, BufSize)
 	c := r.counters
 	var errs readErrors
@@ -255,7 +282,7 @@ func (r *Relay) routineTAPToWire() {
 			c.TxDrops[DropRunt].Add(1)
 			continue
 		}
-		if !bytes.Equal(buf[VnetHdrLen+6:VnetHdrLen+12], r.mac[:]) {
+		if macBits(buf[VnetHdrLen+6:VnetHdrLen+12]) != r.mac.Load() {
 			c.TxDrops[DropSpoof].Add(1)
 			continue
 		}

@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,6 +77,82 @@ func OpenTAP(name string) (*TAP, error) {
 	}
 	t.pollFD = p
 	return t, nil
+}
+
+// ErrNotTAP is returned by AdoptTAP for a descriptor that is not an
+// attached TAP device with vnet headers (or whose interface was deleted).
+var ErrNotTAP = errors.New("not a TAP interface with vnet headers")
+
+// AdoptTAP takes over an open TAP descriptor, such as the one systemd's fd
+// store hands back after a restart: it checks that f is attached to a TAP
+// interface set up like OpenTAP's (TUNGETIFF), sets the offloads again and
+// puts the fd in the netpoller. The interface, its ifindex and its
+// addresses are the ones that already exist. AdoptTAP owns f from then on,
+// and closes it on error.
+//
+// Equivalent to: nothing in `ip`; it is the inverse of handing the fd over.
+func AdoptTAP(f *os.File) (*TAP, error) {
+	defer f.Close()
+	// A descriptor of our own, so that f can be closed whatever happens.
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return nil, fmt.Errorf("adopt TAP %s: %w", f.Name(), err)
+	}
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr); err != nil {
+		unix.Close(fd)
+		// EBADFD: the interface was deleted; EINVAL/ENOTTY: not a tun fd.
+		return nil, fmt.Errorf("adopt TAP from %s: %w (%w)", f.Name(), ErrNotTAP, err)
+	}
+	name := ifr.Name()
+	flags := ifr.Uint16()
+	if flags&(unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_VNET_HDR) != unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_VNET_HDR {
+		unix.Close(fd)
+		return nil, fmt.Errorf("adopt %s: %w (flags %#x)", name, ErrNotTAP, flags)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("set %s vnet header size: %w", name, err)
+	}
+	t := &TAP{fd: fd, name: name}
+	if err := t.setOffloads(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("set %s non-blocking: %w", name, err)
+	}
+	p, err := newPollFD(fd, "tap:"+name, false)
+	if err != nil {
+		return nil, err
+	}
+	t.pollFD = p
+	return t, nil
+}
+
+// Dup returns a new descriptor for the TAP (close-on-exec), to hand to
+// systemd's fd store: the interface then outlives this process until
+// systemd closes its copy. It is a raw fd on purpose: an *os.File's Fd
+// method would make the shared file description blocking. The caller
+// closes it with unix.Close.
+func (t *TAP) Dup() (int, error) {
+	nfd := -1
+	var err error
+	cerr := t.rc.Control(func(fd uintptr) {
+		nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3)
+	})
+	if cerr != nil {
+		return -1, fmt.Errorf("dup %s fd: %w", t.name, cerr)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("dup %s fd: %w", t.name, err)
+	}
+	return nfd, nil
 }
 
 // setOffloads tells the kernel which offloads vethd accepts in frames read

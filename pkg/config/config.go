@@ -1,0 +1,420 @@
+// Package config reads and writes vethd's bridge configuration files,
+// /etc/vethd/NAME.conf, in systemd unit-file syntax.
+//
+// A file has one section, [Bridge]:
+//
+//	[Bridge]
+//	Parent=eth0
+//	MACAddress=persistent
+//	MTU=inherit
+//	Carrier=follow
+//
+// go-systemd's unit parser decides what the file says; a line scan of the
+// same bytes (scan.go) finds the line of each section and key, so that every
+// error names the file, the line and the key (see Error). vethd.conf(5)
+// documents the keys.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/coreos/go-systemd/v22/unit"
+
+	"github.com/vethd/vethd/pkg/bridge"
+	"github.com/vethd/vethd/pkg/macaddr"
+)
+
+// Dir is where the bridge configuration files are.
+const Dir = "/etc/vethd"
+
+// Carrier is how the TAP interface's carrier is set.
+type Carrier string
+
+const (
+	CarrierFollow Carrier = "follow" // the TAP's carrier follows the parent's (default)
+	CarrierOn     Carrier = "on"     // the TAP always has carrier
+)
+
+// Bridge is one bridge's configuration.
+type Bridge struct {
+	Name       string         // interface name = file name without ".conf"
+	File       string         // path it was read from ("" if built in code)
+	Parent     string         // Parent= (required)
+	MACAddress string         // MACAddress= as written: "persistent" (default), "random" or an address
+	MAC        macaddr.Policy // MACAddress= parsed with macaddr.Parse
+	MTU        int            // MTU=: 0 means "inherit" (default) = follow the parent
+	Carrier    Carrier        // Carrier=: follow (default) | on
+}
+
+// Section is the one section a configuration file has.
+const section = "Bridge"
+
+// Key names, in the order Marshal writes them.
+const (
+	keyParent     = "Parent"
+	keyMACAddress = "MACAddress"
+	keyMTU        = "MTU"
+	keyCarrier    = "Carrier"
+)
+
+var knownKeys = []string{keyParent, keyMACAddress, keyMTU, keyCarrier}
+
+// MTU limits: the IPv4 minimum (RFC 791) and the largest the kernel takes
+// for a TAP interface.
+const (
+	minMTU = 68
+	maxMTU = 65535
+)
+
+// maxFileSize bounds what Parse reads; a real file is a few hundred bytes.
+const maxFileSize = 1 << 20
+
+// Error is a configuration error; it prints as "FILE:LINE: KEY=: MESSAGE"
+// (":LINE" left out when Line is 0, "KEY=: " when Key is "").
+type Error struct {
+	File string // the file's path as given to Load or Parse
+	Line int    // 1-based line of the section header or key; 0 if none
+	Key  string // the key the error is about, without '='; "" if none
+	Err  error
+}
+
+// Error returns "FILE:LINE: KEY=: MESSAGE".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		if e.File != "" {
+			b.WriteByte(':')
+		}
+		b.WriteString(strconv.Itoa(e.Line))
+	}
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString("=: ")
+	}
+	if e.Err != nil {
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the underlying error (bridge.ErrInvalidName,
+// macaddr.ErrInvalid, fs.ErrNotExist, …).
+func (e *Error) Unwrap() error { return e.Err }
+
+// Path returns the configuration file of the bridge named name in dir:
+// dir/name.conf.
+func Path(dir, name string) string {
+	return filepath.Join(dir, name+".conf")
+}
+
+// Validate checks that name can name a bridge: it must be a valid interface
+// name (bridge.ValidateName). Its errors wrap bridge.ErrInvalidName.
+func Validate(name string) error {
+	return bridge.ValidateName(name)
+}
+
+// Names returns the sorted NAMEs of the files dir/NAME.conf: regular files
+// and symbolic links to them, not directories. Names that are not valid
+// interface names are listed too, so that Load reports them. A missing dir
+// is an empty list, not an error.
+func Names(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &Error{File: dir, Err: unwrapPath(err)}
+	}
+	var names []string
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".conf")
+		if !ok || name == "" {
+			continue
+		}
+		switch t := e.Type(); {
+		case t.IsRegular():
+		case t&fs.ModeSymlink != 0:
+			fi, err := os.Stat(filepath.Join(dir, e.Name()))
+			if err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+		default:
+			continue
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// Load reads the configuration file path. The bridge's name is the file's
+// base name without ".conf". Every error is an *Error; one about the file
+// itself (missing, unreadable, a bad name) has Line 0, and a missing file
+// satisfies errors.Is(err, fs.ErrNotExist).
+func Load(path string) (*Bridge, error) {
+	name := strings.TrimSuffix(filepath.Base(path), ".conf")
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &Error{File: path, Err: unwrapPath(err)}
+	}
+	defer f.Close()
+	return Parse(f, path, name)
+}
+
+// unwrapPath turns an *fs.PathError into "OP: ERR", keeping ERR in the
+// chain: Error prints the path already.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
+
+// Parse reads the configuration of the bridge named name from r; path is
+// the file name its errors give. Every error is an *Error.
+//
+// The last assignment of a key wins; an empty one (Key=) resets the key to
+// its default. Every assignment is checked, also one a later one overrides.
+func Parse(r io.Reader, path, name string) (*Bridge, error) {
+	if err := Validate(name); err != nil {
+		return nil, &Error{File: path, Err: fmt.Errorf("%w (a bridge is named after its file, NAME.conf)", err)}
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxFileSize+1))
+	if err != nil {
+		return nil, &Error{File: path, Err: unwrapPath(err)}
+	}
+	if len(data) > maxFileSize {
+		return nil, &Error{File: path, Err: fmt.Errorf("larger than %d bytes; is this a configuration file?", maxFileSize)}
+	}
+	// systemd skips a UTF-8 byte order mark; go-systemd would skip it only
+	// before the first section, so drop it for both parsers.
+	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
+
+	sections, err := unit.DeserializeSections(bytes.NewReader(data))
+	scanned, serr := scan(data)
+	if err != nil {
+		if serr != nil {
+			serr.cause = err
+			return nil, &Error{File: path, Line: serr.line, Err: serr}
+		}
+		return nil, &Error{File: path, Err: err}
+	}
+	if serr != nil {
+		return nil, &Error{File: path, Line: serr.line, Err: serr}
+	}
+	lines := lineMap(sections, scanned)
+
+	b := &Bridge{Name: name, File: path}
+	b.reset(keyMACAddress)
+	b.reset(keyMTU)
+	b.reset(keyCarrier)
+	parentLine := 0
+	for i, s := range sections {
+		if s.Section != section {
+			return nil, &Error{File: path, Line: lines.section(i),
+				Err: fmt.Errorf("unknown section %q; the only section is [%s]", "["+s.Section+"]", section)}
+		}
+		for j, e := range s.Entries {
+			line := lines.entry(i, j)
+			if err := b.set(e.Name, e.Value); err != nil {
+				return nil, &Error{File: path, Line: line, Key: e.Name, Err: err}
+			}
+			if e.Name == keyParent {
+				parentLine = line
+			}
+		}
+	}
+	if b.Parent == "" {
+		return nil, &Error{File: path, Key: keyParent, Err: errors.New("missing; name the NIC whose wire is shared")}
+	}
+	if b.Parent == name {
+		return nil, &Error{File: path, Line: parentLine, Key: keyParent,
+			Err: fmt.Errorf("%q is the bridge itself; name the NIC whose wire is shared", b.Parent)}
+	}
+	return b, nil
+}
+
+// reset sets key to its default, as an empty assignment does.
+func (b *Bridge) reset(key string) {
+	switch key {
+	case keyParent:
+		b.Parent = ""
+	case keyMACAddress:
+		b.MACAddress, b.MAC = macaddr.Persistent.String(), macaddr.Policy{Kind: macaddr.Persistent}
+	case keyMTU:
+		b.MTU = 0
+	case keyCarrier:
+		b.Carrier = CarrierFollow
+	}
+}
+
+// set applies the assignment key=raw, raw as go-systemd returns it.
+func (b *Bridge) set(key, raw string) error {
+	if key == "" {
+		return errors.New("line begins with '=': no key is named")
+	}
+	if !slices.Contains(knownKeys, key) {
+		msg := "unknown key; known keys are " + strings.Join(knownKeys, ", ")
+		for _, k := range knownKeys {
+			if strings.EqualFold(k, key) {
+				msg += "; did you mean " + k + "= (keys are case-sensitive)?"
+			}
+		}
+		return errors.New(msg)
+	}
+	v := value(raw)
+	if v == "" {
+		b.reset(key)
+		return nil
+	}
+	if err := checkChars(v); err != nil {
+		return err
+	}
+	switch key {
+	case keyParent:
+		if err := bridge.ValidateName(v); err != nil {
+			return withHint(err, v)
+		}
+		b.Parent = v
+	case keyMACAddress:
+		p, err := macaddr.Parse(v)
+		if err != nil {
+			return withHint(err, v)
+		}
+		b.MACAddress, b.MAC = v, p
+	case keyMTU:
+		n, err := parseMTU(v)
+		if err != nil {
+			return withHint(err, v)
+		}
+		b.MTU = n
+	case keyCarrier:
+		switch {
+		case strings.EqualFold(v, string(CarrierFollow)):
+			b.Carrier = CarrierFollow
+		case strings.EqualFold(v, string(CarrierOn)):
+			b.Carrier = CarrierOn
+		default:
+			return withHint(fmt.Errorf("%q is not %s or %s", v, CarrierFollow, CarrierOn), v)
+		}
+	}
+	return nil
+}
+
+// parseMTU reads "inherit" (0) or a number from minMTU to maxMTU.
+func parseMTU(v string) (int, error) {
+	if strings.EqualFold(v, "inherit") {
+		return 0, nil
+	}
+	if strings.TrimLeft(v, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is not a number or \"inherit\"", v)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < minMTU || n > maxMTU {
+		return 0, fmt.Errorf("%s is out of range: an MTU is %d to %d, or \"inherit\"", v, minMTU, maxMTU)
+	}
+	return n, nil
+}
+
+// value turns a value as go-systemd returns it into what systemd reads:
+// go-systemd keeps the backslash-newline of a continued line, systemd
+// replaces the backslash with a space and joins the lines, leaving out
+// comment lines in between. The result is trimmed.
+func value(raw string) string {
+	if !strings.Contains(raw, "\n") && !strings.HasSuffix(raw, `\`) {
+		return strings.TrimSpace(raw)
+	}
+	var b strings.Builder
+	for i, seg := range strings.Split(raw, "\n") {
+		if i > 0 {
+			if t := strings.TrimLeftFunc(seg, unicode.IsSpace); t != "" && (t[0] == '#' || t[0] == ';') {
+				continue
+			}
+		}
+		if s, ok := strings.CutSuffix(seg, `\`); ok {
+			seg = s + " "
+		}
+		b.WriteString(seg)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// checkChars rejects what no value may hold: control characters, and
+// backslashes, which no setting needs and which would continue a line when
+// the value is written back.
+func checkChars(v string) error {
+	for _, r := range v {
+		switch {
+		case r == '\\':
+			return fmt.Errorf("%q holds a backslash; no setting takes one (a backslash at the end of a line continues the value on the next line)", v)
+		case r != '\t' && unicode.IsControl(r):
+			return fmt.Errorf("%q holds a control character", v)
+		}
+	}
+	return nil
+}
+
+// withHint adds to err, about value v, a hint when v looks like it carries
+// a trailing comment: unit-file syntax has none.
+func withHint(err error, v string) error {
+	for i := 1; i < len(v); i++ {
+		if (v[i] == '#' || v[i] == ';') && (v[i-1] == ' ' || v[i-1] == '\t') {
+			return fmt.Errorf("%w; '%c' starts a comment only at the beginning of a line, so put comments on a line of their own", err, v[i])
+		}
+	}
+	return err
+}
+
+// Marshal returns the configuration as file text: a comment header and the
+// [Bridge] section with every key. Parse reads it back to the same Bridge
+// (with the same path and name). MACAddress is written as it was read;
+// if it is empty, MAC is written.
+func (b *Bridge) Marshal() []byte {
+	mac := b.MACAddress
+	if mac == "" {
+		mac = b.MAC.String()
+	}
+	mtu := "inherit"
+	if b.MTU != 0 {
+		mtu = strconv.Itoa(b.MTU)
+	}
+	carrier := b.Carrier
+	if carrier == "" {
+		carrier = CarrierFollow
+	}
+
+	var buf bytes.Buffer
+	if Validate(b.Name) == nil {
+		fmt.Fprintf(&buf, "# vethd bridge %s: read by \"vethd --instance %s\", \"vethd --all\"\n", b.Name, b.Name)
+		fmt.Fprintf(&buf, "# and vethd@%s.service; apply changes with \"systemctl reload vethd@%s\".\n", b.Name, b.Name)
+	} else {
+		buf.WriteString("# vethd bridge configuration.\n")
+	}
+	buf.WriteString("# See vethd.conf(5). Comments go on lines of their own.\n")
+	buf.WriteString("#   Parent=      the NIC whose wire is shared\n")
+	buf.WriteString("#   MACAddress=  persistent | random | an address like 02:00:5e:10:00:01\n")
+	fmt.Fprintf(&buf, "#   MTU=         inherit | %d..%d\n", minMTU, maxMTU)
+	fmt.Fprintf(&buf, "#   Carrier=     %s | %s\n", CarrierFollow, CarrierOn)
+	_, _ = io.Copy(&buf, unit.Serialize([]*unit.UnitOption{
+		unit.NewUnitOption(section, keyParent, b.Parent),
+		unit.NewUnitOption(section, keyMACAddress, mac),
+		unit.NewUnitOption(section, keyMTU, mtu),
+		unit.NewUnitOption(section, keyCarrier, string(carrier)),
+	}))
+	return buf.Bytes()
+}
