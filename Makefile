@@ -4,13 +4,28 @@ DESTDIR ?=
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 LDFLAGS := -X main.version=$(VERSION)
+# Where build puts the binaries (the end-to-end test builds out of the tree).
+BUILDDIR ?= bin
 
-.PHONY: all build test demo bench install clean
+SBINDIR       ?= $(PREFIX)/sbin
+BINDIR        ?= $(PREFIX)/bin
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+DBUSPOLICYDIR ?= $(PREFIX)/share/dbus-1/system.d
+MANDIR        ?= $(PREFIX)/share/man
+DOCDIR        ?= $(PREFIX)/share/doc/vethd
+BASHCOMPDIR   ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR    ?= $(PREFIX)/share/zsh/vendor-completions
+
+UNITS      := vethd@.service vethd.service
+DBUSPOLICY := io.github.vethd.Bridge1.conf
+
+.PHONY: all build test demo bench install uninstall clean
 
 all: build
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/vethd ./cmd/vethd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BUILDDIR)/vethd ./cmd/vethd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BUILDDIR)/vethctl ./cmd/vethctl
 
 test:
 	./scripts/test.sh
@@ -21,9 +36,32 @@ demo:
 bench:
 	./bench/run.sh
 
+# The units name /usr/sbin/vethd; ExecStart= is rewritten to $(SBINDIR).
 install: build
-	install -D -m 0755 bin/vethd $(DESTDIR)$(PREFIX)/sbin/vethd
-	install -D -m 0644 docs/vethd.8 $(DESTDIR)$(PREFIX)/share/man/man8/vethd.8
+	install -D -m 0755 $(BUILDDIR)/vethd $(DESTDIR)$(SBINDIR)/vethd
+	install -D -m 0755 $(BUILDDIR)/vethctl $(DESTDIR)$(BINDIR)/vethctl
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	for u in $(UNITS); do \
+		sed 's|^ExecStart=/usr/sbin/vethd|ExecStart=$(SBINDIR)/vethd|' dist/systemd/$$u \
+			>$(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -D -m 0644 dist/dbus/$(DBUSPOLICY) $(DESTDIR)$(DBUSPOLICYDIR)/$(DBUSPOLICY)
+	install -D -m 0644 dist/vethd/veth1.conf.example $(DESTDIR)$(DOCDIR)/examples/veth1.conf
+	install -D -m 0644 docs/vethd.8 $(DESTDIR)$(MANDIR)/man8/vethd.8
+	install -D -m 0644 docs/vethctl.1 $(DESTDIR)$(MANDIR)/man1/vethctl.1
+	install -D -m 0644 docs/vethd.conf.5 $(DESTDIR)$(MANDIR)/man5/vethd.conf.5
+	install -D -m 0644 dist/completions/vethctl.bash $(DESTDIR)$(BASHCOMPDIR)/vethctl
+	install -D -m 0644 dist/completions/_vethctl $(DESTDIR)$(ZSHCOMPDIR)/_vethctl
+
+# Removes what install put there (the same variables must be given).
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/vethd $(DESTDIR)$(BINDIR)/vethctl
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	rm -f $(DESTDIR)$(DBUSPOLICYDIR)/$(DBUSPOLICY)
+	rm -f $(DESTDIR)$(DOCDIR)/examples/veth1.conf
+	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+	rm -f $(DESTDIR)$(MANDIR)/man8/vethd.8 $(DESTDIR)$(MANDIR)/man1/vethctl.1 $(DESTDIR)$(MANDIR)/man5/vethd.conf.5
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/vethctl $(DESTDIR)$(ZSHCOMPDIR)/_vethctl
 
 clean:
 	rm -rf bin

@@ -2,10 +2,13 @@
 # Installs what building, testing and the demo need on Debian/Ubuntu:
 # Debian packages (only those missing) and the Go modules.
 # dnsmasq-base, not dnsmasq: the binary without a system DNS service.
+# systemd, systemd-container (systemd-nspawn) and dbus: the end-to-end test
+# (test/e2e) boots this OS in a container with the installed units.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(iproute2 dnsmasq-base isc-dhcp-client iperf3 ethtool iputils-ping iputils-arping tcpdump procps python3 make)
+PKGS=(iproute2 dnsmasq-base isc-dhcp-client iperf3 ethtool iputils-ping iputils-arping tcpdump procps python3 make
+	systemd systemd-container dbus)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README.md, .ci/run): installs what the tests need, then
-# runs every test — unit tests, and as root the integration tests in test/,
-# which build their own network namespaces and remove them.
+# runs every test — unit tests, the units' sandboxing score, and as root the
+# integration tests in test/ (their own network namespaces) and the
+# end-to-end tests in test/e2e (this OS booted in a systemd-nspawn container
+# with the installed units), all of which remove what they create.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x /usr/local/go/bin/go ]] && export PATH=$PATH:/usr/local/go/bin
@@ -13,6 +15,8 @@ if [[ -n $unformatted ]]; then
 	echo "gofmt would change: $unformatted" >&2
 	exit 1
 fi
+echo "== systemd-analyze security (each unit's exposure must be <= 2.0)"
+./scripts/check-security.sh
 echo "== go test"
 if [[ $(id -u) -ne 0 ]]; then
 	echo "note: not root; the integration tests in test/ will skip" >&2

@@ -171,7 +171,9 @@ func startService(t *testing.T, l *LAN, sd *fakeSystemd, watchdog time.Duration,
 		files = append(files, f)
 	}
 	setup := func(c *exec.Cmd) {
-		c.Env = append(os.Environ(), "NOTIFY_SOCKET="+sd.Path, "JOURNAL_STREAM=")
+		// No system bus here (vethd must say so once and run on).
+		c.Env = append(os.Environ(), "NOTIFY_SOCKET="+sd.Path, "JOURNAL_STREAM=",
+			"DBUS_SYSTEM_BUS_ADDRESS=unix:path="+filepath.Join(l.Dir, "no-such-bus"))
 		if watchdog > 0 {
 			c.Env = append(c.Env, fmt.Sprintf("WATCHDOG_USEC=%d", watchdog.Microseconds()))
 		}
@@ -298,6 +300,9 @@ func TestServiceWaitsForParent(t *testing.T) {
 	carrierIs(t, l, "veth1", true, 5*time.Second)
 	virt4 := l.SetStatic(t, "veth1", 51)
 	l.LANNS.WaitPing(t, 5*time.Second, virt4.String())
+	if n := strings.Count(p.Output(), "No system bus"); n != 1 {
+		t.Errorf("without a system bus vethd said so %d times, want once:\n%s", n, p.Output())
+	}
 }
 
 // TestServiceConfigErrors: a bad file or a missing one ends vethd with 78

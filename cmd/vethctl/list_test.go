@@ -1,0 +1,235 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vethd/vethd/pkg/dbusapi"
+)
+
+const eth0Config = "[Bridge]\nParent=eth0\n"
+
+// everyKind sets up one bridge of each kind list merges.
+func everyKind(h *harness) {
+	// All three: unit, bus, file.
+	h.units.loaded = append(h.units.loaded,
+		unitStatus{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active", SubState: "running"})
+	h.bridges.bridges["veth1"] = running("veth1", "eth0", "22:43:60:c3:5b:4c")
+	h.writeConfig("veth1", eth0Config)
+	// A unit only (vethd without D-Bus, file since removed).
+	h.units.loaded = append(h.units.loaded,
+		unitStatus{Name: "vethd@unitonly.service", LoadState: "loaded", ActiveState: "active", SubState: "running"})
+	// On the bus only: vethd run by hand.
+	h.bridges.bridges["byhand"] = running("byhand", "eth1", "02:00:00:00:00:01")
+	h.bridges.bridges["byhand"].status.Carrier = false
+	// A file only, explicit MAC.
+	h.writeConfig("cfgonly", "[Bridge]\nParent=eth0\nMACAddress=02:00:5e:10:00:01\n")
+	// A failed unit with its file, random MAC.
+	h.units.loaded = append(h.units.loaded,
+		unitStatus{Name: "vethd@broken.service", LoadState: "loaded", ActiveState: "failed", SubState: "failed"})
+	h.writeConfig("broken", "[Bridge]\nParent=eth9\nMACAddress=random\n")
+	// Enabled but not loaded, found by asking for the unit of its file.
+	h.writeConfig("enabled", "[Bridge]\nParent=eth0\n")
+	h.units.unit = map[string]unitStatus{"vethd@enabled.service": {Name: "vethd@enabled.service",
+		LoadState: "loaded", ActiveState: "inactive", SubState: "dead", UnitFileState: "enabled"}}
+	// Enabled but not loaded, found in the unit files (no file of its own).
+	h.units.files = []unitFile{{Name: "vethd@linked.service", State: "enabled"},
+		{Name: "vethd@.service", State: "indirect"}, {Name: "vethd@off.service", State: "disabled"}}
+	// Loaded and inactive (stopped), with its file.
+	h.units.loaded = append(h.units.loaded,
+		unitStatus{Name: "vethd@stopped.service", LoadState: "loaded", ActiveState: "inactive", SubState: "dead"})
+	h.writeConfig("stopped", eth0Config)
+}
+
+func TestListTable(t *testing.T) {
+	h := newHarness(t)
+	everyKind(h)
+	h.mustRun(0, "list")
+	want := `NAME     UNIT                   STATE      PARENT MAC               CARRIER
+broken   vethd@broken.service   failed     eth9   random            -
+byhand   -                      running    eth1   02:00:00:00:00:01 off
+cfgonly  -                      configured eth0   02:00:5e:10:00:01 -
+enabled  vethd@enabled.service  inactive   eth0   d6:ac:3d:11:0b:b1 -
+linked   vethd@linked.service   inactive   -      -                 -
+stopped  vethd@stopped.service  inactive   eth0   e6:a5:7b:db:d0:11 -
+unitonly vethd@unitonly.service active     -      -                 -
+veth1    vethd@veth1.service    running    eth0   22:43:60:c3:5b:4c on
+
+8 bridges listed.
+`
+	if got := h.stdout.String(); got != want {
+		t.Errorf("list:\n%s\nwant:\n%s", got, want)
+	}
+	if h.stderr.Len() != 0 {
+		t.Errorf("stderr: %s", h.stderr.String())
+	}
+
+	// Without the header, columns are as wide as their cells.
+	h.mustRun(0, "list", "--no-legend")
+	want = `broken   vethd@broken.service   failed     eth9 random            -
+byhand   -                      running    eth1 02:00:00:00:00:01 off
+cfgonly  -                      configured eth0 02:00:5e:10:00:01 -
+enabled  vethd@enabled.service  inactive   eth0 d6:ac:3d:11:0b:b1 -
+linked   vethd@linked.service   inactive   -    -                 -
+stopped  vethd@stopped.service  inactive   eth0 e6:a5:7b:db:d0:11 -
+unitonly vethd@unitonly.service active     -    -                 -
+veth1    vethd@veth1.service    running    eth0 22:43:60:c3:5b:4c on
+`
+	if got := h.stdout.String(); got != want {
+		t.Errorf("list --no-legend:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestListEmpty(t *testing.T) {
+	h := newHarness(t)
+	h.mustRun(0, "list")
+	if got, want := h.stdout.String(), "NAME UNIT STATE PARENT MAC CARRIER\n\n0 bridges listed.\n"; got != want {
+		t.Errorf("list:\n%q\nwant\n%q", got, want)
+	}
+	h.mustRun(0, "--no-legend")
+	if got := h.stdout.String(); got != "" {
+		t.Errorf("list --no-legend: %q, want nothing", got)
+	}
+	h.mustRun(0, "list", "--json")
+	if got := h.stdout.String(); got != "[]\n" {
+		t.Errorf("list --json: %q, want []", got)
+	}
+}
+
+func TestListJSON(t *testing.T) {
+	h := newHarness(t)
+	everyKind(h)
+	h.mustRun(0, "--json", "list")
+	var got []map[string]any
+	if err := json.Unmarshal(h.stdout.Bytes(), &got); err != nil {
+		t.Fatalf("decode: %v\n%s", err, h.stdout.String())
+	}
+	keys := []string{"carrier", "ifindex", "mac", "mtu", "name", "parent", "state", "unit", "unit_state"}
+	for _, e := range got {
+		var k []string
+		for key := range e {
+			k = append(k, key)
+		}
+		slices.Sort(k)
+		if !slices.Equal(k, keys) {
+			t.Errorf("%v: keys %v, want %v", e["name"], k, keys)
+		}
+	}
+	byName := map[string]map[string]any{}
+	for _, e := range got {
+		byName[e["name"].(string)] = e
+	}
+	v1 := byName["veth1"]
+	if v1["carrier"] != true || v1["ifindex"] != 7.0 || v1["mtu"] != 1500.0 || v1["unit_state"] != "active" ||
+		v1["unit"] != "vethd@veth1.service" || v1["state"] != "running" || v1["mac"] != "22:43:60:c3:5b:4c" {
+		t.Errorf("veth1: %v", v1)
+	}
+	cfg := byName["cfgonly"]
+	if cfg["carrier"] != nil || cfg["ifindex"] != nil || cfg["mtu"] != nil || cfg["unit"] != "" || cfg["state"] != "configured" {
+		t.Errorf("cfgonly: %v", cfg)
+	}
+	if b := byName["broken"]; b["unit_state"] != "failed" || b["state"] != "failed" {
+		t.Errorf("broken: %v", b)
+	}
+}
+
+// TestListMerge checks the merge rules one case at a time.
+func TestListMerge(t *testing.T) {
+	active := unitStatus{Name: "vethd@x.service", LoadState: "loaded", ActiveState: "active"}
+	failed := unitStatus{Name: "vethd@x.service", LoadState: "loaded", ActiveState: "failed"}
+	inactive := unitStatus{Name: "vethd@x.service", LoadState: "loaded", ActiveState: "inactive"}
+	all := &unitStatus{Name: "vethd.service", LoadState: "loaded", ActiveState: "active"}
+	onBus := busBridge{status: dbusapi.Status{Name: "x", Parent: "eth0", MACAddress: "02:00:00:00:00:02", State: "degraded"}}
+	cfg := configFile{path: "/etc/vethd/x.conf"}
+	for _, tc := range []struct {
+		name            string
+		unit            *unitStatus
+		all             *unitStatus
+		bus, config     bool
+		wantUnit, state string
+	}{
+		{name: "unit only", unit: &active, wantUnit: "vethd@x.service", state: "active"},
+		{name: "bus only", bus: true, wantUnit: "", state: "degraded"},
+		{name: "config only", config: true, wantUnit: "", state: "configured"},
+		{name: "all three", unit: &active, bus: true, config: true, wantUnit: "vethd@x.service", state: "degraded"},
+		{name: "failed unit", unit: &failed, config: true, wantUnit: "vethd@x.service", state: "failed"},
+		{name: "inactive unit", unit: &inactive, config: true, wantUnit: "vethd@x.service", state: "inactive"},
+		{name: "vethd --all", all: all, bus: true, config: true, wantUnit: "vethd.service", state: "degraded"},
+		{name: "vethd --all, not on bus", all: all, config: true, wantUnit: "vethd.service", state: "active"},
+		{name: "vethd --all, instance failed", unit: &failed, all: all, config: true, wantUnit: "vethd@x.service", state: "failed"},
+		{name: "vethd --all, instance inactive", unit: &inactive, all: all, bus: true, wantUnit: "vethd.service", state: "degraded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := &inventory{units: map[string]unitStatus{}, bus: map[string]busBridge{}, configs: map[string]configFile{}, all: tc.all}
+			if tc.unit != nil {
+				inv.units["x"] = *tc.unit
+			}
+			if tc.bus {
+				inv.bus["x"] = onBus
+			}
+			if tc.config {
+				inv.configs["x"] = cfg
+			}
+			es := inv.entries()
+			if len(es) != 1 {
+				t.Fatalf("%d entries, want 1", len(es))
+			}
+			if e := es[0]; e.Unit != tc.wantUnit || e.State != tc.state {
+				t.Errorf("unit %q state %q, want %q %q", e.Unit, e.State, tc.wantUnit, tc.state)
+			}
+		})
+	}
+}
+
+func TestListNoBus(t *testing.T) {
+	h := newHarness(t)
+	h.busErr = fmt.Errorf("%w: dial unix /run/dbus/system_bus_socket: no such file or directory", errNoBus)
+	h.writeConfig("veth1", eth0Config)
+	h.mustRun(0, "list")
+	want := "NAME  UNIT STATE      PARENT MAC               CARRIER\nveth1 -    configured eth0   22:43:60:c3:5b:4c -\n\n1 bridge listed.\n"
+	if got := h.stdout.String(); got != want {
+		t.Errorf("list:\n%s\nwant:\n%s", got, want)
+	}
+	if !strings.Contains(h.stderr.String(), "cannot connect to the system bus") {
+		t.Errorf("stderr has no note: %q", h.stderr.String())
+	}
+	// The other commands that need the bus exit 1.
+	for _, args := range [][]string{{"show", "veth1"}, {"stats"}, {"reset", "veth1"}, {"reload", "veth1"},
+		{"remove", "veth1"}, {"add", "veth2", "--parent", "eth0"}, {"watch"}} {
+		h.mustRun(1, args...)
+		if !strings.Contains(h.stderr.String(), "vethctl: cannot connect to the system bus: ") {
+			t.Errorf("%v: stderr %q", args, h.stderr.String())
+		}
+	}
+	// mac needs no bus.
+	h.mustRun(0, "mac", "veth1")
+}
+
+func TestListNoSystemd(t *testing.T) {
+	h := newHarness(t)
+	h.bridges.bridges["veth1"] = running("veth1", "eth0", "22:43:60:c3:5b:4c")
+	h.units.errs = map[string]error{"ListUnits": errors.New("list systemd units: The name org.freedesktop.systemd1 was not provided by any .service files")}
+	h.mustRun(0, "list", "--no-legend")
+	if got, want := h.stdout.String(), "veth1 - running eth0 22:43:60:c3:5b:4c on\n"; got != want {
+		t.Errorf("list: %q, want %q", got, want)
+	}
+	if !strings.Contains(h.stderr.String(), "not listing systemd units") {
+		t.Errorf("stderr: %q", h.stderr.String())
+	}
+}
+
+func TestListBadConfig(t *testing.T) {
+	h := newHarness(t)
+	h.writeConfig("veth1", "[Bridge]\nParent=eth0\nMTU=9\n")
+	h.mustRun(0, "list", "--no-legend")
+	if got, want := h.stdout.String(), "veth1 - configured - - -\n"; got != want {
+		t.Errorf("list: %q, want %q", got, want)
+	}
+	if !strings.Contains(h.stderr.String(), "veth1.conf:3: MTU=") {
+		t.Errorf("stderr: %q", h.stderr.String())
+	}
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"flag"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestUsage(t *testing.T) {
+	h := newHarness(t)
+	h.mustRun(0, "--help")
+	if !strings.HasPrefix(h.stdout.String(), "Usage: vethctl [OPTIONS] COMMAND") {
+		t.Errorf("--help: %q", h.stdout.String())
+	}
+	h.mustRun(0, "-h")
+	h.mustRun(0, "help")
+	h.mustRun(0, "add", "--help")
+	if !strings.HasPrefix(h.stdout.String(), "Usage: vethctl add NAME --parent IF") || !strings.Contains(h.stdout.String(), "--carrier") {
+		t.Errorf("add --help: %q", h.stdout.String())
+	}
+	for name := range (&app{}).commands() {
+		h.mustRun(0, name, "-h")
+		if !strings.HasPrefix(h.stdout.String(), "Usage: vethctl "+name) {
+			t.Errorf("%s -h: %q", name, h.stdout.String())
+		}
+	}
+
+	defer func(v string) { version = v }(version)
+	version = "1.2.3"
+	h.mustRun(0, "--version")
+	if got := h.stdout.String(); got != "vethctl 1.2.3\n" {
+		t.Errorf("--version: %q", got)
+	}
+
+	h.mustRun(2, "frobnicate")
+	if got := h.stderr.String(); got != "vethctl: unknown command \"frobnicate\"\nTry 'vethctl --help'.\n" {
+		t.Errorf("stderr: %q", got)
+	}
+	h.mustRun(2, "--bogus")
+	if !strings.Contains(h.stderr.String(), "unknown option --bogus") {
+		t.Errorf("stderr: %q", h.stderr.String())
+	}
+	h.mustRun(2, "list", "extra")
+	h.mustRun(2, "mac", "-x", "veth1")
+	if !strings.Contains(h.stderr.String(), "unknown option -x") {
+		t.Errorf("stderr: %q", h.stderr.String())
+	}
+}
+
+func TestParseInterspersed(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		pos  []string
+		now  bool
+		p    string
+	}{
+		{[]string{"veth1", "--parent", "eth0", "--now"}, []string{"veth1"}, true, "eth0"},
+		{[]string{"--now", "veth1", "--parent=eth0"}, []string{"veth1"}, true, "eth0"},
+		{[]string{"a", "b", "--parent", "x", "c"}, []string{"a", "b", "c"}, false, "x"},
+		{[]string{"--parent", "x", "--", "--now"}, []string{"--now"}, false, "x"},
+		{nil, nil, false, ""},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		now := fs.Bool("now", false, "")
+		p := fs.String("parent", "", "")
+		pos, err := parseInterspersed(fs, tc.args)
+		if err != nil || !slices.Equal(pos, tc.pos) || *now != tc.now || *p != tc.p {
+			t.Errorf("%q: pos %q now %v parent %q err %v", tc.args, pos, *now, *p, err)
+		}
+	}
+}
+
+func TestUnitable(t *testing.T) {
+	for name, want := range map[string]bool{
+		"veth1": true, "v-1": true, "v_1": true, "v.1": true, "V1": true,
+		"": false, ".v": false, "v+1": false, "v@1": false, "v\\1": false, "ü": false,
+	} {
+		if got := unitable(name); got != want {
+			t.Errorf("unitable(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestHuman(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{humanBytes(0), "0B"},
+		{humanBytes(999), "999B"},
+		{humanBytes(1000), "1.0kB"},
+		{humanBytes(1_500_000), "1.5MB"},
+		{humanBytes(1 << 62), "4.6EB"},
+		{humanBits(1_250_000), "10.0Mbit/s"},
+		{humanBits(0.5), "4bit/s"},
+		{humanBits(0.01), "0.1bit/s"},
+		{humanRate(0.25), "0.2"},
+		{humanRate(12345.6), "12346"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+}
+
+func TestTable(t *testing.T) {
+	tb := newTable(column{title: "NAME"}, column{title: "N", right: true}, column{title: "LAST"})
+	tb.add("a", "1", "")
+	tb.add("longer", "1000", "x")
+	var b strings.Builder
+	tb.write(&b, true)
+	want := "NAME      N LAST\na         1 -\nlonger 1000 x\n"
+	if b.String() != want {
+		t.Errorf("table:\n%q\nwant\n%q", b.String(), want)
+	}
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/vethd/vethd/pkg/config"
+	"github.com/vethd/vethd/pkg/dbusapi"
+	"github.com/vethd/vethd/pkg/macaddr"
+)
+
+func TestAdd(t *testing.T) {
+	h := newHarness(t)
+	h.mustRun(0, "add", "veth1", "--parent", "eth0", "--mac", "02-00-5E-10-00-01", "--mtu", "1400", "--carrier", "on", "--now")
+
+	path := filepath.Join(h.dir, "veth1.conf")
+	got, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := &config.Bridge{Name: "veth1", File: path, Parent: "eth0", MACAddress: "02:00:5e:10:00:01",
+		MAC: macaddr.Policy{Kind: macaddr.Explicit, Addr: net.HardwareAddr{2, 0, 0x5e, 0x10, 0, 1}},
+		MTU: 1400, Carrier: config.CarrierOn}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("file reads back as\n%+v\nwant\n%+v", got, want)
+	}
+	for _, fi := range []string{path, h.dir} {
+		st, err := os.Stat(fi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantMode := map[bool]fs.FileMode{false: 0o644, true: fs.ModeDir | 0o755}[st.IsDir()]; st.Mode() != wantMode {
+			t.Errorf("%s: mode %v, want %v", fi, st.Mode(), wantMode)
+		}
+	}
+	calls := []string{"Enable vethd@veth1.service", "DaemonReload", "Start vethd@veth1.service"}
+	if got := h.units.mutating(); !slices.Equal(got, calls) {
+		t.Errorf("systemd calls %q, want %q", got, calls)
+	}
+	for _, s := range []string{"Wrote " + path, "Created symlink /etc/systemd/system/multi-user.target.wants/vethd@veth1.service → /usr/lib/systemd/system/vethd@.service.", "Started vethd@veth1.service."} {
+		if !strings.Contains(h.stdout.String(), s) {
+			t.Errorf("stdout lacks %q", s)
+		}
+	}
+}
+
+func TestAddDefaults(t *testing.T) {
+	h := newHarness(t)
+	// Options before the name, global options after the command.
+	h.mustRun(0, "add", "--parent=eth0", "veth1", "--config-dir", h.dir)
+	got, err := config.Load(filepath.Join(h.dir, "veth1.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Parent != "eth0" || got.MAC.Kind != macaddr.Persistent || got.MTU != 0 || got.Carrier != config.CarrierFollow {
+		t.Errorf("got %+v", got)
+	}
+	if calls := h.units.mutating(); !slices.Equal(calls, []string{"Enable vethd@veth1.service", "DaemonReload"}) {
+		t.Errorf("without --now: calls %q", calls)
+	}
+	if !strings.Contains(h.stdout.String(), "MAC 22:43:60:c3:5b:4c (persistent)") {
+		t.Errorf("stdout: %s", h.stdout.String())
+	}
+}
+
+func TestAddExisting(t *testing.T) {
+	h := newHarness(t)
+	path := h.writeConfig("veth1", "[Bridge]\nParent=eth1\n")
+	h.mustRun(1, "add", "veth1", "--parent", "eth0")
+	if !strings.Contains(h.stderr.String(), "exists already; use --force") {
+		t.Errorf("stderr: %s", h.stderr.String())
+	}
+	if b, _ := os.ReadFile(path); string(b) != "[Bridge]\nParent=eth1\n" {
+		t.Errorf("file changed: %q", b)
+	}
+	if calls := h.units.mutating(); len(calls) != 0 {
+		t.Errorf("systemd calls %q", calls)
+	}
+
+	h.mustRun(0, "add", "veth1", "--parent", "eth0", "--force")
+	got, err := config.Load(path)
+	if err != nil || got.Parent != "eth0" {
+		t.Errorf("after --force: %+v, %v", got, err)
+	}
+	if ents, _ := os.ReadDir(h.dir); len(ents) != 1 {
+		t.Errorf("left behind: %v", ents)
+	}
+}
+
+func TestAddInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"veth1", "--parent", "eth0", "--mac", "01:00:5e:00:00:01"}, "multicast"},
+		{[]string{"veth1", "--parent", "eth0", "--mac", "nonsense"}, "--mac: invalid MAC address"},
+		{[]string{"veth1", "--parent", "eth0", "--mac", "00:00:00:00:00:00"}, "all-zero"},
+		{[]string{"veth1"}, "--parent IF is required"},
+		{[]string{"veth1", "--parent", "a/b"}, "--parent:"},
+		{[]string{"veth1", "--parent", "veth1"}, "is the bridge itself"},
+		{[]string{"veth1", "--parent", "eth0", "--mtu", "10"}, "--mtu: 10 is out of range"},
+		{[]string{"veth1", "--parent", "eth0", "--mtu", "big"}, "--mtu:"},
+		{[]string{"veth1", "--parent", "eth0", "--carrier", "off"}, "--carrier:"},
+		{[]string{"a/b", "--parent", "eth0"}, "a/b"},
+		{[]string{"waytoolonginterfacename", "--parent", "eth0"}, "waytoolong"},
+		{[]string{"v+1", "--parent", "eth0"}, "cannot be the instance"},
+		{[]string{"--parent", "eth0"}, "usage: vethctl add"},
+		{[]string{"veth1", "veth2", "--parent", "eth0"}, "usage: vethctl add"},
+		{[]string{"veth1", "--parent", "eth0", "--bogus"}, "unknown option --bogus"},
+		{[]string{"veth1", "--parent"}, "option --parent needs an argument"},
+	} {
+		h := newHarness(t)
+		h.mustRun(2, append([]string{"add"}, tc.args...)...)
+		if !strings.Contains(h.stderr.String(), tc.msg) || !strings.HasPrefix(h.stderr.String(), "vethctl: ") {
+			t.Errorf("add %v: stderr %q, want it to contain %q", tc.args, h.stderr.String(), tc.msg)
+		}
+		if _, err := os.Stat(h.dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("add %v: wrote %s", tc.args, h.dir)
+		}
+		if len(h.units.calls) != 0 {
+			t.Errorf("add %v: systemd calls %q", tc.args, h.units.calls)
+		}
+	}
+}
+
+func TestAddUniversalMACWarns(t *testing.T) {
+	h := newHarness(t)
+	h.mustRun(0, "add", "veth1", "--parent", "eth0", "--mac", "00:11:22:33:44:55")
+	if !strings.Contains(h.stderr.String(), "warning:") {
+		t.Errorf("stderr: %q", h.stderr.String())
+	}
+}
+
+func TestAddStartFails(t *testing.T) {
+	h := newHarness(t)
+	h.units.result = map[string]string{"Start vethd@veth1.service": "failed"}
+	h.mustRun(1, "add", "veth1", "--parent", "eth0", "--now")
+	if !strings.Contains(h.stderr.String(), "journalctl -u vethd@veth1") {
+		t.Errorf("stderr has no hint: %q", h.stderr.String())
+	}
+}
+
+func TestAddAccessDenied(t *testing.T) {
+	h := newHarness(t)
+	h.units.errs = map[string]error{"Enable vethd@veth1.service": fmt.Errorf("enable vethd@veth1.service: %w",
+		dbus.Error{Name: "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", Body: []any{"Interactive authentication required."}})}
+	h.mustRun(77, "add", "veth1", "--parent", "eth0")
+	if !strings.Contains(h.stderr.String(), "run vethctl as root") {
+		t.Errorf("stderr has no hint: %q", h.stderr.String())
+	}
+}
+
+// TestAddAllMode: with vethd.service running every file, add does not
+// enable the instance but reloads vethd.service.
+func TestAddAllMode(t *testing.T) {
+	h := newHarness(t)
+	h.units.loaded = []unitStatus{{Name: "vethd.service", LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled"}}
+	h.mustRun(0, "add", "veth1", "--parent", "eth0", "--now")
+	if calls := h.units.mutating(); !slices.Equal(calls, []string{"ReloadUnit vethd.service"}) {
+		t.Errorf("calls %q", calls)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{errors.New("x"), 1},
+		{usageErr("x"), 2},
+		{noSuch("x"), 4},
+		{fmt.Errorf("reset counters of veth1: %w", dbusapi.ErrNoSuchBridge), 4},
+		{fmt.Errorf("reset counters of veth1: %w", dbusapi.ErrAccessDenied), 77},
+		{fmt.Errorf("write x: %w", &fs.PathError{Op: "open", Path: "/etc/vethd/x.conf", Err: syscall.EACCES}), 77},
+		{fmt.Errorf("write x: %w", &fs.PathError{Op: "open", Path: "/etc/vethd/x.conf", Err: syscall.EROFS}), 1},
+		{fmt.Errorf("stop: %w", dbus.Error{Name: "org.freedesktop.DBus.Error.AccessDenied"}), 77},
+		{fmt.Errorf("stop: %w", &dbus.Error{Name: "org.freedesktop.systemd1.NoSuchUnit"}), 4},
+		{fmt.Errorf("%w: x", errNoBus), 1},
+	} {
+		if got := exitCode(tc.err); got != tc.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestRemove(t *testing.T) {
+	h := newHarness(t)
+	path := h.writeConfig("veth1", eth0Config)
+	h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled"}}
+	h.mustRun(0, "remove", "veth1")
+	want := []string{"Stop vethd@veth1.service", "Disable vethd@veth1.service", "DaemonReload"}
+	if got := h.units.mutating(); !slices.Equal(got, want) {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s not removed: %v", path, err)
+	}
+	if !strings.Contains(h.stdout.String(), `Removed "/etc/systemd/system/multi-user.target.wants/vethd@veth1.service".`) {
+		t.Errorf("stdout: %s", h.stdout.String())
+	}
+}
+
+func TestRemoveKeepConfigFailed(t *testing.T) {
+	h := newHarness(t)
+	path := h.writeConfig("veth1", eth0Config)
+	h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "failed", SubState: "failed", UnitFileState: "enabled"}}
+	h.mustRun(0, "remove", "veth1", "--keep-config")
+	want := []string{"ResetFailed vethd@veth1.service", "Disable vethd@veth1.service", "DaemonReload"}
+	if got := h.units.mutating(); !slices.Equal(got, want) {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("--keep-config: %v", err)
+	}
+}
+
+func TestRemoveUnknown(t *testing.T) {
+	h := newHarness(t)
+	h.mustRun(4, "remove", "veth9")
+	if !strings.Contains(h.stderr.String(), "no such bridge veth9") {
+		t.Errorf("stderr: %q", h.stderr.String())
+	}
+	if calls := h.units.mutating(); len(calls) != 0 {
+		t.Errorf("calls %q", calls)
+	}
+}
+
+func TestRemoveStopFails(t *testing.T) {
+	h := newHarness(t)
+	h.writeConfig("veth1", eth0Config)
+	h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active"}}
+	h.units.result = map[string]string{"Stop vethd@veth1.service": "timeout"}
+	h.mustRun(1, "remove", "veth1")
+	if !strings.Contains(h.stderr.String(), "job result: timeout") {
+		t.Errorf("stderr: %q", h.stderr.String())
+	}
+}
+
+func TestReload(t *testing.T) {
+	t.Run("unit", func(t *testing.T) {
+		h := newHarness(t)
+		h.writeConfig("veth1", eth0Config)
+		h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active"}}
+		h.bridges.bridges["veth1"] = running("veth1", "eth0", "22:43:60:c3:5b:4c")
+		h.mustRun(0, "reload", "veth1")
+		if got := h.units.mutating(); !slices.Equal(got, []string{"ReloadUnit vethd@veth1.service"}) {
+			t.Errorf("calls %q", got)
+		}
+		if slices.Contains(h.bridges.calls, "Reload veth1") {
+			t.Errorf("bus Reload called too")
+		}
+	})
+	t.Run("bad file", func(t *testing.T) {
+		h := newHarness(t)
+		h.writeConfig("veth1", "[Bridge]\nParent=eth0\nCarrier=off\n")
+		h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active"}}
+		h.mustRun(1, "reload", "veth1")
+		if len(h.units.mutating()) != 0 || !strings.Contains(h.stderr.String(), "veth1.conf:3: Carrier=") {
+			t.Errorf("calls %q, stderr %q", h.units.mutating(), h.stderr.String())
+		}
+	})
+	t.Run("bus", func(t *testing.T) {
+		h := newHarness(t)
+		h.bridges.bridges["veth1"] = running("veth1", "eth0", "22:43:60:c3:5b:4c")
+		h.mustRun(0, "reload", "veth1")
+		if !slices.Contains(h.bridges.calls, "Reload veth1") || len(h.units.mutating()) != 0 {
+			t.Errorf("bus calls %q, systemd calls %q", h.bridges.calls, h.units.mutating())
+		}
+	})
+	t.Run("reload failed", func(t *testing.T) {
+		h := newHarness(t)
+		h.bridges.bridges["veth1"] = running("veth1", "eth0", "22:43:60:c3:5b:4c")
+		h.bridges.errs = map[string]error{"Reload veth1": fmt.Errorf("reload veth1: %w: no parent", dbusapi.ErrReloadFailed)}
+		h.mustRun(1, "reload", "veth1")
+	})
+	t.Run("unknown", func(t *testing.T) {
+		h := newHarness(t)
+		h.mustRun(4, "reload", "veth1")
+	})
+}
+
+func TestReset(t *testing.T) {
+	h := newHarness(t)
+	h.bridges.bridges["veth1"] = running("veth1", "eth0", "22:43:60:c3:5b:4c")
+	h.mustRun(0, "reset", "veth1")
+	if !slices.Contains(h.bridges.calls, "ResetCounters veth1") {
+		t.Errorf("calls %q", h.bridges.calls)
+	}
+	h.mustRun(4, "reset", "veth2")
+
+	h.bridges.errs = map[string]error{"ResetCounters veth1": fmt.Errorf("reset counters of veth1: %w", dbusapi.ErrAccessDenied)}
+	h.mustRun(77, "reset", "veth1")
+	if got, want := h.stderr.String(), "vethctl: reset counters of veth1: access denied (run vethctl as root, e.g. with sudo)\n"; got != want {
+		t.Errorf("stderr %q, want %q", got, want)
+	}
+}
+
+func TestMAC(t *testing.T) {
+	h := newHarness(t)
+	h.mustRun(0, "mac", "veth1")
+	if got := h.stdout.String(); got != "22:43:60:c3:5b:4c\n" {
+		t.Errorf("mac veth1: %q", got)
+	}
+	h.mustRun(0, "--json", "mac", "veth1")
+	var m map[string]string
+	if err := json.Unmarshal(h.stdout.Bytes(), &m); err != nil || len(m) != 2 || m["name"] != "veth1" || m["mac"] != "22:43:60:c3:5b:4c" {
+		t.Errorf("mac --json: %s (%v)", h.stdout.String(), err)
+	}
+	// No bus needed.
+	h.busErr = errNoBus
+	h.mustRun(0, "mac", "veth1")
+
+	h.writeConfig("veth1", "[Bridge]\nParent=eth0\nMACAddress=random\n")
+	h.mustRun(0, "mac", "veth1")
+	if !strings.Contains(h.stderr.String(), "MACAddress=random") {
+		t.Errorf("no note about the file: %q", h.stderr.String())
+	}
+
+	h.mustRun(2, "mac", "a/b")
+	h.mustRun(2, "mac")
+	h.midFile = filepath.Join(t.TempDir(), "missing")
+	h.mustRun(1, "mac", "veth1")
+}

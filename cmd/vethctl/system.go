@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
+
+	"github.com/vethd/vethd/pkg/dbusapi"
+)
+
+// unitStatus is what vethctl shows of a systemd unit.
+type unitStatus struct {
+	Name          string // "vethd@veth1.service"
+	LoadState     string // loaded, not-found, masked, …
+	ActiveState   string // active, reloading, inactive, failed, activating, deactivating
+	SubState      string // running, dead, failed, …
+	UnitFileState string // enabled, disabled, static, …; "" from ListUnits
+
+	// Only Unit fills these.
+	MainPID     uint32
+	Result      string    // success, exit-code, signal, …
+	StatusText  string    // the service's STATUS= (sd_notify)
+	ActiveEnter time.Time // when it last became active; zero if never
+}
+
+// unitFile is a unit file and its enablement state.
+type unitFile struct {
+	Name  string // "vethd@veth1.service"
+	State string // enabled, enabled-runtime, disabled, static, masked, …
+}
+
+// unitChange is a symlink EnableUnitFiles made or DisableUnitFiles removed.
+type unitChange struct {
+	Type        string // "symlink" or "unlink"
+	Filename    string // the symlink
+	Destination string // where it points ("" for unlink)
+}
+
+// units is what vethctl needs from systemd's manager
+// (org.freedesktop.systemd1 on the system bus). Names are unit names such
+// as "vethd@veth1.service". It exists so that tests can replace systemd.
+type units interface {
+	// ListUnits returns the loaded units whose names match one of
+	// patterns, in any state (Manager.ListUnitsByPatterns).
+	ListUnits(ctx context.Context, patterns []string) ([]unitStatus, error)
+	// ListUnitFiles returns the unit files whose names match one of
+	// patterns, with their state (Manager.ListUnitFilesByPatterns).
+	ListUnitFiles(ctx context.Context, patterns []string) ([]unitFile, error)
+	// Unit returns one unit's state; systemd loads the unit to answer, so
+	// an instance of an installed template is "loaded" and "inactive".
+	Unit(ctx context.Context, name string) (unitStatus, error)
+	// Enable enables the unit in /etc (Manager.EnableUnitFiles, runtime
+	// false, force false) and returns the symlinks made.
+	Enable(ctx context.Context, name string) ([]unitChange, error)
+	// Disable undoes Enable (Manager.DisableUnitFiles, runtime false) and
+	// returns the symlinks removed.
+	Disable(ctx context.Context, name string) ([]unitChange, error)
+	// DaemonReload makes systemd re-read every unit file
+	// (Manager.Reload: systemctl daemon-reload).
+	DaemonReload(ctx context.Context) error
+	// Start queues a start job with mode "replace", waits for it to end
+	// and returns its result: done, failed, canceled, timeout, dependency
+	// or skipped.
+	Start(ctx context.Context, name string) (string, error)
+	// Stop is Start for a stop job.
+	Stop(ctx context.Context, name string) (string, error)
+	// ReloadUnit is Start for a reload job (ExecReload=).
+	ReloadUnit(ctx context.Context, name string) (string, error)
+	// ResetFailed resets the unit's failed state (Manager.ResetFailedUnit).
+	ResetFailed(ctx context.Context, name string) error
+}
+
+// bridges is what vethctl needs from the bridges on the bus;
+// *dbusapi.Client is one. Names are interface names; errors wrap
+// dbusapi.ErrNoSuchBridge and dbusapi.ErrAccessDenied where those apply.
+type bridges interface {
+	// List returns the names of the bridges on the bus, sorted.
+	List() ([]string, error)
+	// Get returns a bridge's status and counters (properties: anyone).
+	Get(name string) (dbusapi.Status, dbusapi.Counters, error)
+	// Reload makes the daemon re-read and apply the bridge's file (root).
+	Reload(name string) error
+	// ResetCounters zeroes the bridge's counters (root).
+	ResetCounters(name string) error
+	// Describe returns the daemon's JSON document about the bridge (root).
+	Describe(name string) (string, error)
+}
+
+// errNoBus wraps the error of a failed connection to the system bus.
+var errNoBus = errors.New("cannot connect to the system bus")
+
+// noBus wraps the error of a failed connection to the system bus.
+func noBus(err error) error {
+	if os.Getenv("DBUS_SYSTEM_BUS_ADDRESS") == "" && err.Error() == "system bus not found" {
+		// godbus's words when no socket exists.
+		return fmt.Errorf("%w: no /run/dbus/system_bus_socket (is dbus running?)", errNoBus)
+	}
+	return fmt.Errorf("%w: %w", errNoBus, err)
+}
+
+// systemd is units over go-systemd's connection to the system bus.
+type systemd struct{ c *sd.Conn }
+
+// openSystemd connects to systemd over the system bus (two connections:
+// go-systemd receives job signals on its own).
+func openSystemd(ctx context.Context) (units, error) {
+	c, err := sd.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, noBus(err)
+	}
+	return &systemd{c: c}, nil
+}
+
+func (s *systemd) Close() error {
+	s.c.Close()
+	return nil
+}
+
+func (s *systemd) ListUnits(ctx context.Context, patterns []string) ([]unitStatus, error) {
+	list, err := s.c.ListUnitsByPatternsContext(ctx, nil, patterns)
+	if err != nil {
+		return nil, fmt.Errorf("list systemd units: %w", err)
+	}
+	out := make([]unitStatus, 0, len(list))
+	for _, u := range list {
+		out = append(out, unitStatus{Name: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState})
+	}
+	return out, nil
+}
+
+func (s *systemd) ListUnitFiles(ctx context.Context, patterns []string) ([]unitFile, error) {
+	list, err := s.c.ListUnitFilesByPatternsContext(ctx, nil, patterns)
+	if err != nil {
+		return nil, fmt.Errorf("list systemd unit files: %w", err)
+	}
+	out := make([]unitFile, 0, len(list))
+	for _, f := range list {
+		out = append(out, unitFile{Name: path.Base(f.Path), State: f.Type})
+	}
+	return out, nil
+}
+
+func (s *systemd) Unit(ctx context.Context, name string) (unitStatus, error) {
+	p, err := s.c.GetUnitPropertiesContext(ctx, name)
+	if err != nil {
+		return unitStatus{}, fmt.Errorf("get properties of %s: %w", name, err)
+	}
+	u := unitStatus{
+		Name:          name,
+		LoadState:     prop[string](p, "LoadState"),
+		ActiveState:   prop[string](p, "ActiveState"),
+		SubState:      prop[string](p, "SubState"),
+		UnitFileState: prop[string](p, "UnitFileState"),
+	}
+	if us := prop[uint64](p, "ActiveEnterTimestamp"); us != 0 {
+		u.ActiveEnter = time.UnixMicro(int64(us))
+	}
+	// The service's own properties; a unit that is not-found has none.
+	if sp, err := s.c.GetUnitTypePropertiesContext(ctx, name, "Service"); err == nil {
+		u.MainPID = prop[uint32](sp, "MainPID")
+		u.Result = prop[string](sp, "Result")
+		u.StatusText = prop[string](sp, "StatusText")
+	}
+	return u, nil
+}
+
+// prop returns p[name] if it has type T, else T's zero value.
+func prop[T any](p map[string]any, name string) T {
+	v, _ := p[name].(T)
+	return v
+}
+
+func (s *systemd) Enable(ctx context.Context, name string) ([]unitChange, error) {
+	_, changes, err := s.c.EnableUnitFilesContext(ctx, []string{name}, false, false)
+	if err != nil {
+		return nil, fmt.Errorf("enable %s: %w", name, err)
+	}
+	out := make([]unitChange, 0, len(changes))
+	for _, c := range changes {
+		out = append(out, unitChange(c))
+	}
+	return out, nil
+}
+
+func (s *systemd) Disable(ctx context.Context, name string) ([]unitChange, error) {
+	changes, err := s.c.DisableUnitFilesContext(ctx, []string{name}, false)
+	if err != nil {
+		return nil, fmt.Errorf("disable %s: %w", name, err)
+	}
+	out := make([]unitChange, 0, len(changes))
+	for _, c := range changes {
+		out = append(out, unitChange(c))
+	}
+	return out, nil
+}
+
+func (s *systemd) DaemonReload(ctx context.Context) error {
+	if err := s.c.ReloadContext(ctx); err != nil {
+		return fmt.Errorf("reload systemd (daemon-reload): %w", err)
+	}
+	return nil
+}
+
+func (s *systemd) Start(ctx context.Context, name string) (string, error) {
+	return s.job(ctx, "start", s.c.StartUnitContext, name)
+}
+
+func (s *systemd) Stop(ctx context.Context, name string) (string, error) {
+	return s.job(ctx, "stop", s.c.StopUnitContext, name)
+}
+
+func (s *systemd) ReloadUnit(ctx context.Context, name string) (string, error) {
+	return s.job(ctx, "reload", s.c.ReloadUnitContext, name)
+}
+
+// job queues a job with queue (mode "replace") and waits for JobRemoved.
+func (s *systemd) job(ctx context.Context, op string,
+	queue func(ctx context.Context, name, mode string, ch chan<- string) (int, error), name string) (string, error) {
+	// Buffered: go-systemd's signal loop must never block on us, also
+	// after we gave up waiting.
+	ch := make(chan string, 1)
+	if _, err := queue(ctx, name, "replace", ch); err != nil {
+		return "", fmt.Errorf("%s %s: %w", op, name, err)
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("%s %s: interrupted while waiting for the job (it goes on): %w", op, name, ctx.Err())
+	}
+}
+
+func (s *systemd) ResetFailed(ctx context.Context, name string) error {
+	if err := s.c.ResetFailedUnitContext(ctx, name); err != nil {
+		return fmt.Errorf("reset-failed %s: %w", name, err)
+	}
+	return nil
+}
+
+// busBridges is bridges over its own connection to the system bus.
+type busBridges struct {
+	*dbusapi.Client
+	conn *dbus.Conn
+}
+
+// openBridges connects to the system bus ($DBUS_SYSTEM_BUS_ADDRESS or
+// /run/dbus/system_bus_socket).
+func openBridges(ctx context.Context) (bridges, error) {
+	conn, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
+	if err != nil {
+		return nil, noBus(err)
+	}
+	return &busBridges{Client: dbusapi.NewClient(conn), conn: conn}, nil
+}
+
+func (b *busBridges) Close() error { return b.conn.Close() }
+
+// D-Bus error names vethctl maps to exit codes.
+const (
+	errNameAccessDenied    = "org.freedesktop.DBus.Error.AccessDenied"
+	errNameInteractiveAuth = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+	errNamePolkitDenied    = "org.freedesktop.PolicyKit1.Error.NotAuthorized"
+	errNameNoSuchUnit      = "org.freedesktop.systemd1.NoSuchUnit"
+	errNameServiceUnknown  = "org.freedesktop.DBus.Error.ServiceUnknown"
+)
+
+// busErrorName returns the D-Bus error name in err's chain, or "".
+func busErrorName(err error) string {
+	var de dbus.Error
+	if errors.As(err, &de) {
+		return de.Name
+	}
+	var dp *dbus.Error
+	if errors.As(err, &dp) && dp != nil {
+		return dp.Name
+	}
+	return ""
+}
+
+// isAccessDenied reports whether err is a refusal: by the bus policy, the
+// daemon, polkit, or the file system.
+func isAccessDenied(err error) bool {
+	switch busErrorName(err) {
+	case errNameAccessDenied, errNameInteractiveAuth, errNamePolkitDenied:
+		return true
+	}
+	return errors.Is(err, dbusapi.ErrAccessDenied) || errors.Is(err, fs.ErrPermission)
+}
+
+// isNoSuch reports whether err says a bridge or unit does not exist.
+func isNoSuch(err error) bool {
+	return errors.Is(err, dbusapi.ErrNoSuchBridge) || busErrorName(err) == errNameNoSuchUnit
+}

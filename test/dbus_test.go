@@ -1,0 +1,190 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/vethd/vethd/pkg/dbusapi"
+)
+
+// privateBus starts a dbus-daemon configured like the system bus, with
+// vethd's policy file from dist/dbus, on a socket under dir, and returns
+// its address. It is stopped at cleanup.
+func privateBus(t *testing.T, dir string) string {
+	t.Helper()
+	needTools(t, "dbus-daemon")
+	policy, err := filepath.Abs("../dist/dbus/io.github.vethd.Bridge1.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "system_bus_socket")
+	cfg := filepath.Join(dir, "system-bus.conf")
+	os.WriteFile(cfg, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path=`+sock+`</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>
+  <include>`+policy+`</include>
+</busconfig>
+`), 0o644)
+	cmd := exec.Command("dbus-daemon", "--nofork", "--config-file="+cfg)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	addr := "unix:path=" + sock
+	waitFor(t, 5*time.Second, "dbus-daemon socket", func() (bool, string) {
+		_, err := os.Stat(sock)
+		return err == nil, fmt.Sprint(err)
+	})
+	return addr
+}
+
+// TestDBusObject runs vethd --instance against a private system bus: its
+// properties match the interface, PropertiesChanged follows the parent's
+// carrier, and Reload, ResetCounters and Describe work for root.
+func TestDBusObject(t *testing.T) {
+	l := NewLAN(t, LANConfig{})
+	addr := privateBus(t, l.Dir)
+	dir := confDir(t, l)
+	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\n")
+	needVethd(t)
+	p := startProcWith(t, l.Host, "vethd --instance veth1", func(c *exec.Cmd) {
+		c.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+addr)
+	}, vethdBin, "--instance", "veth1", "--config-dir", dir)
+	if err := p.WaitLine("Attached veth1 into eth0", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := dbusapi.NewClient(conn)
+	waitFor(t, 5*time.Second, "veth1 on the bus", func() (bool, string) {
+		names, err := c.List()
+		return err == nil && len(names) == 1 && names[0] == "veth1", fmt.Sprint(names, err)
+	})
+	st, _, err := c.Get("veth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := l.Host.MustLink(t, "veth1").Attrs()
+	parent := l.Host.MustLink(t, "eth0").Attrs()
+	if st.Name != "veth1" || st.Parent != "eth0" || int(st.IfIndex) != link.Index || int(st.ParentIfIndex) != parent.Index ||
+		st.MACAddress != link.HardwareAddr.String() || st.MACPolicy != "persistent" || int(st.MTU) != link.MTU ||
+		st.State != "running" || !st.Carrier || !st.ParentCarrier || len(st.Offloads) == 0 || st.LastError != "" {
+		t.Errorf("properties %+v do not match veth1 %+v on eth0 %d", st, link, parent.Index)
+	}
+	if age := time.Since(time.UnixMicro(int64(st.StartedUsec))); age < 0 || age > time.Minute {
+		t.Errorf("StartedUsec is %v ago", age)
+	}
+
+	// PropertiesChanged on a parent carrier change.
+	sigs := make(chan *dbus.Signal, 16)
+	conn.Signal(sigs)
+	if err := conn.AddMatchSignal(dbus.WithMatchObjectPath(dbusapi.ObjectPath("veth1")),
+		dbus.WithMatchInterface("org.freedesktop.DBus.Properties"), dbus.WithMatchMember("PropertiesChanged")); err != nil {
+		t.Fatal(err)
+	}
+	changed := func(what string, want map[string]any) {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		got := map[string]any{}
+		for {
+			select {
+			case s := <-sigs:
+				if len(s.Body) < 2 {
+					continue
+				}
+				if m, ok := s.Body[1].(map[string]dbus.Variant); ok {
+					for k, v := range m {
+						got[k] = v.Value()
+					}
+				}
+				match := true
+				for k, v := range want {
+					if got[k] != v {
+						match = false
+					}
+				}
+				if match {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("%s: PropertiesChanged gave %v, want %v", what, got, want)
+			}
+		}
+	}
+	l.LANNS.IP(t, "link", "set", "lan0", "down")
+	changed("parent carrier lost", map[string]any{"ParentCarrier": false, "Carrier": false, "State": "degraded"})
+	l.LANNS.IP(t, "link", "set", "lan0", "up")
+	changed("parent carrier back", map[string]any{"ParentCarrier": true, "Carrier": true, "State": "running"})
+
+	// Counters, ResetCounters.
+	virt4 := l.SetStatic(t, "veth1", 60)
+	l.LANNS.WaitPing(t, 5*time.Second, virt4.String())
+	_, cnt, err := c.Get("veth1")
+	if err != nil || cnt.RxPackets == 0 || cnt.TxPackets == 0 {
+		t.Fatalf("counters after ping: %+v %v", cnt, err)
+	}
+	if err := c.ResetCounters("veth1"); err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := c.Get("veth1")
+	if after.RxBytes >= cnt.RxBytes || after.TxBytes >= cnt.TxBytes {
+		t.Errorf("ResetCounters: bytes %d/%d before, %d/%d after", cnt.RxBytes, cnt.TxBytes, after.RxBytes, after.TxBytes)
+	}
+
+	// Reload applies a new MTU and signals it.
+	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\nMTU=1400\n")
+	if err := c.Reload("veth1"); err != nil {
+		t.Fatal(err)
+	}
+	changed("reload", map[string]any{"MTU": uint32(1400)})
+	if m := l.Host.MustLink(t, "veth1").Attrs().MTU; m != 1400 {
+		t.Errorf("MTU after Reload = %d", m)
+	}
+	// A bad file: Reload fails, names the line, the bridge runs on.
+	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\nMTU=huge\n")
+	if err := c.Reload("veth1"); err == nil || !strings.Contains(err.Error(), "veth1.conf:3: MTU=") {
+		t.Errorf("Reload of a bad file: %v", err)
+	}
+	if st, _, _ := c.Get("veth1"); st.State != "running" || !strings.Contains(st.LastError, "MTU=") {
+		t.Errorf("after a failed reload: state %s, LastError %q", st.State, st.LastError)
+	}
+
+	doc, err := c.Describe("veth1")
+	var d struct {
+		Config struct{ Parent string } `json:"config"`
+		Status struct{ Name string }
+	}
+	if err != nil || json.Unmarshal([]byte(doc), &d) != nil || d.Config.Parent != "eth0" || d.Status.Name != "veth1" {
+		t.Errorf("Describe: %v %s", err, doc)
+	}
+}

@@ -1,0 +1,43 @@
+// Package e2e holds vethd's end-to-end tests: `make install` into a staging
+// directory, then boot this machine's own OS in a throwaway systemd-nspawn
+// container with the staged tree layered over its /usr, and drive the
+// installed units with the container's real systemd and D-Bus.
+//
+// Run (as root; a container boots and powers off in a few seconds):
+//
+//	sudo go test -count=1 -v ./test/e2e
+//	sudo go test -count=1 -v -run TestE2EBoot ./test/e2e
+//
+// Each container is
+//
+//	systemd-nspawn -D / --volatile=yes --private-network --register=no \
+//	    --keep-unit -M vethd-e2e-PID-N \
+//	    --overlay-ro=/usr:STAGE/usr:HARNESS/usr:/usr \
+//	    -b systemd.mask=systemd-firstboot.service
+//
+// so it has its own network namespace (nothing is attached to the machine's
+// interfaces; its "eth0" is a veth made inside it by [Container.LAN]), a
+// throwaway tmpfs for / and /etc, and the installed layout under /usr:
+// units in /usr/lib/systemd/system, the D-Bus policy in
+// /usr/share/dbus-1/system.d, binaries in /usr/sbin and /usr/bin. HARNESS
+// holds only a preset that keeps vethd's units disabled: a container with an
+// empty /etc boots as a first boot and would otherwise enable them through
+// `systemctl preset-all`. Tests enable what they test.
+//
+// Tests talk to the container with `nsenter -t PID -a` (PID = its init), see
+// [Container.Run]. Configs go to /etc/vethd/NAME.conf with
+// [Container.WriteFile]; after changing units run `systemctl daemon-reload`,
+// after changing a D-Bus policy [Container.ReloadBus].
+//
+// Environment:
+//
+//   - not root, or systemd-nspawn (Debian: systemd-container) missing: every
+//     test skips, saying why; with CI=true it fails instead.
+//   - VETHD_E2E_STAGE=DIR: test an already installed tree (DIR/usr/...)
+//     instead of running `make install DESTDIR=... PREFIX=/usr` once per run.
+//
+// When a container is powered off the test checks that nothing is left: no
+// nspawn or container process, no mount of the staged tree, no network
+// namespace in the host. Containers of an earlier run that died (a test
+// binary killed by -timeout) are removed when the next run starts.
+package e2e

@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitUntil polls cond every 200 ms until it holds or within passes.
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v (last: %s)", what, within, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// prop returns `systemctl show -P NAME UNIT`.
+func (c *Container) prop(t *testing.T, unit, name string) string {
+	t.Helper()
+	return strings.TrimSpace(c.Run(t, "systemctl", "show", "-P", name, unit))
+}
+
+// sysfs reads /sys/class/net/IF/ATTR in the container ("" if it is gone).
+func (c *Container) sysfs(ifname, attr string) string {
+	out, err := c.RunErr("cat", "/sys/class/net/"+ifname+"/"+attr)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(out)
+}
+
+// busProp reads a property of a bridge's D-Bus object with busctl.
+func (c *Container) busProp(t *testing.T, ifname, prop string) string {
+	t.Helper()
+	out, _ := c.RunErr("busctl", "get-property", "io.github.vethd.Bridge1."+ifname,
+		"/io/github/vethd/Bridge1/"+ifname, "io.github.vethd.Bridge1", prop)
+	return strings.TrimSpace(out)
+}
+
+// journal returns the unit's journal in the container.
+func (c *Container) journal(unit string) string {
+	out, _ := c.RunErr("journalctl", "--no-pager", "-o", "cat", "-u", unit)
+	return out
+}
+
+// TestE2EService drives vethd@.service with the container's real systemd
+// and system bus, over the staged `make install`: enable --now, readiness,
+// vethctl and busctl, a second DHCP lease through veth1, restart keeping
+// the interface, reload, stop removing it, a broken config failing once
+// with 78, a parent that appears after the start, and `vethctl add --now`.
+func TestE2EService(t *testing.T) {
+	stage := stageInstall(t)
+	c := Boot(t, stage)
+	c.ReloadBus(t)
+	lan := c.LAN(t)
+	logJournal := func(units ...string) {
+		if t.Failed() {
+			for _, u := range units {
+				t.Logf("--- journal of %s ---\n%s", u, c.journal(u))
+			}
+		}
+	}
+	defer logJournal("vethd@veth1.service", "vethd@veth2.service", "vethd@veth3.service", "vethd@veth4.service")
+
+	// The host's own lease on eth0, as on a real machine.
+	eth0Addr := c.DHCP(t, lan.Parent)
+
+	// 1. enable --now: active once READY=1, with a readable status.
+	c.WriteFile(t, "/etc/vethd/veth1.conf", "[Bridge]\nParent=eth0\n")
+	c.Run(t, "systemctl", "enable", "--now", "vethd@veth1.service")
+	const u1 = "vethd@veth1.service"
+	if st := c.prop(t, u1, "ActiveState"); st != "active" {
+		t.Fatalf("%s is %s after enable --now", u1, st)
+	}
+	if s := c.prop(t, u1, "StatusText"); !strings.Contains(s, "veth1 running on eth0") {
+		t.Errorf("StatusText = %q", s)
+	}
+	if en, _ := c.RunErr("systemctl", "is-enabled", u1); strings.TrimSpace(en) != "enabled" {
+		t.Errorf("is-enabled = %q", en)
+	}
+	mac := c.sysfs("veth1", "address")
+	if mac == "" {
+		t.Fatal("veth1 does not exist")
+	}
+
+	// 2. vethctl and busctl see it, with the right MAC.
+	if want := strings.TrimSpace(c.Run(t, "vethctl", "mac", "veth1")); want != mac {
+		t.Errorf("veth1 has %s, vethctl mac says %s", mac, want)
+	}
+	t.Logf("systemctl status %s:\n%s", u1, func() string { o, _ := c.RunErr("systemctl", "status", "--no-pager", "--lines=0", u1); return o }())
+	list := c.Run(t, "vethctl", "list")
+	t.Logf("vethctl list:\n%s", list)
+	if !strings.Contains(list, "veth1") || !strings.Contains(list, mac) || !strings.Contains(list, "running") {
+		t.Errorf("vethctl list:\n%s", list)
+	}
+	if got := c.busProp(t, "veth1", "MACAddress"); got != fmt.Sprintf("s %q", mac) {
+		t.Errorf("busctl MACAddress = %s, want %s", got, mac)
+	}
+	if got := c.busProp(t, "veth1", "State"); got != `s "running"` {
+		t.Errorf("busctl State = %s", got)
+	}
+	// Anyone may read; only root may call methods (policy, then vethd).
+	if out, err := c.RunErr("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "vethctl", "list"); err != nil || !strings.Contains(out, "veth1") {
+		t.Errorf("vethctl list as nobody: %v\n%s", err, out)
+	}
+	if out, err := c.RunErr("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"busctl", "call", "io.github.vethd.Bridge1.veth1", "/io/github/vethd/Bridge1/veth1", "io.github.vethd.Bridge1", "ResetCounters"); err == nil {
+		t.Errorf("ResetCounters as nobody succeeded: %s", out)
+	}
+
+	// 3. A second lease, through vethd, on the same wire.
+	veth1Addr := c.DHCP(t, "veth1")
+	if veth1Addr.Addr() == eth0Addr.Addr() || !lan.Prefix.Contains(veth1Addr.Addr()) {
+		t.Fatalf("veth1 got %v (eth0 has %v)", veth1Addr, eth0Addr)
+	}
+	leases := lan.Leases(t)
+	if !strings.Contains(leases, mac+" "+veth1Addr.Addr().String()) {
+		t.Errorf("dnsmasq's leases do not show veth1's MAC with its address:\n%s", leases)
+	}
+	c.Run(t, "ip", "netns", "exec", lan.Netns, "ping", "-c", "1", "-W", "2", veth1Addr.Addr().String())
+
+	// 4. restart keeps the interface, its ifindex and its address.
+	ifindex := c.sysfs("veth1", "ifindex")
+	pid := c.prop(t, u1, "MainPID")
+	c.Run(t, "systemctl", "restart", u1)
+	if st := c.prop(t, u1, "ActiveState"); st != "active" {
+		t.Fatalf("%s is %s after restart", u1, st)
+	}
+	if c.prop(t, u1, "MainPID") == pid {
+		t.Error("restart did not start a new process")
+	}
+	if got := c.sysfs("veth1", "ifindex"); got != ifindex {
+		t.Errorf("restart changed veth1's ifindex %s → %s", ifindex, got)
+	}
+	t.Logf("after restart: ifindex %s, %v", c.sysfs("veth1", "ifindex"), c.Addrs4(t, "veth1"))
+	if got := c.Addrs4(t, "veth1"); len(got) != 1 || got[0] != veth1Addr {
+		t.Errorf("veth1's addresses after restart: %v, want %v", got, veth1Addr)
+	}
+	if j := c.journal(u1); !strings.Contains(j, "Adopted veth1 from systemd's fd store") {
+		t.Errorf("journal does not say the TAP was adopted")
+	}
+	c.Run(t, "ip", "netns", "exec", lan.Netns, "ping", "-c", "1", "-W", "2", veth1Addr.Addr().String())
+
+	// 5. reload applies an edited file in place.
+	c.WriteFile(t, "/etc/vethd/veth1.conf", "[Bridge]\nParent=eth0\nMTU=1400\n")
+	c.Run(t, "systemctl", "reload", u1)
+	waitUntil(t, 5*time.Second, "MTU 1400 after reload", func() (bool, string) {
+		m := c.sysfs("veth1", "mtu")
+		return m == "1400", m
+	})
+	if got := c.sysfs("veth1", "ifindex"); got != ifindex {
+		t.Errorf("reload changed veth1's ifindex")
+	}
+
+	// 6. stop removes the interface.
+	c.Run(t, "systemctl", "stop", u1)
+	waitUntil(t, 5*time.Second, "veth1 removed by stop", func() (bool, string) {
+		return c.sysfs("veth1", "ifindex") == "", "still there"
+	})
+
+	// 7. a broken config: failed, status 78, no restart loop.
+	const u3 = "vethd@veth3.service"
+	c.WriteFile(t, "/etc/vethd/veth3.conf", "[Bridge]\nParent=eth0\nMTU=big\n")
+	if out, err := c.RunErr("systemctl", "start", u3); err == nil {
+		t.Errorf("starting %s with a broken config succeeded: %s", u3, out)
+	}
+	time.Sleep(3 * time.Second) // longer than RestartSec=2s
+	if st := c.prop(t, u3, "ActiveState"); st != "failed" {
+		t.Errorf("%s is %s, want failed", u3, st)
+	}
+	if st := c.prop(t, u3, "ExecMainStatus"); st != "78" {
+		t.Errorf("%s ExecMainStatus = %s, want 78", u3, st)
+	}
+	if n := c.prop(t, u3, "NRestarts"); n != "0" {
+		t.Errorf("%s restarted %s times", u3, n)
+	}
+	if j := c.journal(u3); !strings.Contains(j, "/etc/vethd/veth3.conf:3: MTU=") {
+		t.Errorf("journal of %s does not name file, line and key:\n%s", u3, j)
+	}
+
+	// 8. a parent that appears after the start.
+	const u4 = "vethd@veth4.service"
+	c.WriteFile(t, "/etc/vethd/veth4.conf", "[Bridge]\nParent=eth5\n")
+	c.Run(t, "systemctl", "start", u4)
+	if st := c.prop(t, u4, "ActiveState"); st != "active" {
+		t.Fatalf("%s is %s while its parent is missing, want active", u4, st)
+	}
+	if s := c.prop(t, u4, "StatusText"); !strings.Contains(s, "waiting for parent eth5") {
+		t.Errorf("StatusText = %q", s)
+	}
+	if got := c.busProp(t, "veth4", "State"); got != `s "waiting-parent"` {
+		t.Errorf("busctl State = %s", got)
+	}
+	c.Run(t, "ip", "link", "add", "eth5", "type", "veth", "peer", "name", "lan5", "netns", lan.Netns)
+	c.Run(t, "ip", "-n", lan.Netns, "link", "set", "lan5", "up")
+	c.Run(t, "ip", "link", "set", "eth5", "up")
+	waitUntil(t, 10*time.Second, "veth4 attached to eth5", func() (bool, string) {
+		s := c.busProp(t, "veth4", "State")
+		return s == `s "running"`, s
+	})
+	if c.sysfs("veth4", "carrier") != "1" {
+		t.Error("veth4 has no carrier once eth5 is up")
+	}
+	c.Run(t, "systemctl", "stop", u4)
+
+	// 9. vethctl add --now: a second instance, configured and enabled
+	// through systemd's D-Bus API.
+	c.Run(t, "vethctl", "add", "veth2", "--parent", "eth0", "--now")
+	const u2 = "vethd@veth2.service"
+	if st := c.prop(t, u2, "ActiveState"); st != "active" {
+		t.Fatalf("%s is %s after vethctl add --now", u2, st)
+	}
+	if en, _ := c.RunErr("systemctl", "is-enabled", u2); strings.TrimSpace(en) != "enabled" {
+		t.Errorf("%s is-enabled = %q", u2, en)
+	}
+	if conf := c.Run(t, "cat", "/etc/vethd/veth2.conf"); !strings.Contains(conf, "Parent=eth0") {
+		t.Errorf("/etc/vethd/veth2.conf:\n%s", conf)
+	}
+	veth2Addr := c.DHCP(t, "veth2")
+	if !lan.Prefix.Contains(veth2Addr.Addr()) {
+		t.Errorf("veth2 got %v", veth2Addr)
+	}
+	list = c.Run(t, "vethctl", "list")
+	t.Logf("vethctl list:\n%s", list)
+	for _, want := range []string{"veth2", "veth3", "failed"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("vethctl list lacks %q:\n%s", want, list)
+		}
+	}
+	stats := c.Run(t, "vethctl", "stats", "veth2")
+	t.Logf("vethctl stats veth2:\n%s", stats)
+	if !strings.Contains(stats, "veth2") {
+		t.Errorf("vethctl stats veth2:\n%s", stats)
+	}
+	c.Run(t, "vethctl", "remove", "veth2")
+	waitUntil(t, 5*time.Second, "veth2 removed", func() (bool, string) {
+		return c.sysfs("veth2", "ifindex") == "", "still there"
+	})
+}
