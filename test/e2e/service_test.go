@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -245,4 +247,96 @@ func TestE2EService(t *testing.T) {
 	waitUntil(t, 5*time.Second, "veth2 removed", func() (bool, string) {
 		return c.sysfs("veth2", "ifindex") == "", "still there"
 	})
+}
+
+// TestE2EAll drives vethd.service (vethd --all) with the container's
+// systemd: both configured bridges come up in one process, the watchdog
+// (shortened to 2 s by a drop-in) is fed, a restart keeps both interfaces
+// and their ifindexes, a reload picks up a new file, and stop removes them
+// all. Non-root vethctl may read but not add.
+func TestE2EAll(t *testing.T) {
+	stage := stageInstall(t)
+	c := Boot(t, stage)
+	c.ReloadBus(t)
+	c.LAN(t)
+	const u = "vethd.service"
+	defer func() {
+		if t.Failed() {
+			t.Logf("--- journal of %s ---\n%s", u, c.journal(u))
+		}
+	}()
+	c.WriteFile(t, "/etc/vethd/veth1.conf", "[Bridge]\nParent=eth0\n")
+	c.WriteFile(t, "/etc/vethd/veth2.conf", "[Bridge]\nParent=eth0\nMACAddress=random\n")
+	c.WriteFile(t, "/etc/systemd/system/vethd.service.d/watchdog.conf", "[Service]\nWatchdogSec=2s\n")
+	c.DaemonReload(t)
+	c.Run(t, "systemctl", "start", u)
+	if st := c.prop(t, u, "ActiveState"); st != "active" {
+		t.Fatalf("%s is %s", u, st)
+	}
+	if s := c.prop(t, u, "StatusText"); !strings.Contains(s, "2 bridges") {
+		t.Errorf("StatusText = %q", s)
+	}
+	idx1, idx2, mac2 := c.sysfs("veth1", "ifindex"), c.sysfs("veth2", "ifindex"), c.sysfs("veth2", "address")
+	if idx1 == "" || idx2 == "" {
+		t.Fatal("veth1 or veth2 missing")
+	}
+	pid := c.prop(t, u, "MainPID")
+	time.Sleep(5 * time.Second) // more than twice WatchdogSec
+	if c.prop(t, u, "MainPID") != pid || c.prop(t, u, "NRestarts") != "0" || c.prop(t, u, "ActiveState") != "active" {
+		t.Errorf("watchdog: the service was restarted or stopped (MainPID %s → %s, NRestarts %s)", pid, c.prop(t, u, "MainPID"), c.prop(t, u, "NRestarts"))
+	}
+	if ts := c.prop(t, u, "WatchdogTimestampMonotonic"); ts == "0" || ts == "" {
+		t.Errorf("no WATCHDOG=1 seen by systemd (WatchdogTimestampMonotonic=%q)", ts)
+	}
+
+	c.Run(t, "systemctl", "restart", u)
+	if got1, got2 := c.sysfs("veth1", "ifindex"), c.sysfs("veth2", "ifindex"); got1 != idx1 || got2 != idx2 {
+		t.Errorf("restart changed ifindexes %s,%s → %s,%s", idx1, idx2, got1, got2)
+	}
+	if got := c.sysfs("veth2", "address"); got != mac2 {
+		t.Errorf("restart changed veth2's random MAC %s → %s", mac2, got)
+	}
+
+	c.WriteFile(t, "/etc/vethd/veth3.conf", "[Bridge]\nParent=eth0\n")
+	c.Run(t, "systemctl", "reload", u)
+	waitUntil(t, 5*time.Second, "veth3 after reload", func() (bool, string) {
+		return c.sysfs("veth3", "ifindex") != "", "missing"
+	})
+	list := c.Run(t, "vethctl", "list")
+	t.Logf("vethctl list:\n%s", list)
+	for _, n := range []string{"veth1", "veth2", "veth3"} {
+		if !strings.Contains(list, n) {
+			t.Errorf("vethctl list lacks %s", n)
+		}
+	}
+
+	// Not root: reading works, changing does not (77).
+	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}
+	if out, err := c.RunErr(append(nobody, "vethctl", "show", "veth1")...); err != nil || !strings.Contains(out, "veth1") {
+		t.Errorf("vethctl show as nobody: %v\n%s", err, out)
+	}
+	_, err := c.RunErr(append(nobody, "vethctl", "reset", "veth1")...)
+	if code := exitCode(err); code != 77 {
+		t.Errorf("vethctl reset as nobody: exit %d (%v), want 77", code, err)
+	}
+
+	c.Run(t, "systemctl", "stop", u)
+	waitUntil(t, 5*time.Second, "all TAPs removed by stop", func() (bool, string) {
+		var left []string
+		for _, n := range []string{"veth1", "veth2", "veth3"} {
+			if c.sysfs(n, "ifindex") != "" {
+				left = append(left, n)
+			}
+		}
+		return len(left) == 0, strings.Join(left, " ")
+	})
+}
+
+// exitCode is the exit status inside err (from Container.RunErr), or -1.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }
