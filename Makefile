@@ -10,7 +10,13 @@ BUILDDIR ?= bin
 SBINDIR       ?= $(PREFIX)/sbin
 BINDIR        ?= $(PREFIX)/bin
 UNITDIR       ?= $(PREFIX)/lib/systemd/system
-DBUSPOLICYDIR ?= $(PREFIX)/share/dbus-1/system.d
+# dbus-daemon reads system policies from /usr/share/dbus-1/system.d and
+# /etc/dbus-1/system.d only: a /usr/local install puts it in /etc.
+ifeq ($(PREFIX),/usr)
+DBUSPOLICYDIR ?= /usr/share/dbus-1/system.d
+else
+DBUSPOLICYDIR ?= /etc/dbus-1/system.d
+endif
 MANDIR        ?= $(PREFIX)/share/man
 DOCDIR        ?= $(PREFIX)/share/doc/vethd
 BASHCOMPDIR   ?= $(PREFIX)/share/bash-completion/completions
