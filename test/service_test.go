@@ -79,7 +79,12 @@ func (sd *fakeSystemd) loop(done chan struct{}) {
 		fields := parseNotify(msg)
 		switch {
 		case fields["FDSTORE"] == "1":
+			// Like systemd, keep one copy of a file description.
 			for _, fd := range fds {
+				if slices.ContainsFunc(sd.stored[fields["FDNAME"]], func(f *os.File) bool { return sameFile(int(f.Fd()), fd) }) {
+					unix.Close(fd)
+					continue
+				}
 				sd.stored[fields["FDNAME"]] = append(sd.stored[fields["FDNAME"]], os.NewFile(uintptr(fd), fields["FDNAME"]))
 			}
 			fds = nil
@@ -94,6 +99,15 @@ func (sd *fakeSystemd) loop(done chan struct{}) {
 		}
 		sd.mu.Unlock()
 	}
+}
+
+// sameFile reports whether two of this process's descriptors are the same
+// open file description (kcmp KCMP_FILE, as systemd's same_fd does).
+func sameFile(a, b int) bool {
+	const kcmpFile = 0
+	pid := uintptr(os.Getpid())
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, pid, pid, kcmpFile, uintptr(a), uintptr(b), 0)
+	return errno == 0 && r == 0
 }
 
 func parseNotify(msg string) map[string]string {
@@ -167,8 +181,13 @@ func startService(t *testing.T, l *LAN, sd *fakeSystemd, watchdog time.Duration,
 	var names []string
 	var files []*os.File
 	for n, f := range fds {
+		// A copy: the fake systemd may close its own while vethd starts.
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
 		names = append(names, n)
-		files = append(files, f)
+		files = append(files, os.NewFile(uintptr(fd), f.Name()))
 	}
 	setup := func(c *exec.Cmd) {
 		// No system bus here (vethd must say so once and run on).
@@ -183,7 +202,11 @@ func startService(t *testing.T, l *LAN, sd *fakeSystemd, watchdog time.Duration,
 		}
 	}
 	argv := append([]string{"sh", "-c", `LISTEN_PID=$$ exec "$@"`, "sh", vethdBin}, args...)
-	return startProcWith(t, l.Host, "vethd "+strings.Join(args, " "), setup, argv...)
+	p := startProcWith(t, l.Host, "vethd "+strings.Join(args, " "), setup, argv...)
+	for _, f := range files {
+		f.Close() // the child has its own now
+	}
+	return p
 }
 
 func ifindex(t *testing.T, l *LAN, name string) int {
@@ -250,9 +273,14 @@ func TestServiceNotifyRestartKeepsInterface(t *testing.T) {
 	slices.SortFunc(before, netip.Addr.Compare)
 	// … and start again with the stored descriptor.
 	stored := sd.Stored("tap")
+	n0 := len(sd.Messages())
 	p2 := startService(t, l, sd, 0, map[string]*os.File{"tap": stored[0]}, args...)
 	if err := p2.WaitLine("Adopted veth1 from systemd's fd store", 10*time.Second); err != nil {
 		t.Fatalf("restart did not adopt the TAP: %v\n%s", err, p2.Output())
+	}
+	sd.WaitFor(t, n0, 5*time.Second, "READY=1")
+	if n := len(sd.Stored("tap")); n != 1 {
+		t.Errorf("%d descriptors in the store after the restart, want the one TAP once", n)
 	}
 	if got := ifindex(t, l, "veth1"); got != idx {
 		t.Errorf("restart changed ifindex %d → %d", idx, got)
@@ -299,6 +327,18 @@ func TestServiceWaitsForParent(t *testing.T) {
 	}
 	carrierIs(t, l, "veth1", true, 5*time.Second)
 	virt4 := l.SetStatic(t, "veth1", 51)
+	l.LANNS.WaitPing(t, 5*time.Second, virt4.String())
+	// A reload to a parent that does not exist, with an explicit MTU:
+	// waiting again, no carrier, and the MTU applied all the same.
+	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth7\nMTU=1300\n")
+	p.Signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, "MTU 1300, no carrier", func() (bool, string) {
+		lk := l.Host.MustLink(t, "veth1").Attrs()
+		return lk.MTU == 1300 && l.Host.SysfsCarrier("veth1") == "0", fmt.Sprint(lk.MTU, l.Host.SysfsCarrier("veth1"))
+	})
+	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\n")
+	p.Signal(syscall.SIGHUP)
+	carrierIs(t, l, "veth1", true, 5*time.Second)
 	l.LANNS.WaitPing(t, 5*time.Second, virt4.String())
 	if n := strings.Count(p.Output(), "No system bus"); n != 1 {
 		t.Errorf("without a system bus vethd said so %d times, want once:\n%s", n, p.Output())

@@ -298,19 +298,46 @@ func (d *daemon) takeStored(name string) *os.File {
 	return f
 }
 
+// putStored gives back a stored descriptor that an attempt could not adopt,
+// for the next attempt.
+func (d *daemon) putStored(name string, f *os.File) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stored == nil {
+		d.stored = map[string]*os.File{}
+	}
+	d.stored[name] = f
+}
+
 // dropUnusedFDs closes the stored descriptors no bridge adopted (a bridge
 // removed from the configuration) and has systemd close its copies, so
 // their interfaces go.
 func (d *daemon) dropUnusedFDs() {
 	d.mu.Lock()
-	stored := d.stored
-	d.stored = map[string]*os.File{}
+	stored := map[string]*os.File{}
+	for name, f := range d.stored {
+		if !d.claimed(name) {
+			stored[name] = f
+			delete(d.stored, name)
+		}
+	}
 	d.mu.Unlock()
 	for name, f := range stored {
 		d.log.Info(fmt.Sprintf("Dropping stored descriptor %s: no such bridge is configured", name))
 		f.Close()
 		d.notify.removeFD(name)
 	}
+}
+
+// claimed reports whether a configured bridge stores its TAP under the
+// FDNAME name. d.mu must be held.
+func (d *daemon) claimed(name string) bool {
+	for _, in := range d.instances {
+		if in.fdName == name {
+			return true
+		}
+	}
+	return false
 }
 
 // changed is every bridge's OnChange: it wakes the main loop.
@@ -392,6 +419,9 @@ func (d *daemon) reloadAll() {
 				if in.srv != nil {
 					in.srv.Close()
 				}
+				if f := d.takeStored(in.fdName); f != nil {
+					f.Close() // never adopted (its start kept failing)
+				}
 				d.notify.removeFD(in.fdName)
 				d.mu.Lock()
 				delete(d.instances, in.name)
@@ -431,21 +461,35 @@ func (in *instance) start() (*bridge.Bridge, error) {
 	cfg.OnChange = d.changed
 	var br *bridge.Bridge
 	var err error
+	adopted := false
 	if f := d.takeStored(in.fdName); f != nil {
-		cfg.TAP = f
+		// bridge.Start owns (and on error closes) what it is given: give
+		// it a copy, so that a failed adoption can be tried again by the
+		// supervisor's next attempt (the interface still exists: systemd
+		// holds it).
+		dup, derr := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		if derr != nil {
+			d.putStored(in.fdName, f)
+			return nil, in.setErr(fmt.Errorf("adopt %s: %w", in.name, derr))
+		}
+		cfg.TAP = os.NewFile(uintptr(dup), f.Name())
 		if s.policy.Kind == macaddr.Random {
 			cfg.MAC = nil // a restart keeps the address drawn at the first start
 		}
 		br, err = bridge.Start(cfg)
 		switch {
 		case errors.Is(err, bridge.ErrNotTAP):
+			f.Close()
 			d.log.Warn(fmt.Sprintf("The stored descriptor of %s is no longer a TAP interface (%v); creating %s afresh", in.name, err, in.name))
 			d.notify.removeFD(in.fdName)
 			cfg.TAP, cfg.MAC = nil, s.cfg.MAC
 			br = nil
 		case err != nil:
+			d.putStored(in.fdName, f)
 			return nil, in.setErr(err)
 		default:
+			f.Close()
+			adopted = true
 			st := br.Status()
 			d.log.Info(fmt.Sprintf("Adopted %s from systemd's fd store", st.Name), "ifindex", st.IfIndex, "mac", st.MAC)
 		}
@@ -456,7 +500,7 @@ func (in *instance) start() (*bridge.Bridge, error) {
 		}
 	}
 	if d.notify.enabled() {
-		if err := in.storeFD(br); err != nil {
+		if err := in.storeFD(br, adopted); err != nil {
 			d.log.Warn(fmt.Sprintf("%s will not survive a restart: %v", in.name, err))
 		}
 	}
@@ -473,15 +517,19 @@ func (in *instance) start() (*bridge.Bridge, error) {
 	return br, nil
 }
 
-// storeFD replaces the instance's entry in systemd's fd store with br's TAP.
-func (in *instance) storeFD(br *bridge.Bridge) error {
+// storeFD puts br's TAP in systemd's fd store. A new TAP replaces any older
+// entry (one whose interface was deleted); an adopted one is stored again
+// without removing the entry first (systemd ignores a descriptor it holds
+// already), so that a refused store cannot lose the interface.
+func (in *instance) storeFD(br *bridge.Bridge, adopted bool) error {
 	fd, err := br.TAPFd()
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	// Drop an older entry first (one whose interface was deleted).
-	in.d.notify.removeFD(in.fdName)
+	if !adopted {
+		in.d.notify.removeFD(in.fdName)
+	}
 	return in.d.notify.storeFD(in.fdName, fd)
 }
 
@@ -551,20 +599,24 @@ func (in *instance) reload() error {
 	}
 	in.mu.Lock()
 	old := in.spec
-	in.spec = s
 	br := in.br
+	if br == nil {
+		in.spec = s // (re)starting: the next start uses the new spec
+	}
 	in.mu.Unlock()
 	if br == nil {
-		return nil // (re)starting: the next start uses the new spec
+		return nil
 	}
 	cfg := s.cfg
 	if s.policy.Kind == macaddr.Random && old.policy.Kind == macaddr.Random {
 		cfg.MAC = nil // random means once per start, not per reload
 	}
+	// Reconfigure changes nothing when it fails, so the old spec stays.
 	if err := br.Reconfigure(cfg); err != nil {
 		return in.setErr(fmt.Errorf("reload: %w", err))
 	}
 	in.mu.Lock()
+	in.spec = s
 	in.lastErr = ""
 	in.mu.Unlock()
 	d.log.Info(fmt.Sprintf("Reloaded %s from %s", in.name, s.file))

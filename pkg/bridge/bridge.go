@@ -271,8 +271,11 @@ func (b *Bridge) adoptLink(tap *TAP, parent netlink.Link) (netlink.Link, error) 
 		mtu = parent.Attrs().MTU
 	}
 	if mtu != 0 && mtu != a.MTU {
+		// Not fatal, as for a running bridge: the interface is there and
+		// relays; LastError says why its MTU is not the one wanted.
 		if err := b.h.LinkSetMTU(l, mtu); err != nil {
-			return nil, fmt.Errorf("set %s mtu %d: %w", name, mtu, err)
+			b.st.LastError = fmt.Sprintf("set %s mtu %d: %v", name, mtu, err)
+			b.log.Error(b.st.LastError)
 		}
 	}
 	if a.Flags&net.FlagUp == 0 {
@@ -654,13 +657,16 @@ func (b *Bridge) Reconfigure(nc Config) error {
 	return b.do(func() error { return b.reconfigure(nc) })
 }
 
-// reconfigure is Reconfigure on the link watcher's goroutine.
+// reconfigure is Reconfigure on the link watcher's goroutine. When it
+// returns an error nothing was changed; a new parent that cannot be
+// attached to is not an error but a state (waiting-parent, LastError set),
+// retried when a link of its name appears.
 func (b *Bridge) reconfigure(nc Config) error {
 	defer b.changed()
 	st := b.Status()
 	macChanged := nc.MAC != nil && !bytesEqual(nc.MAC, b.cfg.MAC)
 	parentChanged := nc.Parent != b.cfg.Parent
-	b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent = nc.MTU, nc.CarrierOn, nc.WaitParent
+	// The one step that can fail goes first, before anything is changed.
 	if macChanged {
 		l, err := linkByIndex(b.h, st.IfIndex)
 		if err == nil {
@@ -677,6 +683,7 @@ func (b *Bridge) reconfigure(nc Config) error {
 		b.mu.Unlock()
 		b.log.Info(fmt.Sprintf("MAC address of %s changed", b.cfg.Name), "mac", mac)
 	}
+	b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent = nc.MTU, nc.CarrierOn, nc.WaitParent
 	if parentChanged {
 		b.log.Info(fmt.Sprintf("Parent of %s changed from %s to %s", b.cfg.Name, b.cfg.Parent, nc.Parent))
 		b.cfg.Parent = nc.Parent
@@ -688,25 +695,27 @@ func (b *Bridge) reconfigure(nc Config) error {
 		if st.ParentIfIndex != 0 {
 			b.detach()
 		}
-		l, err := linkByName(b.h, b.cfg.Parent)
-		if err != nil {
+		if l, err := linkByName(b.h, b.cfg.Parent); err != nil {
 			b.log.Warn(fmt.Sprintf("Parent %s does not exist; %s has no carrier until it appears", b.cfg.Parent, b.cfg.Name))
-			return nil
+		} else if err := b.attach(l); err != nil {
+			b.setError(fmt.Errorf("attach to %s: %w", b.cfg.Parent, err))
+		} else {
+			b.log.Info(fmt.Sprintf("Attached %s into %s", b.cfg.Name, b.cfg.Parent), "mac", b.cfg.MAC)
 		}
-		if err := b.attach(l); err != nil {
-			return fmt.Errorf("attach to %s: %w", b.cfg.Parent, err)
+		if b.cfg.MTU != 0 {
+			b.setMTU(b.cfg.MTU)
 		}
-		b.log.Info(fmt.Sprintf("Attached %s into %s", b.cfg.Name, b.cfg.Parent), "mac", b.cfg.MAC)
 		return nil
 	}
 	carrier := b.tapCarrier(st.ParentCarrier)
 	if carrier != st.Carrier {
 		if err := b.tap.SetCarrier(carrier); err != nil {
-			return err
+			b.setError(err)
+		} else {
+			b.mu.Lock()
+			b.st.Carrier = carrier
+			b.mu.Unlock()
 		}
-		b.mu.Lock()
-		b.st.Carrier = carrier
-		b.mu.Unlock()
 	}
 	mtu := b.cfg.MTU
 	if mtu == 0 && st.ParentIfIndex != 0 {
