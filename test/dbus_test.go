@@ -5,86 +5,35 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
-	"github.com/vethd/vethd/pkg/dbusapi"
-)
 
-// privateBus starts a dbus-daemon configured like the system bus, with
-// vethd's policy file from dist/dbus, on a socket under dir, and returns
-// its address. It is stopped at cleanup.
-func privateBus(t *testing.T, dir string) string {
-	t.Helper()
-	needTools(t, "dbus-daemon")
-	policy, err := filepath.Abs("../dist/dbus/io.github.vethd.Bridge1.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "system_bus_socket")
-	cfg := filepath.Join(dir, "system-bus.conf")
-	os.WriteFile(cfg, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path=`+sock+`</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <include>`+policy+`</include>
-</busconfig>
-`), 0o644)
-	cmd := exec.Command("dbus-daemon", "--nofork", "--config-file="+cfg)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr := "unix:path=" + sock
-	waitFor(t, 5*time.Second, "dbus-daemon socket", func() (bool, string) {
-		_, err := os.Stat(sock)
-		return err == nil, fmt.Sprint(err)
-	})
-	return addr
-}
+	"github.com/vethd/vethd/pkg/dbusapi"
+	"github.com/vethd/vethd/pkg/dbusapi/dbustest"
+)
 
 // TestDBusObject runs vethd --instance against a private system bus: its
 // properties match the interface, PropertiesChanged follows the parent's
 // carrier, and Reload, ResetCounters and Describe work for root.
 func TestDBusObject(t *testing.T) {
 	l := NewLAN(t, LANConfig{})
-	addr := privateBus(t, l.Dir)
+	// A bus like the system bus with vethd's policy, its socket and
+	// config under l.Dir, so that the leak check would find the daemon.
+	bus := dbustest.StartIn(t, l.Dir, dbustest.PolicyFile(t))
 	dir := confDir(t, l)
 	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\n")
 	needVethd(t)
 	p := startProcWith(t, l.Host, "vethd --instance veth1", func(c *exec.Cmd) {
-		c.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+addr)
+		c.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Addr)
 	}, vethdBin, "--instance", "veth1", "--config-dir", dir)
 	if err := p.WaitLine("Attached veth1 into eth0", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 
-	conn, err := dbus.Connect(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := bus.Conn(t)
 	c := dbusapi.NewClient(conn)
 	waitFor(t, 5*time.Second, "veth1 on the bus", func() (bool, string) {
 		names, err := c.List()

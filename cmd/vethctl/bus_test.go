@@ -6,86 +6,30 @@ package main
 // are exported.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
 	"github.com/vethd/vethd/pkg/dbusapi"
+	"github.com/vethd/vethd/pkg/dbusapi/dbustest"
 )
 
 // startBus starts a private dbus-daemon on which anyone may own and call
-// anything, and points $DBUS_SYSTEM_BUS_ADDRESS at it. It skips the test
-// if dbus-daemon is not installed (and fails it with CI=true).
-func startBus(t *testing.T) string {
+// anything, points $DBUS_SYSTEM_BUS_ADDRESS at it and returns it.
+func startBus(t *testing.T) *dbustest.Bus {
 	t.Helper()
-	daemon, err := exec.LookPath("dbus-daemon")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true, cannot skip: dbus-daemon not installed: %v", err)
-		}
-		t.Skipf("dbus-daemon not installed: %v", err)
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "bus.conf")
-	conf := `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path=` + filepath.Join(dir, "bus") + `</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-`
-	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(daemon, "--nofork", "--print-address", "--config-file="+cfg)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start dbus-daemon: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- strings.TrimSpace(s)
-	}()
-	select {
-	case addr := <-line:
-		if addr == "" {
-			t.Fatalf("dbus-daemon printed no address; stderr:\n%s", stderr.String())
-		}
-		t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", addr)
-		return addr
-	case <-time.After(10 * time.Second):
-		t.Fatalf("dbus-daemon did not start")
-	}
-	return ""
+	bus := dbustest.StartOpen(t)
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.Addr)
+	return bus
 }
 
 const (
@@ -300,12 +244,7 @@ func (b *testBridge) ResetCounters()   { b.mu.Lock(); defer b.mu.Unlock(); b.res
 func (b *testBridge) Describe() string { return b.describe }
 
 func TestBus(t *testing.T) {
-	addr := startBus(t)
-	conn, err := dbus.Connect(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := startBus(t).Conn(t)
 
 	m := &fakeManager{conn: conn, units: map[string]*sdUnit{
 		"vethd@veth1.service": {Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active", SubState: "running"},

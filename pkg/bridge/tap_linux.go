@@ -58,6 +58,12 @@ func OpenTAP(name string) (*TAP, error) {
 		}
 		return nil, fmt.Errorf("create TAP %s: %w", name, err)
 	}
+	return newTAP(fd, name)
+}
+
+// newTAP finishes a TAP attached to fd, which it owns (and closes on error):
+// vnet header size, offloads, non-blocking, into the netpoller.
+func newTAP(fd int, name string) (*TAP, error) {
 	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("set %s vnet header size: %w", name, err)
@@ -114,25 +120,7 @@ func AdoptTAP(f *os.File) (*TAP, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("adopt %s: %w (flags %#x)", name, ErrNotTAP, flags)
 	}
-	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("set %s vnet header size: %w", name, err)
-	}
-	t := &TAP{fd: fd, name: name}
-	if err := t.setOffloads(); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("set %s non-blocking: %w", name, err)
-	}
-	p, err := newPollFD(fd, "tap:"+name, false)
-	if err != nil {
-		return nil, err
-	}
-	t.pollFD = p
-	return t, nil
+	return newTAP(fd, name)
 }
 
 // Dup returns a new descriptor for the TAP (close-on-exec), to hand to

@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/vethd/vethd/pkg/dbusapi/dbustest"
 )
 
 // The non-root tests re-run this test binary as nobody: TestHelperNobody,
@@ -102,11 +104,11 @@ func TestHelperNobody(t *testing.T) {
 
 // runAsNobody runs TestHelperNobody as uid/gid 65534 against bus and the
 // bridge name, and returns its results.
-func runAsNobody(t *testing.T, bus *testBus, name string) map[string]helperResult {
+func runAsNobody(t *testing.T, bus *dbustest.Bus, name string) map[string]helperResult {
 	t.Helper()
 	// nobody must reach the socket and run a copy of this binary: the
 	// original lives in go test's private work directory.
-	for _, dir := range []string{bus.dir, filepath.Dir(bus.dir)} {
+	for _, dir := range []string{bus.Dir, filepath.Dir(bus.Dir)} {
 		if err := os.Chmod(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -115,14 +117,14 @@ func runAsNobody(t *testing.T, bus *testBus, name string) map[string]helperResul
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(bus.dir, "dbusapi.test")
+	bin := filepath.Join(bus.Dir, "dbusapi.test")
 	if err := copyFile(bin, self, 0o755); err != nil {
 		t.Fatal(err)
 	}
 
 	cmd := exec.Command(bin, "-test.run=^TestHelperNobody$", "-test.count=1")
-	cmd.Dir = bus.dir
-	cmd.Env = []string{envHelperBus + "=" + bus.addr, envHelperBridge + "=" + name, "PATH=/usr/bin:/bin"}
+	cmd.Dir = bus.Dir
+	cmd.Env = []string{envHelperBus + "=" + bus.Addr, envHelperBridge + "=" + name, "PATH=/usr/bin:/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}},
 		Pdeathsig:  syscall.SIGKILL,
@@ -177,9 +179,9 @@ func TestPolicyNobody(t *testing.T) {
 	if os.Geteuid() != 0 {
 		skip(t, "needs root to run a client as uid %d", nobody)
 	}
-	bus := startSystemBus(t)
+	bus := dbustest.Start(t, dbustest.PolicyFile(t))
 	fake := newFakeBridge("veth1")
-	export(t, connect(t, bus), fake)
+	export(t, bus.Conn(t), fake)
 
 	results := runAsNobody(t, bus, "veth1")
 	for _, op := range []string{"GetAll", "Get", "Introspect", "Ping", "ClientGet", "ClientList"} {
@@ -209,9 +211,9 @@ func TestUIDCheckNobody(t *testing.T) {
 	if os.Geteuid() != 0 {
 		skip(t, "needs root to run a client as uid %d", nobody)
 	}
-	bus := startOpenBus(t)
+	bus := dbustest.StartOpen(t)
 	fake := newFakeBridge("veth1")
-	export(t, connect(t, bus), fake)
+	export(t, bus.Conn(t), fake)
 
 	results := runAsNobody(t, bus, "veth1")
 	for _, op := range []string{"Reload", "ResetCounters", "ClientReload"} {

@@ -79,10 +79,10 @@ func getAll(t *testing.T, conn *dbus.Conn, name string) map[string]dbus.Variant 
 
 func TestProperties(t *testing.T) {
 	bus := startObjectBus(t)
-	srv := connect(t, bus)
+	srv := bus.Conn(t)
 	fake := newFakeBridge("veth1")
 	export(t, srv, fake)
-	conn := connect(t, bus)
+	conn := bus.Conn(t)
 
 	// Raw GetAll: exactly these properties, with these values and
 	// signatures.
@@ -138,8 +138,8 @@ func TestProperties(t *testing.T) {
 
 func TestIntrospect(t *testing.T) {
 	bus := startObjectBus(t)
-	export(t, connect(t, bus), newFakeBridge("veth1"))
-	conn := connect(t, bus)
+	export(t, bus.Conn(t), newFakeBridge("veth1"))
+	conn := bus.Conn(t)
 
 	var data string
 	if err := bridgeObject(conn, "veth1").Call(ifaceIntrospect+".Introspect", 0).Store(&data); err != nil {
@@ -205,8 +205,8 @@ func TestIntrospect(t *testing.T) {
 func TestCountersLive(t *testing.T) {
 	bus := startObjectBus(t)
 	fake := newFakeBridge("veth1")
-	export(t, connect(t, bus), fake)
-	conn := connect(t, bus)
+	export(t, bus.Conn(t), fake)
+	conn := bus.Conn(t)
 	client := NewClient(conn)
 
 	fake.setCounters(func(c *Counters) {
@@ -240,8 +240,8 @@ func TestMethodsAsRoot(t *testing.T) {
 	}
 	bus := startObjectBus(t)
 	fake := newFakeBridge("veth1")
-	export(t, connect(t, bus), fake)
-	client := NewClient(connect(t, bus))
+	export(t, bus.Conn(t), fake)
+	client := NewClient(bus.Conn(t))
 
 	if err := client.Reload("veth1"); err != nil {
 		t.Fatalf("Reload: %v", err)
@@ -288,8 +288,8 @@ func TestMethodsAsRoot(t *testing.T) {
 func TestPropertiesChanged(t *testing.T) {
 	bus := startObjectBus(t)
 	fake := newFakeBridge("veth1")
-	server := export(t, connect(t, bus), fake)
-	conn := connect(t, bus)
+	server := export(t, bus.Conn(t), fake)
+	conn := bus.Conn(t)
 
 	if err := conn.AddMatchSignal(
 		dbus.WithMatchSender(BusName("veth1")),
@@ -377,8 +377,8 @@ func TestPropertiesChanged(t *testing.T) {
 func TestSetRefused(t *testing.T) {
 	bus := startObjectBus(t)
 	fake := newFakeBridge("veth1")
-	export(t, connect(t, bus), fake)
-	obj := bridgeObject(connect(t, bus), "veth1")
+	export(t, bus.Conn(t), fake)
+	obj := bridgeObject(bus.Conn(t), "veth1")
 
 	err := obj.Call(ifaceProperties+".Set", 0, Interface, "MTU", dbus.MakeVariant(uint32(9000))).Err
 	if got := dbusErrorName(err); got != errPropertyReadOnly {
@@ -396,18 +396,18 @@ func TestSetRefused(t *testing.T) {
 
 func TestNameTaken(t *testing.T) {
 	bus := startObjectBus(t)
-	conn := connect(t, bus)
+	conn := bus.Conn(t)
 	fake := newFakeBridge("veth1")
 	export(t, conn, fake)
 
-	if _, err := Export(connect(t, bus), newFakeBridge("veth1")); !errors.Is(err, ErrNameTaken) {
+	if _, err := Export(bus.Conn(t), newFakeBridge("veth1")); !errors.Is(err, ErrNameTaken) {
 		t.Errorf("Export on another connection: error %v, want ErrNameTaken", err)
 	}
 	if _, err := Export(conn, newFakeBridge("veth1")); !errors.Is(err, ErrNameTaken) {
 		t.Errorf("Export again on the same connection: error %v, want ErrNameTaken", err)
 	}
 	// The first export still answers.
-	if _, err := NewClient(connect(t, bus)).Describe("veth1"); err != nil {
+	if _, err := NewClient(bus.Conn(t)).Describe("veth1"); err != nil {
 		t.Errorf("Describe of the first export: %v", err)
 	}
 	if _, _, d := fake.calls(); d != 1 {
@@ -417,12 +417,12 @@ func TestNameTaken(t *testing.T) {
 
 func TestClientListAndClose(t *testing.T) {
 	bus := startObjectBus(t)
-	conn := connect(t, bus)
+	conn := bus.Conn(t)
 	var servers []*Server
 	for _, name := range []string{"veth1", "my-br.0", "1a"} {
 		servers = append(servers, export(t, conn, newFakeBridge(name)))
 	}
-	client := NewClient(connect(t, bus))
+	client := NewClient(bus.Conn(t))
 
 	list, err := client.List()
 	if err != nil {
