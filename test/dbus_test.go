@@ -17,7 +17,8 @@ import (
 
 // TestDBusObject runs vethd --instance against a private system bus: its
 // properties match the interface, PropertiesChanged follows the parent's
-// carrier, and Reload, ResetCounters and Describe work for root.
+// carrier, Reload, ResetCounters and Describe work for root, and when the
+// bus goes away vethd runs on and comes back on the new bus.
 func TestDBusObject(t *testing.T) {
 	l := NewLAN(t, LANConfig{})
 	// A bus like the system bus with vethd's policy, its socket and
@@ -135,5 +136,27 @@ func TestDBusObject(t *testing.T) {
 	}
 	if err != nil || json.Unmarshal([]byte(doc), &d) != nil || d.Config.Parent != "eth0" || d.Status.Name != "veth1" {
 		t.Errorf("Describe: %v %s", err, doc)
+	}
+
+	// The bus goes away and comes back: vethd runs on, reconnects and owns
+	// its name again.
+	bus.Stop()
+	if err := p.WaitLine("Lost the system bus", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	bus2 := dbustest.StartIn(t, l.Dir, dbustest.PolicyFile(t))
+	if err := p.WaitLine("Connected to the system bus", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	conn2, err := dbus.Connect(bus2.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	if st, _, err := dbusapi.NewClient(conn2).Get("veth1"); err != nil || st.State != "running" {
+		t.Errorf("after the bus came back: %+v %v", st, err)
+	}
+	if !p.Running() {
+		t.Error("vethd exited when the bus went away")
 	}
 }

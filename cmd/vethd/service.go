@@ -42,12 +42,13 @@ type spec struct {
 // daemon runs the bridges of one vethd process and connects them to
 // systemd (sd_notify, fd store) and the system bus.
 type daemon struct {
-	o      options
-	mode   mode
-	log    *slog.Logger
-	notify *notifier
-	bus    *dbus.Conn // nil without a system bus
-	sup    *supervisor.Supervisor
+	o       options
+	mode    mode
+	log     *slog.Logger
+	notify  *notifier
+	bus     *dbus.Conn // nil without a system bus
+	busSaid bool       // "No system bus" was logged
+	sup     *supervisor.Supervisor
 
 	changes chan struct{} // a bridge changed (buffered 1)
 	failed  chan error    // a bridge failed (seed and instance modes)
@@ -64,9 +65,9 @@ type daemon struct {
 type instance struct {
 	d      *daemon
 	name   string
-	fdName string // FDNAME of its TAP in systemd's fd store
-	srv    *dbusapi.Server
-	first  chan struct{} // closed after the first start attempt
+	fdName string          // FDNAME of its TAP in systemd's fd store
+	srv    *dbusapi.Server // nil when not on the bus; main goroutine only
+	first  chan struct{}   // closed after the first start attempt
 	once   sync.Once
 
 	mu      sync.Mutex // guards spec, br and lastErr
@@ -195,11 +196,39 @@ func (d *daemon) serve() int {
 	}
 	statusTick := time.NewTicker(10 * time.Second)
 	defer statusTick.Stop()
+	// Without a bus (or once it is lost) try again every busRetry, quietly.
+	var busGone <-chan struct{}
+	var busRetryC <-chan time.Time
+	busRetryT := time.NewTicker(busRetry)
+	defer busRetryT.Stop()
+	if d.bus != nil {
+		busGone = d.bus.Context().Done()
+	} else {
+		busRetryC = busRetryT.C
+	}
 	unhealthy := ""
 	code := exitOK
 loop:
 	for {
 		select {
+		case <-busGone:
+			d.log.Warn("Lost the system bus; reconnecting")
+			d.bus.Close()
+			d.bus, busGone = nil, nil
+			for _, in := range d.list() {
+				in.srv = nil
+			}
+			busRetryT.Reset(busRetry)
+			busRetryC = busRetryT.C
+		case <-busRetryC:
+			if !d.connectBus() {
+				continue
+			}
+			d.log.Info("Connected to the system bus")
+			busGone, busRetryC = d.bus.Context().Done(), nil
+			for _, in := range d.list() {
+				d.export(in)
+			}
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				d.reloadAll()
@@ -234,15 +263,23 @@ loop:
 	return code
 }
 
-// connectBus connects to the system bus; without one, vethd says so once
-// and runs without D-Bus.
-func (d *daemon) connectBus() {
+// busRetry is how often vethd tries to (re)connect to the system bus.
+const busRetry = 5 * time.Second
+
+// connectBus connects to the system bus and reports whether it could;
+// without one, vethd says so once and runs without D-Bus (the main loop
+// tries again every busRetry).
+func (d *daemon) connectBus() bool {
 	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
-		d.log.Info(fmt.Sprintf("No system bus (%v); running without D-Bus", err))
-		return
+		if !d.busSaid {
+			d.log.Info(fmt.Sprintf("No system bus (%v); running without D-Bus", err))
+			d.busSaid = true
+		}
+		return false
 	}
 	d.bus = conn
+	return true
 }
 
 func (d *daemon) closeBus() {
@@ -257,18 +294,25 @@ func (d *daemon) newInstance(s spec) *instance {
 	if d.mode == modeAll {
 		in.fdName = "tap-" + s.cfg.Name
 	}
-	if d.bus != nil {
-		srv, err := dbusapi.Export(d.bus, in)
-		if err != nil {
-			d.log.Warn(fmt.Sprintf("%s: not on D-Bus: %v", in.name, err))
-		} else {
-			in.srv = srv
-		}
-	}
+	d.export(in)
 	d.mu.Lock()
 	d.instances[in.name] = in
 	d.mu.Unlock()
 	return in
+}
+
+// export puts in's object on the bus, if there is one. Only the main
+// goroutine touches in.srv.
+func (d *daemon) export(in *instance) {
+	if d.bus == nil {
+		return
+	}
+	srv, err := dbusapi.Export(d.bus, in)
+	if err != nil {
+		d.log.Warn(fmt.Sprintf("%s: not on D-Bus: %v", in.name, err))
+		return
+	}
+	in.srv = srv
 }
 
 // addSupervised adds a bridge that the supervisor restarts when it fails.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,7 +22,13 @@ type Bus struct {
 	Addr   string // the address to dial, as dbus-daemon printed it
 	Socket string // path of the listening socket
 	Dir    string // directory of the socket, the config (bus.conf) and the daemon's stderr (bus.log)
+
+	stop func()
 }
+
+// Stop kills the daemon and waits for it (a bus that goes away under its
+// clients). It is also done at cleanup; calling it twice is harmless.
+func (b *Bus) Stop() { b.stop() }
 
 // Start starts dbus-daemon configured like the system bus
 // (/usr/share/dbus-1/system.conf, without service activation, the user
@@ -182,9 +189,15 @@ func start(t testing.TB, dir, policy string) *Bus {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("dbustest: start dbus-daemon: %v", err)
 	}
+	var once sync.Once
+	b.stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		b.stop()
 		if t.Failed() {
 			t.Logf("dbus-daemon stderr:\n%s", stderr())
 		}
