@@ -424,3 +424,41 @@ func TestAllSupervises(t *testing.T) {
 		t.Errorf("reload changed veth1's ifindex")
 	}
 }
+
+// TestServiceStoredTAPDeleted: the TAP is deleted by someone else, vethd
+// exits 1 (systemd restarts it) and the store still holds the dead
+// descriptor; the next start sees that it is no longer a TAP, drops it
+// from the store and creates the interface afresh.
+func TestServiceStoredTAPDeleted(t *testing.T) {
+	l := NewLAN(t, LANConfig{})
+	dir := confDir(t, l)
+	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\n")
+	sd := newFakeSystemd(t, l.Dir)
+	args := []string{"--instance", "veth1", "--config-dir", dir}
+	p := startService(t, l, sd, 0, nil, args...)
+	sd.WaitFor(t, 0, 10*time.Second, "READY=1")
+	old := ifindex(t, l, "veth1")
+	l.Host.IP(t, "link", "del", "veth1")
+	if st := p.Wait(5 * time.Second); st == nil || st.ExitCode() != 1 {
+		t.Fatalf("vethd did not exit 1 when its TAP was deleted: %v", st)
+	}
+	dead := sd.Stored("tap")
+	if len(dead) != 1 {
+		t.Fatalf("%d stored descriptors, want the dead one", len(dead))
+	}
+	n := len(sd.Messages())
+	p2 := startService(t, l, sd, 0, map[string]*os.File{"tap": dead[0]}, args...)
+	sd.WaitFor(t, n, 10*time.Second, "READY=1")
+	if err := p2.WaitLine("no longer a TAP interface", time.Second); err != nil {
+		t.Errorf("no word of the dead descriptor: %v\n%s", err, p2.Output())
+	}
+	sd.WaitFor(t, n, time.Second, "FDSTOREREMOVE=1", "FDNAME=tap")
+	if got := sd.Stored("tap"); len(got) != 1 {
+		t.Errorf("%d stored descriptors after the new start, want the new TAP only", len(got))
+	}
+	if idx := ifindex(t, l, "veth1"); idx == old {
+		t.Errorf("veth1 has its old ifindex %d: not created afresh?", idx)
+	}
+	virt4 := l.SetStatic(t, "veth1", 53)
+	l.LANNS.WaitPing(t, 5*time.Second, virt4.String())
+}
