@@ -243,10 +243,35 @@ func TestE2EService(t *testing.T) {
 	if !strings.Contains(stats, "veth2") {
 		t.Errorf("vethctl stats veth2:\n%s", stats)
 	}
+	// vethctl reload goes through systemd (ReloadUnit) to vethd's SIGHUP.
+	c.WriteFile(t, "/etc/vethd/veth2.conf", "[Bridge]\nParent=eth0\nMTU=1450\n")
+	c.Run(t, "vethctl", "reload", "veth2")
+	waitUntil(t, 5*time.Second, "veth2 MTU 1450 after vethctl reload", func() (bool, string) {
+		m := c.sysfs("veth2", "mtu")
+		return m == "1450", m
+	})
+	// A bad file: vethctl reload refuses before signalling (exit 1).
+	c.WriteFile(t, "/etc/vethd/veth2.conf", "[Bridge]\nParent=eth0\nMTU=lots\n")
+	if _, err := c.RunErr("vethctl", "reload", "veth2"); exitCode(err) != 1 {
+		t.Errorf("vethctl reload of a bad file: %v, want exit 1", err)
+	}
+	if st := c.prop(t, u2, "ActiveState"); st != "active" {
+		t.Errorf("%s is %s after a refused reload", u2, st)
+	}
+
 	c.Run(t, "vethctl", "remove", "veth2")
 	waitUntil(t, 5*time.Second, "veth2 removed", func() (bool, string) {
 		return c.sysfs("veth2", "ifindex") == "", "still there"
 	})
+	if en, _ := c.RunErr("systemctl", "is-enabled", u2); strings.TrimSpace(en) == "enabled" {
+		t.Errorf("%s still enabled after vethctl remove", u2)
+	}
+	if _, err := c.RunErr("test", "-e", "/etc/vethd/veth2.conf"); err == nil {
+		t.Error("/etc/vethd/veth2.conf still there after vethctl remove")
+	}
+	if _, err := c.RunErr("vethctl", "remove", "veth2"); exitCode(err) != 4 {
+		t.Errorf("vethctl remove of a removed bridge: %v, want exit 4", err)
+	}
 }
 
 // TestE2EAll drives vethd.service (vethd --all) with the container's
@@ -319,11 +344,25 @@ func TestE2EAll(t *testing.T) {
 	if code := exitCode(err); code != 77 {
 		t.Errorf("vethctl reset as nobody: exit %d (%v), want 77", code, err)
 	}
+	_, err = c.RunErr(append(nobody, "vethctl", "add", "veth9", "--parent", "eth0")...)
+	if code := exitCode(err); code != 77 {
+		t.Errorf("vethctl add as nobody: exit %d (%v), want 77", code, err)
+	}
+
+	// With vethd.service running, vethctl add --now hands the new bridge
+	// to it (a reload) instead of starting a second vethd for it.
+	c.Run(t, "vethctl", "add", "veth4", "--parent", "eth0", "--now")
+	waitUntil(t, 5*time.Second, "veth4 under vethd.service", func() (bool, string) {
+		return c.sysfs("veth4", "ifindex") != "", "missing"
+	})
+	if st := c.prop(t, "vethd@veth4.service", "ActiveState"); st == "active" {
+		t.Error("vethd@veth4.service was started although vethd.service runs veth4")
+	}
 
 	c.Run(t, "systemctl", "stop", u)
 	waitUntil(t, 5*time.Second, "all TAPs removed by stop", func() (bool, string) {
 		var left []string
-		for _, n := range []string{"veth1", "veth2", "veth3"} {
+		for _, n := range []string{"veth1", "veth2", "veth3", "veth4"} {
 			if c.sysfs(n, "ifindex") != "" {
 				left = append(left, n)
 			}
