@@ -12,15 +12,17 @@ BINDIR        ?= $(PREFIX)/bin
 UNITDIR       ?= $(PREFIX)/lib/systemd/system
 # dbus-daemon reads system policies from /usr/share/dbus-1/system.d and
 # /etc/dbus-1/system.d only: a /usr/local install puts it in /etc.
+# zsh looks in vendor-completions under /usr and site-functions elsewhere.
 ifeq ($(PREFIX),/usr)
 DBUSPOLICYDIR ?= /usr/share/dbus-1/system.d
+ZSHCOMPDIR    ?= /usr/share/zsh/vendor-completions
 else
 DBUSPOLICYDIR ?= /etc/dbus-1/system.d
+ZSHCOMPDIR    ?= $(PREFIX)/share/zsh/site-functions
 endif
 MANDIR        ?= $(PREFIX)/share/man
 DOCDIR        ?= $(PREFIX)/share/doc/vethd
 BASHCOMPDIR   ?= $(PREFIX)/share/bash-completion/completions
-ZSHCOMPDIR    ?= $(PREFIX)/share/zsh/vendor-completions
 
 UNITS      := vethd@.service vethd.service
 DBUSPOLICY := io.github.vethd.Bridge1.conf

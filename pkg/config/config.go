@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"github.com/coreos/go-systemd/v22/unit"
@@ -128,9 +129,10 @@ func Validate(name string) error {
 }
 
 // Names returns the sorted NAMEs of the files dir/NAME.conf: regular files
-// and symbolic links to them, not directories. Names that are not valid
-// interface names are listed too, so that Load reports them. A missing dir
-// is an empty list, not an error.
+// and symbolic links to them, not directories, and not hidden files
+// (".veth1.conf", an editor's or an admin's backup), which systemd ignores
+// too. Names that are not valid interface names are listed, so that Load
+// reports them. A missing dir is an empty list, not an error.
 func Names(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -142,7 +144,7 @@ func Names(dir string) ([]string, error) {
 	var names []string
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".conf")
-		if !ok || name == "" {
+		if !ok || name == "" || strings.HasPrefix(name, ".") {
 			continue
 		}
 		switch t := e.Type(); {
@@ -167,11 +169,18 @@ func Names(dir string) ([]string, error) {
 // satisfies errors.Is(err, fs.ErrNotExist).
 func Load(path string) (*Bridge, error) {
 	name := strings.TrimSuffix(filepath.Base(path), ".conf")
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO (or a device) must not hang the reader; it is
+	// refused below.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, &Error{File: path, Err: unwrapPath(err)}
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, &Error{File: path, Err: unwrapPath(err)}
+	} else if !fi.Mode().IsRegular() {
+		return nil, &Error{File: path, Err: fmt.Errorf("not a regular file (%s)", fi.Mode().Type())}
+	}
 	return Parse(f, path, name)
 }
 
@@ -284,6 +293,9 @@ func (b *Bridge) set(key, raw string) error {
 	}
 	if err := checkChars(v); err != nil {
 		return err
+	}
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		return fmt.Errorf("%s is quoted; values are written without quotes (%s=%s)", v, key, v[1:len(v)-1])
 	}
 	switch key {
 	case keyParent:

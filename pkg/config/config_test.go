@@ -10,7 +10,9 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/unit"
 
@@ -509,4 +511,37 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip of %q:\n%+v\nbecame\n%+v", data, b, b2)
 		}
 	})
+}
+
+func TestLoadRefusesHiddenQuotedAndSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("veth1.conf", "[Bridge]\nParent=eth0\n")
+	write(".veth1.conf", "[Bridge]\nParent=eth0\n")
+	write("veth2.conf", "[Bridge]\nParent=\"eth0\"\n")
+	if err := syscall.Mkfifo(filepath.Join(dir, "veth3.conf"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	names, err := Names(dir)
+	if err != nil || !slices.Equal(names, []string{"veth1", "veth2"}) {
+		t.Errorf("Names = %v, %v; want veth1 veth2 (no hidden file, no FIFO)", names, err)
+	}
+	_, err = Load(filepath.Join(dir, "veth2.conf"))
+	if err == nil || !strings.Contains(err.Error(), "veth2.conf:2: Parent=: \"eth0\" is quoted; values are written without quotes (Parent=eth0)") {
+		t.Errorf("quoted Parent: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Load(filepath.Join(dir, "veth3.conf")); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Load of a FIFO hangs")
+	}
 }

@@ -56,28 +56,38 @@ var (
 
 // Status is the state-like part of a bridge, as the D-Bus object shows it.
 // Every field is a property that Server.Update signals when it changes.
+// The JSON names (vethd's Describe, vethctl --json) are stable.
 type Status struct {
-	Name, Parent           string // interface names
-	IfIndex, ParentIfIndex int32  // 0 while the link does not exist
-	MACAddress             string // "02:…"
-	MACPolicy              string // persistent|random|explicit
-	MTU                    uint32
-	State                  string // starting|waiting-parent|running|degraded|stopping
-	Carrier, ParentCarrier bool
-	Promiscuous            bool // parent in promiscuous mode
-	Offloads               []string
-	StartedUsec            uint64 // CLOCK_REALTIME microseconds
-	LastError              string // "" if none
+	Name          string   `json:"name"`           // interface name
+	Parent        string   `json:"parent"`         // parent's name
+	IfIndex       int32    `json:"ifindex"`        // 0 while the link does not exist
+	ParentIfIndex int32    `json:"parent_ifindex"` // 0 while there is no parent
+	MACAddress    string   `json:"mac_address"`    // "02:…"
+	MACPolicy     string   `json:"mac_policy"`     // persistent|random|explicit
+	MTU           uint32   `json:"mtu"`
+	State         string   `json:"state"` // starting|waiting-parent|running|degraded|stopping
+	Carrier       bool     `json:"carrier"`
+	ParentCarrier bool     `json:"parent_carrier"`
+	Promiscuous   bool     `json:"promiscuous"` // parent in promiscuous mode
+	Offloads      []string `json:"offloads"`
+	StartedUsec   uint64   `json:"started_usec"` // CLOCK_REALTIME microseconds
+	LastError     string   `json:"last_error"`   // "" if none
 }
 
 // Counters are a bridge's counters. The D-Bus object also shows RxDropped
 // and TxDropped, the sums of RxDrops and TxDrops.
 type Counters struct {
-	RxPackets, RxBytes, RxCoalesced, TxPackets, TxBytes, Errors uint64
+	RxPackets   uint64 `json:"rx_packets"`
+	RxBytes     uint64 `json:"rx_bytes"`
+	RxCoalesced uint64 `json:"rx_coalesced"`
+	TxPackets   uint64 `json:"tx_packets"`
+	TxBytes     uint64 `json:"tx_bytes"`
+	Errors      uint64 `json:"errors"`
 
 	// RxDrops and TxDrops count dropped frames by reason (runt, spoof,
 	// oversize, no-parent, write-error, queue-full, …).
-	RxDrops, TxDrops map[string]uint64
+	RxDrops map[string]uint64 `json:"rx_drops"`
+	TxDrops map[string]uint64 `json:"tx_drops"`
 }
 
 // Bridge is what the D-Bus object needs from a bridge. Its methods are
