@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,7 +56,7 @@ type fakeManager struct {
 	conn   *dbus.Conn
 	mu     sync.Mutex
 	units  map[string]*sdUnit // by name
-	result map[string]string  // job result by unit; default done
+	result map[string]string  // job result by unit; default done; "never": the job never ends
 	calls  []string
 	jobs   uint32
 }
@@ -146,6 +147,9 @@ func (m *fakeManager) job(op, name, mode string) (dbus.ObjectPath, *dbus.Error) 
 	}
 	m.mu.Unlock()
 	path := dbus.ObjectPath("/org/freedesktop/systemd1/job/" + strings.Repeat("1", int(id)))
+	if result == "never" {
+		return path, nil
+	}
 	go func() {
 		time.Sleep(10 * time.Millisecond)
 		_ = m.conn.Emit(sdPath, sdManager+".JobRemoved", id, path, name, result)
@@ -224,12 +228,13 @@ func pathBusEscape(s string) string {
 
 // testBridge is a dbusapi.Bridge whose calls are counted.
 type testBridge struct {
-	mu       sync.Mutex
-	st       dbusapi.Status
-	rx       uint64
-	resets   int
-	reloads  int
-	describe string
+	mu        sync.Mutex
+	st        dbusapi.Status
+	rx        uint64
+	resets    int
+	reloads   int
+	reloadErr error // what Reload returns
+	describe  string
 }
 
 func (b *testBridge) Status() dbusapi.Status { b.mu.Lock(); defer b.mu.Unlock(); return b.st }
@@ -239,7 +244,12 @@ func (b *testBridge) Counters() dbusapi.Counters {
 	b.rx += 1000 // each reading 1000 more packets
 	return dbusapi.Counters{RxPackets: b.rx, RxBytes: b.rx * 100, RxDrops: map[string]uint64{"runt": 1}, TxDrops: map[string]uint64{}}
 }
-func (b *testBridge) Reload() error    { b.mu.Lock(); defer b.mu.Unlock(); b.reloads++; return nil }
+func (b *testBridge) Reload() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reloads++
+	return b.reloadErr
+}
 func (b *testBridge) ResetCounters()   { b.mu.Lock(); defer b.mu.Unlock(); b.resets++; b.rx = 0 }
 func (b *testBridge) Describe() string { return b.describe }
 
@@ -334,14 +344,29 @@ func TestBus(t *testing.T) {
 	}
 
 	m.takeCalls()
-	run(0, "reload", "veth1")
-	if got := m.takeCalls(); !slices.Equal(got, []string{"ReloadUnit vethd@veth1.service replace"}) {
-		t.Errorf("reload: calls %q", got)
-	}
 	if os.Geteuid() != 0 {
-		// vethd checks the caller's uid: only root may reset counters.
+		// vethd checks the caller's uid: only root may reload or reset.
+		run(77, "reload", "veth1")
 		run(77, "reset", "veth1")
 	} else {
+		// On the bus, vethd itself reloads, and says whether it could.
+		run(0, "reload", "veth1")
+		if got := m.takeCalls(); len(got) != 0 {
+			t.Errorf("reload: systemd calls %q", got)
+		}
+		br.mu.Lock()
+		br.reloadErr = errors.New("set veth1 mtu: invalid argument")
+		br.mu.Unlock()
+		run(1, "reload", "veth1")
+		if got, want := h.stderr.String(), "vethctl: reload veth1: reload failed: set veth1 mtu: invalid argument\n"; got != want {
+			t.Errorf("reload: stderr %q, want %q", got, want)
+		}
+		br.mu.Lock()
+		if br.reloads != 2 {
+			t.Errorf("%d reloads, want 2", br.reloads)
+		}
+		br.mu.Unlock()
+
 		run(0, "reset", "veth1")
 		br.mu.Lock()
 		if br.resets != 1 {
@@ -350,6 +375,66 @@ func TestBus(t *testing.T) {
 		br.mu.Unlock()
 	}
 	run(4, "reset", "veth9")
+
+	// A job that never ends: --no-block does not wait, --timeout gives up.
+	m.mu.Lock()
+	m.units["vethd@veth4.service"] = &sdUnit{Name: "vethd@veth4.service", LoadState: "loaded", ActiveState: "inactive", SubState: "dead"}
+	m.result["vethd@veth4.service"] = "never"
+	m.mu.Unlock()
+	m.exportUnit(t, "vethd@veth4.service")
+	m.takeCalls()
+	run(0, "add", "veth4", "--parent", "eth0", "--now", "--no-block")
+	if got := m.takeCalls(); !slices.Equal(got, []string{"EnableUnitFiles vethd@veth4.service", "Reload", "StartUnit vethd@veth4.service replace"}) {
+		t.Errorf("add --no-block: calls %q", got)
+	}
+	m.mu.Lock()
+	m.units["vethd@veth4.service"].ActiveState = "inactive"
+	m.mu.Unlock()
+	start := time.Now()
+	run(1, "add", "veth4", "--parent", "eth0", "--now", "--force", "--timeout", "200ms")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("add --timeout 200ms took %v", d)
+	}
+	if !strings.Contains(h.stderr.String(), "the start job of vethd@veth4.service did not end within 200ms (--timeout)") {
+		t.Errorf("stderr: %q", h.stderr.String())
+	}
+}
+
+// slowBridge is a bridge object whose Reload answers after a while.
+type slowBridge struct{ delay time.Duration }
+
+func (b slowBridge) Reload() *dbus.Error { time.Sleep(b.delay); return nil }
+
+// TestBusCallDeadline: a bridge that does not answer in time is an error,
+// not a hang.
+func TestBusCallDeadline(t *testing.T) {
+	bus := startBus(t)
+	conn := bus.Conn(t)
+	const name = "veth1"
+	if err := conn.Export(slowBridge{delay: 2 * time.Second}, dbusapi.ObjectPath(name), dbusapi.Interface); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := conn.RequestName(dbusapi.BusName(name), dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("RequestName: %v %v", r, err)
+	}
+	b, err := openBridges(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.(*busBridges).Close()
+	b.(*busBridges).timeout = 100 * time.Millisecond
+	start := time.Now()
+	err = b.Reload(context.Background(), name)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Reload took %v", d)
+	}
+	if err == nil || !strings.Contains(err.Error(), "reload veth1: no answer on the bus within 100ms") || exitCode(err) != exitFailure {
+		t.Errorf("Reload: %v", err)
+	}
+	// Not on the bus: ErrNoSuchBridge, whatever the deadline.
+	if err := b.Reload(context.Background(), "veth9"); !errors.Is(err, dbusapi.ErrNoSuchBridge) {
+		t.Errorf("Reload veth9: %v", err)
+	}
 }
 
 // TestBusNoSystemd: a bus without systemd on it.

@@ -21,7 +21,7 @@ type fakeUnits struct {
 	loaded []unitStatus          // ListUnits answers these (filtered by pattern)
 	files  []unitFile            // ListUnitFiles answers these
 	unit   map[string]unitStatus // Unit answers; default below
-	result map[string]string     // "Start vethd@x.service" → job result; default "done"
+	result map[string]string     // "Start vethd@x.service" → job result; default "done"; "hang": no end
 	errs   map[string]error      // "Enable vethd@x.service" → error
 	calls  []string              // "Enable vethd@veth1.service", "DaemonReload", …
 	onCall func(call string)     // called with each call, if set
@@ -120,23 +120,39 @@ func (f *fakeUnits) Disable(_ context.Context, name string) ([]unitChange, error
 
 func (f *fakeUnits) DaemonReload(context.Context) error { return f.record("DaemonReload") }
 
-func (f *fakeUnits) job(op, name string) (string, error) {
+// job records "Start vethd@x.service", with " --no-block" if it does
+// not wait. A job whose result is "hang" never ends: waiting for it ends
+// with ctx, as systemd.job does.
+func (f *fakeUnits) job(ctx context.Context, op, name string, wait bool) (string, error) {
 	call := op + " " + name
+	if !wait {
+		call += " --no-block"
+	}
 	if err := f.record(call); err != nil {
 		return "", err
 	}
-	if r, ok := f.result[call]; ok {
+	if !wait {
+		return "", nil
+	}
+	switch r, ok := f.result[op+" "+name]; {
+	case !ok:
+		return "done", nil
+	case r == "hang":
+		<-ctx.Done()
+		return "", fmt.Errorf("%s %s: %w", strings.ToLower(op), name, ctx.Err())
+	default:
 		return r, nil
 	}
-	return "done", nil
 }
 
-func (f *fakeUnits) Start(_ context.Context, name string) (string, error) {
-	return f.job("Start", name)
+func (f *fakeUnits) Start(ctx context.Context, name string, wait bool) (string, error) {
+	return f.job(ctx, "Start", name, wait)
 }
-func (f *fakeUnits) Stop(_ context.Context, name string) (string, error) { return f.job("Stop", name) }
-func (f *fakeUnits) ReloadUnit(_ context.Context, name string) (string, error) {
-	return f.job("ReloadUnit", name)
+func (f *fakeUnits) Stop(ctx context.Context, name string, wait bool) (string, error) {
+	return f.job(ctx, "Stop", name, wait)
+}
+func (f *fakeUnits) ReloadUnit(ctx context.Context, name string, wait bool) (string, error) {
+	return f.job(ctx, "ReloadUnit", name, wait)
 }
 func (f *fakeUnits) ResetFailed(_ context.Context, name string) error {
 	return f.record("ResetFailed " + name)
@@ -164,7 +180,25 @@ func (f *fakeBridges) record(call string) error {
 	return f.errs[call]
 }
 
-func (f *fakeBridges) List() ([]string, error) {
+// set puts b on the bus as name, or takes name off it if b is nil.
+func (f *fakeBridges) set(name string, b *fakeBridge) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b == nil {
+		delete(f.bridges, name)
+	} else {
+		f.bridges[name] = b
+	}
+}
+
+// called reports whether call was made.
+func (f *fakeBridges) called(call string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.calls, call)
+}
+
+func (f *fakeBridges) List(context.Context) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("List"); err != nil {
@@ -189,7 +223,7 @@ func (f *fakeBridges) lookup(op, name string) (*fakeBridge, error) {
 	return b, nil
 }
 
-func (f *fakeBridges) Get(name string) (dbusapi.Status, dbusapi.Counters, error) {
+func (f *fakeBridges) Get(_ context.Context, name string) (dbusapi.Status, dbusapi.Counters, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b, err := f.lookup("Get", name)
@@ -204,21 +238,21 @@ func (f *fakeBridges) Get(name string) (dbusapi.Status, dbusapi.Counters, error)
 	return b.status, c, nil
 }
 
-func (f *fakeBridges) Reload(name string) error {
+func (f *fakeBridges) Reload(_ context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	_, err := f.lookup("Reload", name)
 	return err
 }
 
-func (f *fakeBridges) ResetCounters(name string) error {
+func (f *fakeBridges) ResetCounters(_ context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	_, err := f.lookup("ResetCounters", name)
 	return err
 }
 
-func (f *fakeBridges) Describe(name string) (string, error) {
+func (f *fakeBridges) Describe(_ context.Context, name string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b, err := f.lookup("Describe", name)

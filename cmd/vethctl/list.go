@@ -19,7 +19,10 @@ vethd.service or by hand) and the files CONFIG-DIR/*.conf.
 
 Columns: NAME UNIT STATE PARENT MAC CARRIER. STATE is the bridge's state on
 the bus (starting, waiting-parent, running, degraded, stopping); for a bridge
-not on the bus, its unit's state (failed, inactive, activating, ...), or
+not on the bus, the state of vethd@NAME.service if that is not inactive
+(failed, active, activating, ...), else "invalid" if its file cannot be read
+or parsed (the reason goes to standard error; "config_error" with --json),
+else the state of the unit in UNIT (vethd.service's, or inactive), else
 "configured" if it only has a file.
 `
 
@@ -105,6 +108,9 @@ type entry struct {
 	Carrier   *bool   `json:"carrier"`    // from the bus; null if not on it
 	IfIndex   *int32  `json:"ifindex"`    // from the bus; null if not on it
 	MTU       *uint32 `json:"mtu"`        // from the bus; null if not on it
+	// ConfigError is why the file cannot be read or parsed; "" if it
+	// can, or if there is none.
+	ConfigError string `json:"config_error"`
 }
 
 // gather reads the three sources. A source that cannot be read is left
@@ -130,11 +136,11 @@ func (a *app) gather(ctx context.Context) *inventory {
 		a.warn("%v; listing configuration files only", err)
 		return inv
 	}
-	if bus, err := b.List(); err != nil {
+	if bus, err := b.List(ctx); err != nil {
 		a.warn("%v", err)
 	} else {
 		for _, n := range bus {
-			st, ctr, err := b.Get(n)
+			st, ctr, err := b.Get(ctx, n)
 			switch {
 			case errors.Is(err, dbusapi.ErrNoSuchBridge): // gone meanwhile
 			case err != nil:
@@ -227,10 +233,18 @@ func (inv *inventory) entry(name string) entry {
 	bb, onBus := inv.bus[name]
 	cf, hasConfig := inv.configs[name]
 	e.Unit, e.UnitState = inv.unitOf(name, onBus || hasConfig)
+	if hasConfig && cf.err != nil {
+		e.ConfigError = cf.err.Error()
+	}
 
 	switch {
 	case onBus:
 		e.State = bb.status.State
+	case live(e.UnitState) && e.Unit != allUnit:
+		e.State = e.UnitState // failed, active, activating, …
+	case e.ConfigError != "":
+		// Whatever vethd.service does, it cannot run this file.
+		e.State = "invalid"
 	case e.UnitState != "":
 		e.State = e.UnitState
 	default:

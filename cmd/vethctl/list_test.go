@@ -108,8 +108,11 @@ func TestListJSON(t *testing.T) {
 	if err := json.Unmarshal(h.stdout.Bytes(), &got); err != nil {
 		t.Fatalf("decode: %v\n%s", err, h.stdout.String())
 	}
-	keys := []string{"carrier", "ifindex", "mac", "mtu", "name", "parent", "state", "unit", "unit_state"}
+	keys := []string{"carrier", "config_error", "ifindex", "mac", "mtu", "name", "parent", "state", "unit", "unit_state"}
 	for _, e := range got {
+		if e["config_error"] != "" {
+			t.Errorf("%v: config_error %q, want \"\"", e["name"], e["config_error"])
+		}
 		var k []string
 		for key := range e {
 			k = append(k, key)
@@ -150,6 +153,7 @@ func TestListMerge(t *testing.T) {
 		unit            *unitStatus
 		all             *unitStatus
 		bus, config     bool
+		badConfig       bool // config, which does not parse
 		wantUnit, state string
 	}{
 		{name: "unit only", unit: &active, wantUnit: "vethd@x.service", state: "active"},
@@ -162,6 +166,12 @@ func TestListMerge(t *testing.T) {
 		{name: "vethd --all, not on bus", all: all, config: true, wantUnit: "vethd.service", state: "active"},
 		{name: "vethd --all, instance failed", unit: &failed, all: all, config: true, wantUnit: "vethd@x.service", state: "failed"},
 		{name: "vethd --all, instance inactive", unit: &inactive, all: all, bus: true, wantUnit: "vethd.service", state: "degraded"},
+		{name: "bad file", badConfig: true, wantUnit: "", state: "invalid"},
+		{name: "bad file, on bus", badConfig: true, bus: true, wantUnit: "", state: "degraded"},
+		{name: "bad file, unit active", badConfig: true, unit: &active, wantUnit: "vethd@x.service", state: "active"},
+		{name: "bad file, unit failed", badConfig: true, unit: &failed, wantUnit: "vethd@x.service", state: "failed"},
+		{name: "bad file, unit inactive", badConfig: true, unit: &inactive, wantUnit: "vethd@x.service", state: "invalid"},
+		{name: "bad file, vethd --all", badConfig: true, all: all, wantUnit: "vethd.service", state: "invalid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inv := &inventory{units: map[string]unitStatus{}, bus: map[string]busBridge{}, configs: map[string]configFile{}, all: tc.all}
@@ -174,12 +184,18 @@ func TestListMerge(t *testing.T) {
 			if tc.config {
 				inv.configs["x"] = cfg
 			}
+			if tc.badConfig {
+				inv.configs["x"] = configFile{path: cfg.path, err: errors.New("x.conf:2: MTU=: bad")}
+			}
 			es := inv.entries()
 			if len(es) != 1 {
 				t.Fatalf("%d entries, want 1", len(es))
 			}
 			if e := es[0]; e.Unit != tc.wantUnit || e.State != tc.state {
 				t.Errorf("unit %q state %q, want %q %q", e.Unit, e.State, tc.wantUnit, tc.state)
+			}
+			if e := es[0]; (e.ConfigError != "") != tc.badConfig {
+				t.Errorf("config_error %q", e.ConfigError)
 			}
 		})
 	}
@@ -225,11 +241,32 @@ func TestListNoSystemd(t *testing.T) {
 func TestListBadConfig(t *testing.T) {
 	h := newHarness(t)
 	h.writeConfig("veth1", "[Bridge]\nParent=eth0\nMTU=9\n")
+	h.writeConfig("veth2", eth0Config)
 	h.mustRun(0, "list", "--no-legend")
-	if got, want := h.stdout.String(), "veth1 - configured - - -\n"; got != want {
+	if got, want := h.stdout.String(), "veth1 - invalid    -    -                 -\n"+
+		"veth2 - configured eth0 36:56:b5:98:50:63 -\n"; got != want {
 		t.Errorf("list: %q, want %q", got, want)
 	}
 	if !strings.Contains(h.stderr.String(), "veth1.conf:3: MTU=") {
 		t.Errorf("stderr: %q", h.stderr.String())
+	}
+
+	h.mustRun(0, "list", "--json")
+	var got []entry
+	if err := json.Unmarshal(h.stdout.Bytes(), &got); err != nil || len(got) != 2 {
+		t.Fatalf("list --json: %v\n%s", err, h.stdout.String())
+	}
+	if e := got[0]; e.State != "invalid" || !strings.Contains(e.ConfigError, "veth1.conf:3: MTU=") || e.Parent != "" {
+		t.Errorf("veth1: %+v", e)
+	}
+	if e := got[1]; e.State != "configured" || e.ConfigError != "" {
+		t.Errorf("veth2: %+v", e)
+	}
+
+	// A failed unit says more than the file.
+	h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "failed", SubState: "failed"}}
+	h.mustRun(0, "list", "--no-legend")
+	if got := h.stdout.String(); !strings.HasPrefix(got, "veth1 vethd@veth1.service failed ") {
+		t.Errorf("list: %q", got)
 	}
 }

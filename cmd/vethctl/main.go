@@ -7,9 +7,9 @@
 //	vethctl [OPTIONS] show NAME
 //	vethctl [OPTIONS] stats [NAME…]
 //	vethctl [OPTIONS] watch [NAME…]
-//	vethctl [OPTIONS] add NAME --parent IF [--mac …] [--mtu …] [--carrier …] [--now] [--force]
-//	vethctl [OPTIONS] remove NAME [--keep-config]
-//	vethctl [OPTIONS] reload NAME
+//	vethctl [OPTIONS] add NAME --parent IF [--mac …] [--mtu …] [--carrier …] [--now] [--force] [--no-block] [--timeout D]
+//	vethctl [OPTIONS] remove NAME [--keep-config] [--no-block] [--timeout D]
+//	vethctl [OPTIONS] reload NAME [--timeout D]
 //	vethctl [OPTIONS] reset NAME
 //	vethctl [OPTIONS] mac NAME
 //
@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -81,10 +82,11 @@ Commands:
   watch [NAME...]        refresh the rates every --interval until interrupted
   add NAME --parent IF   write CONFIG-DIR/NAME.conf and enable vethd@NAME.service
         [--mac persistent|random|ADDR] [--mtu N|inherit] [--carrier follow|on]
-        [--now] [--force]
+        [--now] [--force] [--no-block] [--timeout DURATION]
   remove NAME            stop and disable vethd@NAME.service, delete its file
-        [--keep-config]
-  reload NAME            make vethd re-read NAME's configuration file
+        [--keep-config] [--no-block] [--timeout DURATION]
+  reload NAME            make vethd re-read and apply NAME's configuration file
+        [--timeout DURATION]
   reset NAME             reset NAME's counters to zero
   mac NAME               print the persistent MAC address NAME gets on this host
 
@@ -96,6 +98,14 @@ Options:
                          machine ID for persistent MACs (default /etc/machine-id)
       --version          print the version and exit
   -h, --help             print this help (or a command's) and exit
+
+Options of add, remove and reload:
+      --timeout DURATION how long to wait for a systemd job, and for vethd to
+                         show or drop a bridge on the bus: 90s (default),
+                         2m, 30 (seconds); 0 waits without limit
+      --no-block         (add, remove) queue systemd jobs without waiting
+
+Every bus call gets an answer within 25 seconds or fails.
 
 Exit status: 0 success, 1 operation failed, 2 usage error, 4 no such bridge
 or unit, 77 permission denied. See vethctl(1).
@@ -144,7 +154,7 @@ type app struct {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signalContext(context.Background())
 	a := &app{
 		stdout:      os.Stdout,
 		stderr:      os.Stderr,
@@ -157,6 +167,24 @@ func main() {
 	code := a.run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
+}
+
+// signalContext returns a context that the first SIGINT or SIGTERM ends.
+// By then the signals' default handling is back, so that a second one
+// kills vethctl if it does not end soon enough. stop releases the
+// signals and ends the context.
+func signalContext(parent context.Context) (ctx context.Context, stop context.CancelFunc) {
+	sctx, unnotify := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		<-sctx.Done()
+		unnotify() // default handling again: the next signal kills
+		cancel()
+	}()
+	return ctx, func() {
+		unnotify()
+		cancel()
+	}
 }
 
 // units returns the connection to systemd, opening it on first use.
@@ -199,6 +227,7 @@ type command struct {
 func (a *app) commands() map[string]*command {
 	var add addOptions
 	var rm removeOptions
+	var rl reloadOptions
 	var st statsOptions
 	exactly := func(k int) func(int) bool { return func(n int) bool { return n == k } }
 	anyNumber := func(int) bool { return true }
@@ -211,13 +240,15 @@ func (a *app) commands() map[string]*command {
 		"watch": {usage: "watch [NAME...] [--interval DURATION]", help: watchHelp, args: anyNumber,
 			flags: st.register(time.Second),
 			run:   func(ctx context.Context, args []string) error { return a.watch(ctx, args, st) }},
-		"add": {usage: "add NAME --parent IF [--mac POLICY] [--mtu N|inherit] [--carrier follow|on] [--now] [--force]",
+		"add": {usage: "add NAME --parent IF [--mac POLICY] [--mtu N|inherit] [--carrier follow|on] [--now] [--force]" +
+			" [--no-block] [--timeout DURATION]",
 			help: addHelp, args: exactly(1), flags: add.register,
 			run: func(ctx context.Context, args []string) error { return a.add(ctx, args[0], add) }},
-		"remove": {usage: "remove NAME [--keep-config]", help: removeHelp, args: exactly(1), flags: rm.register,
-			run: func(ctx context.Context, args []string) error { return a.remove(ctx, args[0], rm) }},
-		"reload": {usage: "reload NAME", help: reloadHelp, args: exactly(1),
-			run: func(ctx context.Context, args []string) error { return a.reload(ctx, args[0]) }},
+		"remove": {usage: "remove NAME [--keep-config] [--no-block] [--timeout DURATION]", help: removeHelp, args: exactly(1),
+			flags: rm.register,
+			run:   func(ctx context.Context, args []string) error { return a.remove(ctx, args[0], rm) }},
+		"reload": {usage: "reload NAME [--timeout DURATION]", help: reloadHelp, args: exactly(1), flags: rl.register,
+			run: func(ctx context.Context, args []string) error { return a.reload(ctx, args[0], rl) }},
 		"reset": {usage: "reset NAME", help: resetHelp, args: exactly(1),
 			run: func(ctx context.Context, args []string) error { return a.reset(ctx, args[0]) }},
 		"mac": {usage: "mac NAME", help: macHelp, args: exactly(1),
@@ -288,7 +319,8 @@ func (a *app) run(ctx context.Context, args []string) int {
 }
 
 // flagError rewords the flag package's errors, which name options with
-// one dash, for two-dash options: "unknown option --foo".
+// one dash, for two-dash options: "unknown option --foo", "invalid value
+// "x" for --interval: …", "invalid boolean value "x" for --json: …".
 func flagError(err error) error {
 	msg := err.Error()
 	if opt, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
@@ -297,9 +329,27 @@ func flagError(err error) error {
 	if opt, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
 		return fmt.Errorf("option %s needs an argument", dashes(opt))
 	}
-	if before, after, ok := strings.Cut(msg, " for flag -"); ok {
-		opt, reason, _ := strings.Cut(after, ": ")
-		return fmt.Errorf("%s for %s: %s", before, dashes(opt), reason)
+	// "invalid value %q for flag -%s: %v"; for a bool flag,
+	// "invalid boolean value %q for -%s: %v".
+	for _, p := range []string{"invalid value ", "invalid boolean value "} {
+		rest, ok := strings.CutPrefix(msg, p)
+		if !ok {
+			continue
+		}
+		q, qerr := strconv.QuotedPrefix(rest)
+		if qerr != nil {
+			break
+		}
+		rest = rest[len(q):]
+		if r, ok := strings.CutPrefix(rest, " for flag -"); ok {
+			rest = r
+		} else if r, ok := strings.CutPrefix(rest, " for -"); ok {
+			rest = r
+		} else {
+			break
+		}
+		opt, reason, _ := strings.Cut(rest, ": ")
+		return fmt.Errorf("%s%s for %s: %s", p, q, dashes(opt), reason)
 	}
 	return err
 }

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
+	"os"
+	"os/exec"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestUsage(t *testing.T) {
@@ -45,6 +52,68 @@ func TestUsage(t *testing.T) {
 	h.mustRun(2, "mac", "-x", "veth1")
 	if !strings.Contains(h.stderr.String(), "unknown option -x") {
 		t.Errorf("stderr: %q", h.stderr.String())
+	}
+	h.mustRun(2, "--json=maybe", "list")
+	if got, want := h.stderr.String(), "vethctl: invalid boolean value \"maybe\" for --json: parse error\nTry 'vethctl --help'.\n"; got != want {
+		t.Errorf("stderr: %q, want %q", got, want)
+	}
+	h.mustRun(2, "stats", "--interval", "x")
+	if got := h.stderr.String(); !strings.HasPrefix(got, "vethctl: stats: invalid value \"x\" for --interval: not a duration") {
+		t.Errorf("stderr: %q", got)
+	}
+	h.mustRun(2, "reload", "veth1", "--no-block")
+	if !strings.Contains(h.stderr.String(), "unknown option --no-block") {
+		t.Errorf("stderr: %q", h.stderr.String())
+	}
+
+	h.mustRun(0, "--help")
+	for _, s := range []string{"--timeout DURATION", "--no-block"} {
+		if !strings.Contains(h.stdout.String(), s) {
+			t.Errorf("--help lacks %q", s)
+		}
+	}
+	for _, cmd := range []string{"add", "remove", "reload"} {
+		h.mustRun(0, cmd, "--help")
+		if !strings.Contains(h.stdout.String(), "--timeout DURATION") {
+			t.Errorf("%s --help lacks --timeout", cmd)
+		}
+	}
+}
+
+// TestSignalContext: the first SIGTERM ends the context; by then the
+// default handling is back, so that a second one kills vethctl. It runs
+// in a child process, the test binary again.
+func TestSignalContext(t *testing.T) {
+	const env = "VETHCTL_TEST_SIGNAL_CHILD"
+	if os.Getenv(env) == "1" {
+		if signal.Ignored(syscall.SIGTERM) {
+			os.Exit(5)
+		}
+		ctx, stop := signalContext(context.Background())
+		defer stop()
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			os.Exit(3) // the first signal did not end ctx
+		}
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		time.Sleep(10 * time.Second)
+		os.Exit(4) // the second signal did not kill
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSignalContext$")
+	cmd.Env = append(os.Environ(), env+"=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("child: %v, want killed by SIGTERM\n%s", err, out)
+	}
+	ws := ee.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Exited() && ws.ExitStatus() == 5:
+		t.Skip("SIGTERM is ignored in this process")
+	case !ws.Signaled() || ws.Signal() != syscall.SIGTERM:
+		t.Errorf("child: %v, want killed by SIGTERM\n%s", err, out)
 	}
 }
 

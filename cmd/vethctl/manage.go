@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vethd/vethd/pkg/config"
 	"github.com/vethd/vethd/pkg/dbusapi"
@@ -20,9 +21,11 @@ import (
 
 const addHelp = `Write CONFIG-DIR/NAME.conf for the bridge NAME on the parent NIC IF, then,
 through systemd, enable vethd@NAME.service and reload systemd; with --now,
-also start it and wait until it runs. If vethd.service (vethd --all) is
-active or enabled, vethd@NAME.service is not enabled (NAME would run twice):
-with --now, vethd.service is reloaded (or started) to pick up the new file.
+also start it and wait until it runs, or, if it runs already (--force), make
+vethd apply the new file (the bridge's D-Bus method Reload). If vethd.service
+(vethd --all) is active or enabled, vethd@NAME.service is not enabled (NAME
+would run twice): with --now, vethd.service is reloaded (or started) to pick
+up the new file, and vethctl waits until NAME is on the bus.
 
 Options:
       --parent IF         the NIC whose wire is shared (required)
@@ -32,19 +35,32 @@ Options:
       --carrier follow|on carrier follows the parent's (default) or is on
       --now               start the bridge too
       --force             overwrite an existing configuration file
+      --no-block          queue systemd jobs, do not wait for them
+      --timeout DURATION  how long to wait for a job or for NAME on the bus:
+                          90s (default), 2m, 30 (seconds); 0: no limit
 `
 
 const removeHelp = `Stop and disable vethd@NAME.service, delete CONFIG-DIR/NAME.conf and reload
-systemd. If vethd.service is active, it is reloaded so that it stops NAME.
+systemd. If vethd.service is active, it is reloaded so that it stops NAME, and
+vethctl waits until NAME is off the bus.
 
 Options:
       --keep-config       do not delete the configuration file
+      --no-block          queue systemd jobs, do not wait for them
+      --timeout DURATION  how long to wait for a job or for NAME to leave the
+                          bus: 90s (default), 2m, 30 (seconds); 0: no limit
 `
 
 const reloadHelp = `Make vethd re-read NAME's configuration file and apply it without removing
-the interface: through systemd (systemctl reload vethd@NAME) if
-vethd@NAME.service is active, after checking the file; otherwise with the
-bridge's D-Bus method Reload (vethd --all, or vethd run by hand).
+the interface. If NAME is on the bus, its D-Bus method Reload does it and
+returns once vethd applied the file, or with vethd's reason why it could not
+(exit status 1). Otherwise, if vethd@NAME.service is active (vethd without
+the bus), the file is checked and the unit reloaded (systemctl reload
+vethd@NAME): vethd cannot confirm that it applied the file.
+
+Options:
+      --timeout DURATION  how long to wait for the reload job: 90s (default),
+                          2m, 30 (seconds); 0: no limit
 `
 
 const resetHelp = `Reset the counters of the bridge NAME to zero (D-Bus method ResetCounters).
@@ -55,10 +71,33 @@ from the machine ID (--machine-id-file, default /etc/machine-id) and NAME.
 Needs neither the bus nor root. With --json: {"name": ..., "mac": ...}.
 `
 
+// Waiting for systemd and the bus.
+const (
+	defaultTimeout = 90 * time.Second       // --timeout
+	pollInterval   = 200 * time.Millisecond // between looks at the bus
+)
+
+// waitOptions say how add, remove and reload wait for systemd's jobs and
+// for a bridge to show on the bus or leave it.
+type waitOptions struct {
+	timeout time.Duration // --timeout; 0: no limit
+	noBlock bool          // --no-block: queue jobs and do not wait
+}
+
+// register defines --timeout, and --no-block if noBlock.
+func (w *waitOptions) register(fs *flag.FlagSet, noBlock bool) {
+	w.timeout = defaultTimeout
+	fs.Var((*intervalValue)(&w.timeout), "timeout", "")
+	if noBlock {
+		fs.BoolVar(&w.noBlock, "no-block", false, "")
+	}
+}
+
 // addOptions are add's options.
 type addOptions struct {
 	parent, mac, mtu, carrier string
 	now, force                bool
+	wait                      waitOptions
 }
 
 func (o *addOptions) register(fs *flag.FlagSet) {
@@ -68,15 +107,27 @@ func (o *addOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.carrier, "carrier", string(config.CarrierFollow), "")
 	fs.BoolVar(&o.now, "now", false, "")
 	fs.BoolVar(&o.force, "force", false, "")
+	o.wait.register(fs, true)
 }
 
 // removeOptions are remove's options.
 type removeOptions struct {
 	keepConfig bool
+	wait       waitOptions
 }
 
 func (o *removeOptions) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.keepConfig, "keep-config", false, "")
+	o.wait.register(fs, true)
+}
+
+// reloadOptions are reload's options.
+type reloadOptions struct {
+	wait waitOptions
+}
+
+func (o *reloadOptions) register(fs *flag.FlagSet) {
+	o.wait.register(fs, false)
 }
 
 // MTU limits, as vethd.conf(5) gives them.
@@ -192,21 +243,7 @@ func (a *app) add(ctx context.Context, name string, o addOptions) error {
 
 	unit := unitName(name)
 	if allMode {
-		fmt.Fprintf(a.stdout, "%s runs every %s/*.conf: not enabling %s (it would run %s twice).\n",
-			allUnit, a.opts.configDir, unit, name)
-		if !o.now {
-			fmt.Fprintf(a.stdout, "Run 'systemctl reload %s' to start %s.\n", strings.TrimSuffix(allUnit, unitSuffix), name)
-			return nil
-		}
-		op, job := "reload", u.ReloadUnit
-		if all.ActiveState != "active" && all.ActiveState != "reloading" {
-			op, job = "start", u.Start
-		}
-		if err := runJob(ctx, op, allUnit, job); err != nil {
-			return err
-		}
-		fmt.Fprintf(a.stdout, "%s %s: it runs %s.\n", pastTense(op), allUnit, name)
-		return nil
+		return a.addAll(ctx, u, name, all, o)
 	}
 
 	changes, err := u.Enable(ctx, unit)
@@ -217,13 +254,156 @@ func (a *app) add(ctx context.Context, name string, o addOptions) error {
 	if err := u.DaemonReload(ctx); err != nil {
 		return err
 	}
-	if o.now {
-		if err := runJob(ctx, "start", unit, u.Start); err != nil {
-			return err
-		}
+	if !o.now {
+		return nil
+	}
+	// A start job on an active unit does nothing: the vethd that runs
+	// NAME (add --force) must apply the new file itself.
+	inst, err := u.Unit(ctx, unit)
+	if err != nil {
+		return err
+	}
+	if unitRuns(inst.ActiveState) {
+		return a.applyFile(ctx, u, name, unit, o.wait)
+	}
+	if err := a.runJob(ctx, "start", unit, u.Start, o.wait); err != nil {
+		return err
+	}
+	if !o.wait.noBlock {
 		fmt.Fprintf(a.stdout, "Started %s.\n", unit)
 	}
 	return nil
+}
+
+// unitRuns reports whether a unit in ActiveState s runs: a start job
+// would do nothing.
+func unitRuns(s string) bool { return s == "active" || s == "reloading" }
+
+// addAll is the rest of add when vethd.service (vethd --all), whose state
+// is all, runs every file or would: NAME's instance is not enabled; with
+// --now, vethd.service picks up the new file.
+func (a *app) addAll(ctx context.Context, u units, name string, all unitStatus, o addOptions) error {
+	fmt.Fprintf(a.stdout, "%s runs every %s/*.conf: not enabling %s (it would run %s twice).\n",
+		allUnit, a.opts.configDir, unitName(name), name)
+	allRunning := unitRuns(all.ActiveState)
+	op, job := "start", u.Start
+	if allRunning {
+		op, job = "reload", u.ReloadUnit
+	}
+	if !o.now {
+		fmt.Fprintf(a.stdout, "Run 'systemctl %s %s' to start %s.\n", op, strings.TrimSuffix(allUnit, unitSuffix), name)
+		return nil
+	}
+	if allRunning {
+		// With --force, NAME may run already: it applies the new file
+		// itself, and says whether it could.
+		onBus, err := a.busReload(ctx, name)
+		if err != nil {
+			return err
+		}
+		if onBus {
+			fmt.Fprintf(a.stdout, "Reloaded %s (%s): vethd applied its new configuration.\n", name, allUnit)
+			return nil
+		}
+	}
+	if err := a.runJob(ctx, op, allUnit, job, o.wait); err != nil {
+		return err
+	}
+	if o.wait.noBlock {
+		return nil
+	}
+	// The job's success says nothing about NAME (a reload is a SIGHUP):
+	// its name on the bus does.
+	if err := a.awaitBus(ctx, name, true, op, o.wait.timeout); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "%s %s: it runs %s.\n", pastTense(op), allUnit, name)
+	return nil
+}
+
+// busReload makes the vethd that runs name apply its file, with the
+// bridge's D-Bus method Reload: it returns once vethd did, or with its
+// reason why not (dbusapi.ErrReloadFailed). It reports false if the
+// bridge is not on the bus.
+func (a *app) busReload(ctx context.Context, name string) (bool, error) {
+	b, err := a.bridges(ctx)
+	if err != nil {
+		return false, err
+	}
+	switch err := b.Reload(ctx, name); {
+	case errors.Is(err, dbusapi.ErrNoSuchBridge):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
+// applyFile makes the vethd of unit, which is active, apply name's file:
+// with the bridge's D-Bus method Reload if it is on the bus, else with
+// reloadUnit.
+func (a *app) applyFile(ctx context.Context, u units, name, unit string, w waitOptions) error {
+	onBus, err := a.busReload(ctx, name)
+	if err != nil {
+		return err
+	}
+	if onBus {
+		fmt.Fprintf(a.stdout, "Reloaded %s (%s): vethd applied its new configuration.\n", name, unit)
+		return nil
+	}
+	return a.reloadUnit(ctx, u, name, unit, w)
+}
+
+// reloadUnit makes the vethd of unit, which is active but not on the
+// bus, re-read name's file: after checking the file, with a reload job
+// of unit (a SIGHUP), whose success does not say that vethd applied it.
+func (a *app) reloadUnit(ctx context.Context, u units, name, unit string, w waitOptions) error {
+	if _, err := config.Load(config.Path(a.opts.configDir, name)); err != nil {
+		return fmt.Errorf("%w; not reloading %s", err, unit)
+	}
+	if err := a.runJob(ctx, "reload", unit, u.ReloadUnit, w); err != nil {
+		return err
+	}
+	if !w.noBlock {
+		fmt.Fprintf(a.stdout, "Reloaded %s, not confirmed: %s is not on the bus to say whether vethd applied the file (see 'systemctl status %s').\n",
+			unit, name, strings.TrimSuffix(unit, unitSuffix))
+	}
+	return nil
+}
+
+// awaitBus looks at the bus every pollInterval until the bridge name is
+// on it (present) or off it (!present), for up to timeout (0: no limit),
+// after a job op of vethd.service. It is an error if it is not so in
+// time.
+func (a *app) awaitBus(ctx context.Context, name string, present bool, op string, timeout time.Duration) error {
+	b, err := a.bridges(ctx)
+	if err != nil {
+		return err
+	}
+	deadline := a.now().Add(timeout)
+	for {
+		_, _, err := b.Get(ctx, name)
+		gone := errors.Is(err, dbusapi.ErrNoSuchBridge)
+		switch {
+		case err != nil && !gone:
+			return err
+		case present != gone:
+			return nil
+		}
+		if timeout > 0 && !a.now().Before(deadline) {
+			break
+		}
+		if err := a.sleep(ctx, pollInterval); err != nil {
+			return fmt.Errorf("interrupted while waiting for %s on the bus: %w", name, err)
+		}
+	}
+	base := strings.TrimSuffix(allUnit, unitSuffix)
+	if present {
+		return fmt.Errorf("%s is not on the bus %s after the %s of %s; see 'systemctl status %s' and 'journalctl -u %s'",
+			name, timespan(timeout), op, allUnit, base, base)
+	}
+	return fmt.Errorf("%s is still on the bus %s after the %s of %s; see 'systemctl status %s' and 'journalctl -u %s'",
+		name, timespan(timeout), op, allUnit, base, base)
 }
 
 // describeMAC says which address a configuration gives.
@@ -252,15 +432,35 @@ func pastTense(op string) string {
 	return op
 }
 
-// runJob runs a systemd job on unit and waits for it; a result other than
-// "done" is a failure (exit 1) with the way to find out why.
-func runJob(ctx context.Context, op, unit string, job func(context.Context, string) (string, error)) error {
-	result, err := job(ctx, unit)
-	if err != nil {
-		return err
+// runJob queues a systemd job op on unit and, unless w.noBlock, waits
+// for it for up to w.timeout (0: no limit). A result other than "done",
+// or no result in time, is a failure (exit 1) with the way to find out
+// why.
+func (a *app) runJob(ctx context.Context, op, unit string, job func(context.Context, string, bool) (string, error), w waitOptions) error {
+	if w.noBlock {
+		if _, err := job(ctx, unit, false); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "Queued a %s job for %s (--no-block: not waiting for it).\n", op, unit)
+		return nil
 	}
-	if result != "done" {
-		base := strings.TrimSuffix(unit, unitSuffix)
+	jctx, cancel := ctx, context.CancelFunc(func() {})
+	if w.timeout > 0 {
+		jctx, cancel = context.WithTimeout(ctx, w.timeout)
+	}
+	defer cancel()
+	result, err := job(jctx, unit, true)
+	base := strings.TrimSuffix(unit, unitSuffix)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("interrupted while waiting for the %s job of %s, which goes on; see 'systemctl status %s': %w",
+			op, unit, base, err)
+	case err != nil && jctx.Err() != nil:
+		return fmt.Errorf("the %s job of %s did not end within %s (--timeout); it goes on: see 'systemctl status %s' and 'journalctl -u %s'",
+			op, unit, timespan(w.timeout), base, base)
+	case err != nil:
+		return err
+	case result != "done":
 		return fmt.Errorf("%s %s failed (job result: %s); see 'systemctl status %s' and 'journalctl -u %s'",
 			op, unit, result, base, base)
 	}
@@ -361,10 +561,12 @@ func (a *app) remove(ctx context.Context, name string, o removeOptions) error {
 				a.warn("%v", err)
 			}
 		default:
-			if err := runJob(ctx, "stop", unit, u.Stop); err != nil {
+			if err := a.runJob(ctx, "stop", unit, u.Stop, o.wait); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "Stopped %s.\n", unit)
+			if !o.wait.noBlock {
+				fmt.Fprintf(a.stdout, "Stopped %s.\n", unit)
+			}
 		}
 		changes, err := u.Disable(ctx, unit)
 		if err != nil {
@@ -389,45 +591,48 @@ func (a *app) remove(ctx context.Context, name string, o removeOptions) error {
 			fmt.Fprintf(a.stdout, "%s keeps running %s: its file was kept.\n", allUnit, name)
 			return nil
 		}
-		if err := runJob(ctx, "reload", allUnit, u.ReloadUnit); err != nil {
+		if err := a.runJob(ctx, "reload", allUnit, u.ReloadUnit, o.wait); err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stdout, "Reloaded %s: it stops %s.\n", allUnit, name)
+		if o.wait.noBlock {
+			return nil
+		}
+		if err := a.awaitBus(ctx, name, false, "reload", o.wait.timeout); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "Reloaded %s: it stopped %s.\n", allUnit, name)
 	}
 	return nil
 }
 
-func (a *app) reload(ctx context.Context, name string) error {
+func (a *app) reload(ctx context.Context, name string, o reloadOptions) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	u, err := a.units(ctx)
-	if errors.Is(err, errNoBus) {
-		return err
-	}
-	unit := unitName(name)
-	if err == nil && unitable(name) {
-		us, err := u.Unit(ctx, unit)
-		if err == nil && (us.ActiveState == "active" || us.ActiveState == "reloading") {
-			// systemd's reload job succeeds whatever vethd makes of the
-			// file, so check it first.
-			if _, err := config.Load(config.Path(a.opts.configDir, name)); err != nil {
-				return fmt.Errorf("%w; not reloading %s", err, unit)
-			}
-			return runJob(ctx, "reload", unit, u.ReloadUnit)
-		}
-	}
-	b, err := a.bridges(ctx)
+	// On the bus, vethd says whether it applied the file.
+	onBus, err := a.busReload(ctx, name)
 	if err != nil {
 		return err
 	}
-	if err := b.Reload(name); err != nil {
-		if errors.Is(err, dbusapi.ErrNoSuchBridge) {
-			return noSuch("no such bridge %s: %s is not active and no vethd on the bus runs %s", name, unit, name)
-		}
-		return err
+	if onBus {
+		fmt.Fprintf(a.stdout, "Reloaded %s: vethd applied its configuration.\n", name)
+		return nil
 	}
-	return nil
+	unit := unitName(name)
+	if unitable(name) {
+		u, err := a.units(ctx)
+		if err != nil {
+			return err
+		}
+		us, err := u.Unit(ctx, unit)
+		if err != nil {
+			return err
+		}
+		if unitRuns(us.ActiveState) {
+			return a.reloadUnit(ctx, u, name, unit, o.wait)
+		}
+	}
+	return noSuch("no such bridge %s: no vethd on the bus runs it and %s is not active", name, unit)
 }
 
 func (a *app) reset(ctx context.Context, name string) error {
@@ -438,7 +643,7 @@ func (a *app) reset(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return b.ResetCounters(name)
+	return b.ResetCounters(ctx, name)
 }
 
 // macJSON is mac's JSON.
@@ -453,6 +658,10 @@ func (a *app) mac(name string) error {
 	}
 	id, err := macaddr.ReadMachineID(a.opts.machineIDFile)
 	if err != nil {
+		// macaddr's hint (use --mac random or an address) is add's.
+		if cause := errors.Unwrap(err); cause != nil {
+			err = fmt.Errorf("read machine id (persistent MAC addresses are derived from it; see --machine-id-file): %w", cause)
+		}
 		return err
 	}
 	hw := macaddr.PersistentAddr(id, name).String()

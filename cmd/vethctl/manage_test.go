@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -163,13 +165,181 @@ func TestAddAccessDenied(t *testing.T) {
 }
 
 // TestAddAllMode: with vethd.service running every file, add does not
-// enable the instance but reloads vethd.service.
+// enable the instance but reloads vethd.service, and waits until the
+// bridge is on the bus.
 func TestAddAllMode(t *testing.T) {
+	allActive := unitStatus{Name: "vethd.service", LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled"}
+	t.Run("appears", func(t *testing.T) {
+		h := newHarness(t)
+		h.units.loaded = []unitStatus{allActive}
+		polls := 0
+		h.sleepHook = func(ctx context.Context) error {
+			// vethd takes a few looks to show the new bridge.
+			if polls++; polls == 3 {
+				h.bridges.set("veth1", running("veth1", "eth0", "22:43:60:c3:5b:4c"))
+			}
+			return ctx.Err()
+		}
+		h.mustRun(0, "add", "veth1", "--parent", "eth0", "--now")
+		if calls := h.units.mutating(); !slices.Equal(calls, []string{"ReloadUnit vethd.service"}) {
+			t.Errorf("calls %q", calls)
+		}
+		if !strings.Contains(h.stdout.String(), "Reloaded vethd.service: it runs veth1.") || polls != 3 {
+			t.Errorf("stdout %q after %d polls", h.stdout.String(), polls)
+		}
+	})
+	t.Run("does not appear", func(t *testing.T) {
+		h := newHarness(t)
+		h.units.loaded = []unitStatus{allActive}
+		h.mustRun(1, "add", "veth1", "--parent", "eth0", "--now", "--timeout", "5s")
+		if got, want := h.stderr.String(), "vethctl: veth1 is not on the bus 5s after the reload of vethd.service; "+
+			"see 'systemctl status vethd' and 'journalctl -u vethd'\n"; got != want {
+			t.Errorf("stderr %q, want %q", got, want)
+		}
+		if h.clock.Sub(t0) < 5*time.Second || h.clock.Sub(t0) > 6*time.Second {
+			t.Errorf("waited %v, want 5s", h.clock.Sub(t0))
+		}
+	})
+	t.Run("no-block", func(t *testing.T) {
+		h := newHarness(t)
+		h.units.loaded = []unitStatus{allActive}
+		h.units.result = map[string]string{"ReloadUnit vethd.service": "hang"}
+		h.mustRun(0, "add", "veth1", "--parent", "eth0", "--now", "--no-block")
+		if calls := h.units.mutating(); !slices.Equal(calls, []string{"ReloadUnit vethd.service --no-block"}) {
+			t.Errorf("calls %q", calls)
+		}
+		if h.bridges.called("Get veth1") {
+			t.Errorf("looked at the bus: %q", h.bridges.calls)
+		}
+	})
+	t.Run("force, on the bus", func(t *testing.T) {
+		// veth1 runs already: it applies the new file itself.
+		h := newHarness(t)
+		h.units.loaded = []unitStatus{allActive}
+		h.writeConfig("veth1", "[Bridge]\nParent=eth1\n")
+		h.bridges.set("veth1", running("veth1", "eth1", "22:43:60:c3:5b:4c"))
+		h.mustRun(0, "add", "veth1", "--parent", "eth0", "--now", "--force")
+		if calls := h.units.mutating(); len(calls) != 0 || !h.bridges.called("Reload veth1") {
+			t.Errorf("systemd calls %q, bus calls %q", calls, h.bridges.calls)
+		}
+		if !strings.Contains(h.stdout.String(), "Reloaded veth1 (vethd.service): vethd applied its new configuration.") {
+			t.Errorf("stdout %q", h.stdout.String())
+		}
+	})
+	t.Run("inactive", func(t *testing.T) {
+		h := newHarness(t)
+		h.units.loaded = []unitStatus{{Name: "vethd.service", LoadState: "loaded", ActiveState: "inactive", SubState: "dead", UnitFileState: "enabled"}}
+		h.units.onCall = func(call string) {
+			if call == "Start vethd.service" {
+				h.bridges.set("veth1", running("veth1", "eth0", "22:43:60:c3:5b:4c"))
+			}
+		}
+		h.mustRun(0, "add", "veth1", "--parent", "eth0", "--now")
+		if calls := h.units.mutating(); !slices.Equal(calls, []string{"Start vethd.service"}) {
+			t.Errorf("calls %q", calls)
+		}
+		if !strings.Contains(h.stdout.String(), "Started vethd.service: it runs veth1.") {
+			t.Errorf("stdout %q", h.stdout.String())
+		}
+	})
+}
+
+// TestAddAllModeHint: without --now, add says how to start the bridge:
+// reload vethd.service if it runs, start it if it is only enabled.
+func TestAddAllModeHint(t *testing.T) {
+	for state, want := range map[string]string{
+		"active":   "Run 'systemctl reload vethd' to start veth1.\n",
+		"inactive": "Run 'systemctl start vethd' to start veth1.\n",
+	} {
+		h := newHarness(t)
+		h.units.loaded = []unitStatus{{Name: "vethd.service", LoadState: "loaded", ActiveState: state, UnitFileState: "enabled"}}
+		h.mustRun(0, "add", "veth1", "--parent", "eth0")
+		if !strings.HasSuffix(h.stdout.String(), want) {
+			t.Errorf("vethd.service %s: stdout %q, want it to end with %q", state, h.stdout.String(), want)
+		}
+		if calls := h.units.mutating(); len(calls) != 0 {
+			t.Errorf("vethd.service %s: calls %q", state, calls)
+		}
+	}
+}
+
+// TestAddForceNowActive: add --force --now on a running instance makes
+// vethd apply the new file; a start job would do nothing.
+func TestAddForceNowActive(t *testing.T) {
+	active := unitStatus{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled"}
+	t.Run("on the bus", func(t *testing.T) {
+		h := newHarness(t)
+		h.writeConfig("veth1", "[Bridge]\nParent=eth1\n")
+		h.units.loaded = []unitStatus{active}
+		h.bridges.set("veth1", running("veth1", "eth1", "22:43:60:c3:5b:4c"))
+		h.mustRun(0, "add", "veth1", "--parent", "eth0", "--force", "--now")
+		want := []string{"Enable vethd@veth1.service", "DaemonReload"}
+		if got := h.units.mutating(); !slices.Equal(got, want) {
+			t.Errorf("systemd calls %q, want %q", got, want)
+		}
+		if !h.bridges.called("Reload veth1") {
+			t.Errorf("bus calls %q", h.bridges.calls)
+		}
+		if out := h.stdout.String(); !strings.Contains(out, "Reloaded veth1 (vethd@veth1.service): vethd applied its new configuration.") ||
+			strings.Contains(out, "Started") {
+			t.Errorf("stdout %q", out)
+		}
+	})
+	t.Run("reload fails", func(t *testing.T) {
+		h := newHarness(t)
+		h.units.loaded = []unitStatus{active}
+		h.bridges.set("veth1", running("veth1", "eth1", "22:43:60:c3:5b:4c"))
+		h.bridges.errs = map[string]error{"Reload veth1": fmt.Errorf("reload veth1: %w: set veth1 mtu: invalid argument", dbusapi.ErrReloadFailed)}
+		h.mustRun(1, "add", "veth1", "--parent", "eth0", "--force", "--now")
+		if got := h.stderr.String(); got != "vethctl: reload veth1: reload failed: set veth1 mtu: invalid argument\n" {
+			t.Errorf("stderr %q", got)
+		}
+	})
+	t.Run("not on the bus", func(t *testing.T) {
+		h := newHarness(t)
+		h.units.loaded = []unitStatus{active}
+		h.mustRun(0, "add", "veth1", "--parent", "eth0", "--force", "--now")
+		want := []string{"Enable vethd@veth1.service", "DaemonReload", "ReloadUnit vethd@veth1.service"}
+		if got := h.units.mutating(); !slices.Equal(got, want) {
+			t.Errorf("systemd calls %q, want %q", got, want)
+		}
+		if !strings.Contains(h.stdout.String(), "Reloaded vethd@veth1.service, not confirmed") {
+			t.Errorf("stdout %q", h.stdout.String())
+		}
+	})
+}
+
+// TestAddNoBlock: --no-block queues the start job and does not wait.
+func TestAddNoBlock(t *testing.T) {
 	h := newHarness(t)
-	h.units.loaded = []unitStatus{{Name: "vethd.service", LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled"}}
-	h.mustRun(0, "add", "veth1", "--parent", "eth0", "--now")
-	if calls := h.units.mutating(); !slices.Equal(calls, []string{"ReloadUnit vethd.service"}) {
-		t.Errorf("calls %q", calls)
+	h.units.result = map[string]string{"Start vethd@veth1.service": "hang"}
+	h.mustRun(0, "add", "veth1", "--parent", "eth0", "--now", "--no-block")
+	want := []string{"Enable vethd@veth1.service", "DaemonReload", "Start vethd@veth1.service --no-block"}
+	if got := h.units.mutating(); !slices.Equal(got, want) {
+		t.Errorf("systemd calls %q, want %q", got, want)
+	}
+	if out := h.stdout.String(); !strings.Contains(out, "Queued a start job for vethd@veth1.service") || strings.Contains(out, "Started") {
+		t.Errorf("stdout %q", out)
+	}
+}
+
+// TestAddTimeout: a start job that does not end within --timeout fails.
+func TestAddTimeout(t *testing.T) {
+	h := newHarness(t)
+	h.units.result = map[string]string{"Start vethd@veth1.service": "hang"}
+	start := time.Now()
+	h.mustRun(1, "add", "veth1", "--parent", "eth0", "--now", "--timeout", "50ms")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	want := "vethctl: the start job of vethd@veth1.service did not end within 50ms (--timeout); it goes on: " +
+		"see 'systemctl status vethd@veth1' and 'journalctl -u vethd@veth1'\n"
+	if got := h.stderr.String(); got != want {
+		t.Errorf("stderr %q, want %q", got, want)
+	}
+	h.mustRun(2, "add", "veth2", "--parent", "eth0", "--timeout", "soon")
+	if got := h.stderr.String(); !strings.Contains(got, `invalid value "soon" for --timeout: not a duration`) {
+		t.Errorf("stderr %q", got)
 	}
 }
 
@@ -237,6 +407,53 @@ func TestRemoveUnknown(t *testing.T) {
 	}
 }
 
+// TestRemoveAllMode: with vethd.service active, remove reloads it and
+// waits until the bridge has left the bus.
+func TestRemoveAllMode(t *testing.T) {
+	allActive := unitStatus{Name: "vethd.service", LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled"}
+	t.Run("leaves", func(t *testing.T) {
+		h := newHarness(t)
+		h.writeConfig("veth1", eth0Config)
+		h.units.loaded = []unitStatus{allActive}
+		h.bridges.set("veth1", running("veth1", "eth0", "22:43:60:c3:5b:4c"))
+		h.units.onCall = func(call string) {
+			if call == "ReloadUnit vethd.service" {
+				h.bridges.set("veth1", nil)
+			}
+		}
+		h.mustRun(0, "remove", "veth1")
+		if got := h.units.mutating(); !slices.Equal(got, []string{"DaemonReload", "ReloadUnit vethd.service"}) {
+			t.Errorf("calls %q", got)
+		}
+		if !strings.Contains(h.stdout.String(), "Reloaded vethd.service: it stopped veth1.") {
+			t.Errorf("stdout %q", h.stdout.String())
+		}
+	})
+	t.Run("stays", func(t *testing.T) {
+		h := newHarness(t)
+		h.writeConfig("veth1", eth0Config)
+		h.units.loaded = []unitStatus{allActive}
+		h.bridges.set("veth1", running("veth1", "eth0", "22:43:60:c3:5b:4c"))
+		h.mustRun(1, "remove", "veth1")
+		if !strings.Contains(h.stderr.String(), "veth1 is still on the bus 1min 30s after the reload of vethd.service") {
+			t.Errorf("stderr %q", h.stderr.String())
+		}
+	})
+}
+
+// TestRemoveNoBlock: --no-block queues the stop job and does not wait.
+func TestRemoveNoBlock(t *testing.T) {
+	h := newHarness(t)
+	h.writeConfig("veth1", eth0Config)
+	h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled"}}
+	h.units.result = map[string]string{"Stop vethd@veth1.service": "hang"}
+	h.mustRun(0, "remove", "veth1", "--no-block")
+	want := []string{"Stop vethd@veth1.service --no-block", "Disable vethd@veth1.service", "DaemonReload"}
+	if got := h.units.mutating(); !slices.Equal(got, want) {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+}
+
 func TestRemoveStopFails(t *testing.T) {
 	h := newHarness(t)
 	h.writeConfig("veth1", eth0Config)
@@ -249,17 +466,41 @@ func TestRemoveStopFails(t *testing.T) {
 }
 
 func TestReload(t *testing.T) {
-	t.Run("unit", func(t *testing.T) {
+	t.Run("unit, on the bus", func(t *testing.T) {
+		// The bus says whether vethd applied the file; systemd's
+		// reload job (kill -HUP) does not.
 		h := newHarness(t)
 		h.writeConfig("veth1", eth0Config)
 		h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active"}}
 		h.bridges.bridges["veth1"] = running("veth1", "eth0", "22:43:60:c3:5b:4c")
 		h.mustRun(0, "reload", "veth1")
+		if got := h.units.mutating(); len(got) != 0 {
+			t.Errorf("systemd calls %q", got)
+		}
+		if !h.bridges.called("Reload veth1") || h.stdout.String() != "Reloaded veth1: vethd applied its configuration.\n" {
+			t.Errorf("bus calls %q, stdout %q", h.bridges.calls, h.stdout.String())
+		}
+	})
+	t.Run("unit, not on the bus", func(t *testing.T) {
+		h := newHarness(t)
+		h.writeConfig("veth1", eth0Config)
+		h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active"}}
+		h.mustRun(0, "reload", "veth1")
 		if got := h.units.mutating(); !slices.Equal(got, []string{"ReloadUnit vethd@veth1.service"}) {
 			t.Errorf("calls %q", got)
 		}
-		if slices.Contains(h.bridges.calls, "Reload veth1") {
-			t.Errorf("bus Reload called too")
+		if !strings.Contains(h.stdout.String(), "Reloaded vethd@veth1.service, not confirmed: veth1 is not on the bus") {
+			t.Errorf("stdout %q", h.stdout.String())
+		}
+	})
+	t.Run("unit, not on the bus, timeout", func(t *testing.T) {
+		h := newHarness(t)
+		h.writeConfig("veth1", eth0Config)
+		h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active"}}
+		h.units.result = map[string]string{"ReloadUnit vethd@veth1.service": "hang"}
+		h.mustRun(1, "reload", "veth1", "--timeout", "0.25")
+		if !strings.Contains(h.stderr.String(), "the reload job of vethd@veth1.service did not end within 250ms (--timeout)") {
+			t.Errorf("stderr %q", h.stderr.String())
 		}
 	})
 	t.Run("bad file", func(t *testing.T) {
@@ -281,9 +522,22 @@ func TestReload(t *testing.T) {
 	})
 	t.Run("reload failed", func(t *testing.T) {
 		h := newHarness(t)
+		h.units.loaded = []unitStatus{{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "active"}}
 		h.bridges.bridges["veth1"] = running("veth1", "eth0", "22:43:60:c3:5b:4c")
 		h.bridges.errs = map[string]error{"Reload veth1": fmt.Errorf("reload veth1: %w: no parent", dbusapi.ErrReloadFailed)}
 		h.mustRun(1, "reload", "veth1")
+		if got := h.stderr.String(); got != "vethctl: reload veth1: reload failed: no parent\n" {
+			t.Errorf("stderr %q", got)
+		}
+		if got := h.units.mutating(); len(got) != 0 {
+			t.Errorf("systemd calls %q", got)
+		}
+	})
+	t.Run("access denied", func(t *testing.T) {
+		h := newHarness(t)
+		h.bridges.bridges["veth1"] = running("veth1", "eth0", "22:43:60:c3:5b:4c")
+		h.bridges.errs = map[string]error{"Reload veth1": fmt.Errorf("reload veth1: %w", dbusapi.ErrAccessDenied)}
+		h.mustRun(77, "reload", "veth1")
 	})
 	t.Run("unknown", func(t *testing.T) {
 		h := newHarness(t)
@@ -332,4 +586,9 @@ func TestMAC(t *testing.T) {
 	h.mustRun(2, "mac")
 	h.midFile = filepath.Join(t.TempDir(), "missing")
 	h.mustRun(1, "mac", "veth1")
+	// The hint is mac's, not add's (--mac random).
+	if got := h.stderr.String(); strings.Contains(got, "--mac ") || !strings.Contains(got, "--machine-id-file") ||
+		!strings.Contains(got, "no such file or directory") {
+		t.Errorf("stderr %q", got)
+	}
 }

@@ -53,7 +53,7 @@ func (a *app) lookup(ctx context.Context, name string) (*about, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, ctr, err := b.Get(name)
+	st, ctr, err := b.Get(ctx, name)
 	switch {
 	case err == nil:
 		inv.bus[name] = busBridge{status: st, counters: ctr}
@@ -141,7 +141,7 @@ func (a *app) showLines(name string, ab *about) [][2]string {
 			add("Status", u.StatusText)
 		}
 	} else {
-		add("Unit", "")
+		add("Unit", "-")
 	}
 
 	path := config.Path(a.opts.configDir, name)
@@ -219,14 +219,49 @@ func sum(m map[string]uint64) uint64 {
 	return n
 }
 
-// when formats a point in time as systemctl does, with how long ago.
+// when formats a point in time as systemctl does, with how long ago:
+// "Tue 2026-11-03 09:58:30 UTC; 1min 30s ago".
 func (a *app) when(t time.Time) string {
-	ago := a.now().Sub(t).Truncate(time.Second)
 	s := t.Local().Format("Mon 2006-01-02 15:04:05 MST")
-	if ago >= 0 {
-		s += "; " + ago.String() + " ago"
+	switch ago := a.now().Sub(t); {
+	case ago >= time.Second:
+		s += "; " + timespan(ago.Truncate(time.Second)) + " ago"
+	case ago >= 0:
+		s += "; now"
 	}
 	return s
+}
+
+// timespanUnits are systemd's units of a time span (format_timespan),
+// largest first: a year is 365.25 days, a month a twelfth of that.
+var timespanUnits = []struct {
+	name string
+	d    time.Duration
+}{
+	{"y", 31_557_600 * time.Second},
+	{"month", 2_629_800 * time.Second},
+	{"w", 7 * 24 * time.Hour},
+	{"d", 24 * time.Hour},
+	{"h", time.Hour},
+	{"min", time.Minute},
+	{"s", time.Second},
+	{"ms", time.Millisecond},
+}
+
+// timespan formats d to the millisecond as systemd does: "1h 2min 3s",
+// "2d 4h", "1s 500ms", "0s".
+func timespan(d time.Duration) string {
+	var parts []string
+	for _, u := range timespanUnits {
+		if n := d / u.d; n > 0 {
+			parts = append(parts, strconv.FormatInt(int64(n), 10)+u.name)
+			d -= n * u.d
+		}
+	}
+	if len(parts) == 0 {
+		return "0s"
+	}
+	return strings.Join(parts, " ")
 }
 
 // unitJSON is a unit in show's JSON.
@@ -252,15 +287,15 @@ type configJSON struct {
 }
 
 // showJSON prints the daemon's Describe document (or its equivalent from
-// the properties and the file) with name, state and unit added. Its keys:
-// name, state, unit, config, status, counters (null when unknown), and
-// those Describe adds (version, pid).
+// the properties and the file) with name, state, unit and config_error
+// added. Its keys: name, state, unit, config_error, config, status,
+// counters (null when unknown), and those Describe adds (version, pid).
 func (a *app) showJSON(ctx context.Context, name string, ab *about) error {
 	doc := map[string]any{"config": nil, "status": nil, "counters": nil}
 	if bb, onBus := ab.inv.bus[name]; onBus {
 		desc := ""
 		if b, err := a.bridges(ctx); err == nil {
-			desc, err = b.Describe(name)
+			desc, err = b.Describe(ctx, name)
 			if err != nil && !isAccessDenied(err) { // Describe is root's; the properties are not
 				a.warn("%v", err)
 			}
@@ -278,20 +313,18 @@ func (a *app) showJSON(ctx context.Context, name string, ab *about) error {
 			doc["counters"] = bb.counters
 		}
 	}
-	if isNull(doc["config"]) {
-		if cf, ok := ab.inv.configs[name]; ok && cf.bridge != nil {
-			mtu := "inherit"
-			if cf.bridge.MTU != 0 {
-				mtu = strconv.Itoa(cf.bridge.MTU)
-			}
-			doc["config"] = configJSON{File: cf.path, Parent: cf.bridge.Parent,
-				MACAddress: cf.bridge.MAC.String(), MTU: mtu, Carrier: string(cf.bridge.Carrier)}
-		} else if ok {
-			doc["config_error"] = cf.err.Error()
+	if cf, ok := ab.inv.configs[name]; ok && cf.bridge != nil && isNull(doc["config"]) {
+		mtu := "inherit"
+		if cf.bridge.MTU != 0 {
+			mtu = strconv.Itoa(cf.bridge.MTU)
 		}
+		doc["config"] = configJSON{File: cf.path, Parent: cf.bridge.Parent,
+			MACAddress: cf.bridge.MAC.String(), MTU: mtu, Carrier: string(cf.bridge.Carrier)}
 	}
 	doc["name"] = name
 	doc["state"] = ab.entry.State
+	// The file as it is now, whatever the running vethd read before.
+	doc["config_error"] = ab.entry.ConfigError
 	doc["unit"] = nil
 	if u := ab.unit; u != nil {
 		uj := unitJSON{Name: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState,

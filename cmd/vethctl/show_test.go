@@ -23,7 +23,7 @@ func showFixture(h *harness) {
 	b.status.StartedUsec = uint64(t0.Add(-89 * time.Second).UnixMicro())
 	b.counters = []dbusapi.Counters{{RxPackets: 12, RxBytes: 3400, RxCoalesced: 2, TxPackets: 5, TxBytes: 600,
 		RxDrops: map[string]uint64{"runt": 1}, TxDrops: map[string]uint64{}}}
-	b.describe = `{"version":"1.0","pid":1234,"config":{"file":"/etc/vethd/veth1.conf","parent":"eth0","mac_address":"persistent","mtu":"inherit","carrier":"follow"},"status":{"Name":"veth1"},"counters":{"RxPackets":12}}`
+	b.describe = `{"version":"1.0","pid":1234,"config":{"file":"/etc/vethd/veth1.conf","parent":"eth0","mac_address":"persistent","mtu":"inherit","carrier":"follow"},"status":{"name":"veth1","mac_address":"22:43:60:c3:5b:4c"},"counters":{"rx_packets":12}}`
 	h.bridges.bridges["veth1"] = b
 }
 
@@ -37,7 +37,7 @@ func TestShow(t *testing.T) {
 		"          State: running\n",
 		"           Unit: vethd@veth1.service\n",
 		"     Unit State: active (running) since ",
-		"; 1m30s ago\n",
+		"; 1min 30s ago\n",
 		"      Unit File: enabled\n",
 		"       Main PID: 1234\n",
 		"         Status: veth1 running on eth0\n",
@@ -101,8 +101,20 @@ func TestShowJSON(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"config", "counters", "name", "pid", "state", "status", "unit", "version"}; !slices.Equal(keys, want) {
+	if want := []string{"config", "config_error", "counters", "name", "pid", "state", "status", "unit", "version"}; !slices.Equal(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
+	}
+	// Describe's document, as vethd gives it: snake_case keys.
+	var st dbusapi.Status
+	var ctr dbusapi.Counters
+	if err := json.Unmarshal(doc["status"], &st); err != nil || st.MACAddress != "22:43:60:c3:5b:4c" {
+		t.Errorf("status %s (%v)", doc["status"], err)
+	}
+	if err := json.Unmarshal(doc["counters"], &ctr); err != nil || ctr.RxPackets != 12 {
+		t.Errorf("counters %s (%v)", doc["counters"], err)
+	}
+	if string(doc["config_error"]) != `""` {
+		t.Errorf("config_error %s", doc["config_error"])
 	}
 	var u unitJSON
 	if err := json.Unmarshal(doc["unit"], &u); err != nil || u.Name != "vethd@veth1.service" || u.MainPID != 1234 || u.UnitFileState != "enabled" {
@@ -119,10 +131,15 @@ func TestShowJSON(t *testing.T) {
 	if err := json.Unmarshal(h.stdout.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	var st dbusapi.Status
+	var status map[string]any
 	var cfg configJSON
-	if err := json.Unmarshal(doc["status"], &st); err != nil || st.MACAddress != "22:43:60:c3:5b:4c" {
+	if err := json.Unmarshal(doc["status"], &status); err != nil || status["mac_address"] != "22:43:60:c3:5b:4c" ||
+		status["parent_ifindex"] != 2.0 || status["state"] != "running" {
 		t.Errorf("status %s (%v)", doc["status"], err)
+	}
+	var counters map[string]any
+	if err := json.Unmarshal(doc["counters"], &counters); err != nil || counters["rx_packets"] != 12.0 || counters["rx_drops"] == nil {
+		t.Errorf("counters %s (%v)", doc["counters"], err)
 	}
 	if err := json.Unmarshal(doc["config"], &cfg); err != nil || cfg.Parent != "eth0" || cfg.MTU != "inherit" {
 		t.Errorf("config %s (%v)", doc["config"], err)
@@ -141,6 +158,66 @@ func TestShowJSON(t *testing.T) {
 	}
 	if string(doc["status"]) != "null" || string(doc["counters"]) != "null" || string(doc["unit"]) != "null" || string(doc["state"]) != `"configured"` {
 		t.Errorf("doc %s", h.stdout.String())
+	}
+
+	// A broken file: no config, the reason in config_error.
+	h.writeConfig("veth3", "[Bridge]\nParent=eth0\nCarrier=off\n")
+	h.mustRun(0, "show", "veth3", "--json")
+	doc = nil
+	if err := json.Unmarshal(h.stdout.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if string(doc["config"]) != "null" || !strings.Contains(string(doc["config_error"]), "veth3.conf:3: Carrier=") ||
+		string(doc["state"]) != `"invalid"` {
+		t.Errorf("doc %s", h.stdout.String())
+	}
+}
+
+// TestShowConfigOnly: no unit shows as "-", a broken file as invalid.
+func TestShowConfigOnly(t *testing.T) {
+	h := newHarness(t)
+	h.writeConfig("veth1", "[Bridge]\nParent=eth0\nMTU=9\n")
+	h.mustRun(0, "show", "veth1")
+	for _, line := range []string{
+		"       State: invalid\n",
+		"        Unit: -\n",
+		"Config Error: " + h.dir + "/veth1.conf:3: MTU=",
+	} {
+		if !strings.Contains(h.stdout.String(), line) {
+			t.Errorf("show lacks %q", line)
+		}
+	}
+	for _, l := range strings.Split(h.stdout.String(), "\n") {
+		if strings.HasSuffix(l, " ") {
+			t.Errorf("trailing space: %q", l)
+		}
+	}
+}
+
+func TestTimespan(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                       "0s",
+		999 * time.Millisecond:  "999ms",
+		1500 * time.Millisecond: "1s 500ms",
+		time.Second:             "1s",
+		90 * time.Second:        "1min 30s",
+		time.Hour + 2*time.Minute + 3*time.Second: "1h 2min 3s",
+		2 * time.Hour:                "2h",
+		26*time.Hour + 5*time.Second: "1d 2h 5s",
+		9 * 24 * time.Hour:           "1w 2d",
+		400 * 24 * time.Hour:         "1y 1month 4d 7h 30min",
+	} {
+		if got := timespan(d); got != want {
+			t.Errorf("timespan(%v) = %q, want %q", d, got, want)
+		}
+	}
+	h := newHarness(t)
+	a := &app{now: func() time.Time { return h.clock }}
+	if got := a.when(t0.Add(-3723400 * time.Millisecond)); !strings.HasSuffix(got, "; 1h 2min 3s ago") {
+		t.Errorf("when: %q", got)
+	}
+	if got := a.when(t0); !strings.HasSuffix(got, "; now") {
+		t.Errorf("when: %q", got)
 	}
 }
 

@@ -79,16 +79,16 @@ type sample struct {
 // sample reads the counters of names, or of every bridge on the bus if
 // names is empty. With strict, a named bridge missing from the bus is an
 // error (exit 4); otherwise it is left out.
-func (a *app) sample(b bridges, names []string, strict bool) (sample, error) {
+func (a *app) sample(ctx context.Context, b bridges, names []string, strict bool) (sample, error) {
 	if len(names) == 0 {
 		var err error
-		if names, err = b.List(); err != nil {
+		if names, err = b.List(ctx); err != nil {
 			return sample{}, err
 		}
 	}
 	s := sample{at: a.now(), counters: make(map[string]dbusapi.Counters, len(names))}
 	for _, n := range names {
-		_, c, err := b.Get(n)
+		_, c, err := b.Get(ctx, n)
 		switch {
 		case errors.Is(err, dbusapi.ErrNoSuchBridge) && strict:
 			return sample{}, noSuch("no such bridge %s on the bus", n)
@@ -207,7 +207,7 @@ func (a *app) stats(ctx context.Context, names []string, o statsOptions) error {
 	if err != nil {
 		return err
 	}
-	first, err := a.sample(b, names, true)
+	first, err := a.sample(ctx, b, names, true)
 	if err != nil {
 		return err
 	}
@@ -218,7 +218,7 @@ func (a *app) stats(ctx context.Context, names []string, o statsOptions) error {
 		if err := a.sleep(ctx, o.interval); err != nil {
 			return fmt.Errorf("interrupted: %w", err)
 		}
-		second, err := a.sample(b, first.names, false)
+		second, err := a.sample(ctx, b, first.names, false)
 		if err != nil {
 			return err
 		}
@@ -293,7 +293,7 @@ func (a *app) watch(ctx context.Context, names []string, o statsOptions) error {
 	if err != nil {
 		return err
 	}
-	prev, err := a.sample(b, names, true)
+	prev, err := a.sample(ctx, b, names, true)
 	if err != nil {
 		return err
 	}
@@ -301,9 +301,9 @@ func (a *app) watch(ctx context.Context, names []string, o statsOptions) error {
 		if a.sleep(ctx, o.interval) != nil {
 			return nil // SIGINT or SIGTERM: done
 		}
-		cur, err := a.sample(b, names, false)
+		cur, err := a.sample(ctx, b, names, false)
 		if ctx.Err() != nil {
-			return nil // interrupted while reading (the connection closes with ctx)
+			return nil // interrupted while reading
 		}
 		if err != nil {
 			return err

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
+	"strings"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
@@ -65,32 +67,74 @@ type units interface {
 	// DaemonReload makes systemd re-read every unit file
 	// (Manager.Reload: systemctl daemon-reload).
 	DaemonReload(ctx context.Context) error
-	// Start queues a start job with mode "replace", waits for it to end
-	// and returns its result: done, failed, canceled, timeout, dependency
-	// or skipped.
-	Start(ctx context.Context, name string) (string, error)
+	// Start queues a start job with mode "replace". With wait, it waits
+	// for the job to end, until ctx ends, and returns its result: done,
+	// failed, canceled, timeout, dependency or skipped; without, it
+	// returns "" once the job is queued.
+	Start(ctx context.Context, name string, wait bool) (string, error)
 	// Stop is Start for a stop job.
-	Stop(ctx context.Context, name string) (string, error)
+	Stop(ctx context.Context, name string, wait bool) (string, error)
 	// ReloadUnit is Start for a reload job (ExecReload=).
-	ReloadUnit(ctx context.Context, name string) (string, error)
+	ReloadUnit(ctx context.Context, name string, wait bool) (string, error)
 	// ResetFailed resets the unit's failed state (Manager.ResetFailedUnit).
 	ResetFailed(ctx context.Context, name string) error
 }
 
-// bridges is what vethctl needs from the bridges on the bus;
-// *dbusapi.Client is one. Names are interface names; errors wrap
-// dbusapi.ErrNoSuchBridge and dbusapi.ErrAccessDenied where those apply.
+// bridges is what vethctl needs from the bridges on the bus, as
+// dbusapi.Client has it but with a context for each call. Names are
+// interface names; errors wrap dbusapi.ErrNoSuchBridge,
+// dbusapi.ErrAccessDenied and dbusapi.ErrReloadFailed where those apply.
 type bridges interface {
 	// List returns the names of the bridges on the bus, sorted.
-	List() ([]string, error)
+	List(ctx context.Context) ([]string, error)
 	// Get returns a bridge's status and counters (properties: anyone).
-	Get(name string) (dbusapi.Status, dbusapi.Counters, error)
-	// Reload makes the daemon re-read and apply the bridge's file (root).
-	Reload(name string) error
+	Get(ctx context.Context, name string) (dbusapi.Status, dbusapi.Counters, error)
+	// Reload makes the daemon re-read and apply the bridge's file (root);
+	// it returns once the daemon applied it, or why it could not.
+	Reload(ctx context.Context, name string) error
 	// ResetCounters zeroes the bridge's counters (root).
-	ResetCounters(name string) error
+	ResetCounters(ctx context.Context, name string) error
 	// Describe returns the daemon's JSON document about the bridge (root).
-	Describe(name string) (string, error)
+	Describe(ctx context.Context, name string) (string, error)
+}
+
+// busTimeout bounds every call on the bus, and the connection to it, as
+// systemctl's default (DBUS_DEFAULT_TIMEOUT) does. Waiting for a systemd
+// job is not a call: --timeout bounds that.
+const busTimeout = 25 * time.Second
+
+// callContext returns ctx bounded by timeout, for one bus call.
+func callContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, timeout)
+}
+
+// callError rewords the error of a bus call that got no answer before
+// its deadline; other errors are returned as they are.
+func callError(err error, timeout time.Duration) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("no answer on the bus within %s: %w", timespan(timeout), err)
+	}
+	return err
+}
+
+// connectContext returns the context of a bus connection's lifetime:
+// godbus closes the connection when it ends. It ends with ctx, and after
+// busTimeout unless connected is called first, which bounds the
+// handshake (authentication, Hello, AddMatch) that godbus does without a
+// deadline. cancel ends it; call it when the connection is closed.
+func connectContext(ctx context.Context) (cctx context.Context, connected func(), cancel context.CancelFunc) {
+	cctx, cancel = context.WithCancel(ctx)
+	t := time.AfterFunc(busTimeout, cancel)
+	return cctx, func() { t.Stop() }, cancel
+}
+
+// connectError is noBus for a connection that failed, saying so if it
+// was for want of an answer within busTimeout.
+func connectError(cctx, ctx context.Context, err error) error {
+	if cctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: no answer within %s", errNoBus, timespan(busTimeout))
+	}
+	return noBus(err)
 }
 
 // errNoBus wraps the error of a failed connection to the system bus.
@@ -105,28 +149,40 @@ func noBus(err error) error {
 	return fmt.Errorf("%w: %w", errNoBus, err)
 }
 
-// systemd is units over go-systemd's connection to the system bus.
-type systemd struct{ c *sd.Conn }
+// systemd is units over go-systemd's connection to the system bus. Each
+// call has a deadline of timeout.
+type systemd struct {
+	c       *sd.Conn
+	timeout time.Duration
+	cancel  context.CancelFunc // ends the connection's context
+}
 
 // openSystemd connects to systemd over the system bus (two connections:
 // go-systemd receives job signals on its own).
 func openSystemd(ctx context.Context) (units, error) {
-	c, err := sd.NewSystemConnectionContext(ctx)
+	cctx, connected, cancel := connectContext(ctx)
+	c, err := sd.NewSystemConnectionContext(cctx)
+	connected()
 	if err != nil {
-		return nil, noBus(err)
+		err = connectError(cctx, ctx, err)
+		cancel()
+		return nil, err
 	}
-	return &systemd{c: c}, nil
+	return &systemd{c: c, timeout: busTimeout, cancel: cancel}, nil
 }
 
 func (s *systemd) Close() error {
 	s.c.Close()
+	s.cancel()
 	return nil
 }
 
 func (s *systemd) ListUnits(ctx context.Context, patterns []string) ([]unitStatus, error) {
+	ctx, cancel := callContext(ctx, s.timeout)
+	defer cancel()
 	list, err := s.c.ListUnitsByPatternsContext(ctx, nil, patterns)
 	if err != nil {
-		return nil, fmt.Errorf("list systemd units: %w", err)
+		return nil, fmt.Errorf("list systemd units: %w", callError(err, s.timeout))
 	}
 	out := make([]unitStatus, 0, len(list))
 	for _, u := range list {
@@ -136,9 +192,11 @@ func (s *systemd) ListUnits(ctx context.Context, patterns []string) ([]unitStatu
 }
 
 func (s *systemd) ListUnitFiles(ctx context.Context, patterns []string) ([]unitFile, error) {
+	ctx, cancel := callContext(ctx, s.timeout)
+	defer cancel()
 	list, err := s.c.ListUnitFilesByPatternsContext(ctx, nil, patterns)
 	if err != nil {
-		return nil, fmt.Errorf("list systemd unit files: %w", err)
+		return nil, fmt.Errorf("list systemd unit files: %w", callError(err, s.timeout))
 	}
 	out := make([]unitFile, 0, len(list))
 	for _, f := range list {
@@ -148,9 +206,11 @@ func (s *systemd) ListUnitFiles(ctx context.Context, patterns []string) ([]unitF
 }
 
 func (s *systemd) Unit(ctx context.Context, name string) (unitStatus, error) {
+	ctx, cancel := callContext(ctx, s.timeout)
+	defer cancel()
 	p, err := s.c.GetUnitPropertiesContext(ctx, name)
 	if err != nil {
-		return unitStatus{}, fmt.Errorf("get properties of %s: %w", name, err)
+		return unitStatus{}, fmt.Errorf("get properties of %s: %w", name, callError(err, s.timeout))
 	}
 	u := unitStatus{
 		Name:          name,
@@ -178,9 +238,11 @@ func prop[T any](p map[string]any, name string) T {
 }
 
 func (s *systemd) Enable(ctx context.Context, name string) ([]unitChange, error) {
+	ctx, cancel := callContext(ctx, s.timeout)
+	defer cancel()
 	_, changes, err := s.c.EnableUnitFilesContext(ctx, []string{name}, false, false)
 	if err != nil {
-		return nil, fmt.Errorf("enable %s: %w", name, err)
+		return nil, fmt.Errorf("enable %s: %w", name, callError(err, s.timeout))
 	}
 	out := make([]unitChange, 0, len(changes))
 	for _, c := range changes {
@@ -190,9 +252,11 @@ func (s *systemd) Enable(ctx context.Context, name string) ([]unitChange, error)
 }
 
 func (s *systemd) Disable(ctx context.Context, name string) ([]unitChange, error) {
+	ctx, cancel := callContext(ctx, s.timeout)
+	defer cancel()
 	changes, err := s.c.DisableUnitFilesContext(ctx, []string{name}, false)
 	if err != nil {
-		return nil, fmt.Errorf("disable %s: %w", name, err)
+		return nil, fmt.Errorf("disable %s: %w", name, callError(err, s.timeout))
 	}
 	out := make([]unitChange, 0, len(changes))
 	for _, c := range changes {
@@ -202,73 +266,237 @@ func (s *systemd) Disable(ctx context.Context, name string) ([]unitChange, error
 }
 
 func (s *systemd) DaemonReload(ctx context.Context) error {
+	ctx, cancel := callContext(ctx, s.timeout)
+	defer cancel()
 	if err := s.c.ReloadContext(ctx); err != nil {
-		return fmt.Errorf("reload systemd (daemon-reload): %w", err)
+		return fmt.Errorf("reload systemd (daemon-reload): %w", callError(err, s.timeout))
 	}
 	return nil
 }
 
-func (s *systemd) Start(ctx context.Context, name string) (string, error) {
-	return s.job(ctx, "start", s.c.StartUnitContext, name)
+func (s *systemd) Start(ctx context.Context, name string, wait bool) (string, error) {
+	return s.job(ctx, "start", s.c.StartUnitContext, name, wait)
 }
 
-func (s *systemd) Stop(ctx context.Context, name string) (string, error) {
-	return s.job(ctx, "stop", s.c.StopUnitContext, name)
+func (s *systemd) Stop(ctx context.Context, name string, wait bool) (string, error) {
+	return s.job(ctx, "stop", s.c.StopUnitContext, name, wait)
 }
 
-func (s *systemd) ReloadUnit(ctx context.Context, name string) (string, error) {
-	return s.job(ctx, "reload", s.c.ReloadUnitContext, name)
+func (s *systemd) ReloadUnit(ctx context.Context, name string, wait bool) (string, error) {
+	return s.job(ctx, "reload", s.c.ReloadUnitContext, name, wait)
 }
 
-// job queues a job with queue (mode "replace") and waits for JobRemoved.
+// job queues a job with queue (mode "replace") and, with wait, waits for
+// JobRemoved until ctx ends. The error of a wait cut short wraps
+// ctx.Err().
 func (s *systemd) job(ctx context.Context, op string,
-	queue func(ctx context.Context, name, mode string, ch chan<- string) (int, error), name string) (string, error) {
+	queue func(ctx context.Context, name, mode string, ch chan<- string) (int, error), name string, wait bool) (string, error) {
 	// Buffered: go-systemd's signal loop must never block on us, also
-	// after we gave up waiting.
-	ch := make(chan string, 1)
-	if _, err := queue(ctx, name, "replace", ch); err != nil {
-		return "", fmt.Errorf("%s %s: %w", op, name, err)
+	// after we gave up waiting. Nil: go-systemd does not track the job.
+	var ch chan string
+	if wait {
+		ch = make(chan string, 1)
+	}
+	cctx, cancel := callContext(ctx, s.timeout)
+	defer cancel()
+	if _, err := queue(cctx, name, "replace", ch); err != nil {
+		return "", fmt.Errorf("%s %s: %w", op, name, callError(err, s.timeout))
+	}
+	if !wait {
+		return "", nil
 	}
 	select {
 	case r := <-ch:
 		return r, nil
 	case <-ctx.Done():
-		return "", fmt.Errorf("%s %s: interrupted while waiting for the job (it goes on): %w", op, name, ctx.Err())
+		return "", fmt.Errorf("%s %s: %w", op, name, ctx.Err())
 	}
 }
 
 func (s *systemd) ResetFailed(ctx context.Context, name string) error {
+	ctx, cancel := callContext(ctx, s.timeout)
+	defer cancel()
 	if err := s.c.ResetFailedUnitContext(ctx, name); err != nil {
-		return fmt.Errorf("reset-failed %s: %w", name, err)
+		return fmt.Errorf("reset-failed %s: %w", name, callError(err, s.timeout))
 	}
 	return nil
 }
 
-// busBridges is bridges over its own connection to the system bus.
+// busBridges is bridges over its own connection to the system bus: what
+// dbusapi.Client does, with a context and a deadline of timeout for every
+// call.
 type busBridges struct {
-	*dbusapi.Client
-	conn *dbus.Conn
+	conn    *dbus.Conn
+	timeout time.Duration
+	cancel  context.CancelFunc // ends the connection's context
 }
 
 // openBridges connects to the system bus ($DBUS_SYSTEM_BUS_ADDRESS or
 // /run/dbus/system_bus_socket).
 func openBridges(ctx context.Context) (bridges, error) {
-	conn, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
+	cctx, connected, cancel := connectContext(ctx)
+	conn, err := dbus.ConnectSystemBus(dbus.WithContext(cctx))
+	connected()
 	if err != nil {
-		return nil, noBus(err)
+		err = connectError(cctx, ctx, err)
+		cancel()
+		return nil, err
 	}
-	return &busBridges{Client: dbusapi.NewClient(conn), conn: conn}, nil
+	return &busBridges{conn: conn, timeout: busTimeout, cancel: cancel}, nil
 }
 
-func (b *busBridges) Close() error { return b.conn.Close() }
+func (b *busBridges) Close() error {
+	err := b.conn.Close()
+	b.cancel()
+	return err
+}
 
-// D-Bus error names vethctl maps to exit codes.
+func (b *busBridges) List(ctx context.Context) ([]string, error) {
+	ctx, cancel := callContext(ctx, b.timeout)
+	defer cancel()
+	var names []string
+	if err := b.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
+		return nil, fmt.Errorf("list bridges: %w", callError(err, b.timeout))
+	}
+	var out []string
+	for _, n := range names {
+		label, ok := strings.CutPrefix(n, dbusapi.NamePrefix)
+		if !ok || label == "" || strings.Contains(label, ".") {
+			continue
+		}
+		out = append(out, dbusapi.UnescapeLabel(label))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func (b *busBridges) Get(ctx context.Context, name string) (dbusapi.Status, dbusapi.Counters, error) {
+	var all map[string]dbus.Variant
+	if err := b.call(ctx, name, "org.freedesktop.DBus.Properties.GetAll", &all, dbusapi.Interface); err != nil {
+		return dbusapi.Status{}, dbusapi.Counters{}, b.error("get", name, err)
+	}
+	d := propDecoder{props: all}
+	st := dbusapi.Status{
+		Name:          propOf[string](&d, "Name"),
+		Parent:        propOf[string](&d, "Parent"),
+		IfIndex:       propOf[int32](&d, "IfIndex"),
+		ParentIfIndex: propOf[int32](&d, "ParentIfIndex"),
+		MACAddress:    propOf[string](&d, "MACAddress"),
+		MACPolicy:     propOf[string](&d, "MACPolicy"),
+		MTU:           propOf[uint32](&d, "MTU"),
+		State:         propOf[string](&d, "State"),
+		Carrier:       propOf[bool](&d, "Carrier"),
+		ParentCarrier: propOf[bool](&d, "ParentCarrier"),
+		Promiscuous:   propOf[bool](&d, "Promiscuous"),
+		Offloads:      propOf[[]string](&d, "Offloads"),
+		StartedUsec:   propOf[uint64](&d, "StartedUsec"),
+		LastError:     propOf[string](&d, "LastError"),
+	}
+	ctr := dbusapi.Counters{
+		RxPackets:   propOf[uint64](&d, "RxPackets"),
+		RxBytes:     propOf[uint64](&d, "RxBytes"),
+		RxCoalesced: propOf[uint64](&d, "RxCoalesced"),
+		TxPackets:   propOf[uint64](&d, "TxPackets"),
+		TxBytes:     propOf[uint64](&d, "TxBytes"),
+		Errors:      propOf[uint64](&d, "Errors"),
+		RxDrops:     propOf[map[string]uint64](&d, "RxDrops"),
+		TxDrops:     propOf[map[string]uint64](&d, "TxDrops"),
+	}
+	if d.err != nil {
+		return dbusapi.Status{}, dbusapi.Counters{}, fmt.Errorf("get %s: %w", name, d.err)
+	}
+	return st, ctr, nil
+}
+
+func (b *busBridges) Reload(ctx context.Context, name string) error {
+	if err := b.call(ctx, name, dbusapi.Interface+".Reload", nil); err != nil {
+		return b.error("reload", name, err)
+	}
+	return nil
+}
+
+func (b *busBridges) ResetCounters(ctx context.Context, name string) error {
+	if err := b.call(ctx, name, dbusapi.Interface+".ResetCounters", nil); err != nil {
+		return b.error("reset counters of", name, err)
+	}
+	return nil
+}
+
+func (b *busBridges) Describe(ctx context.Context, name string) (string, error) {
+	var doc string
+	if err := b.call(ctx, name, dbusapi.Interface+".Describe", &doc); err != nil {
+		return "", b.error("describe", name, err)
+	}
+	return doc, nil
+}
+
+// call calls method on the object of bridge name, without activating a
+// service, and stores the reply in out (unless nil).
+func (b *busBridges) call(ctx context.Context, name, method string, out any, args ...any) error {
+	ctx, cancel := callContext(ctx, b.timeout)
+	defer cancel()
+	c := b.conn.Object(dbusapi.BusName(name), dbusapi.ObjectPath(name)).
+		CallWithContext(ctx, method, dbus.FlagNoAutoStart, args...)
+	if out == nil {
+		return c.Err
+	}
+	return c.Store(out)
+}
+
+// error wraps err, from operation op on bridge name, as dbusapi.Client
+// does: D-Bus error names become dbusapi's errors.
+func (b *busBridges) error(op, name string, err error) error {
+	var de dbus.Error
+	if !errors.As(err, &de) {
+		return fmt.Errorf("%s %s: %w", op, name, callError(err, b.timeout))
+	}
+	switch de.Name {
+	case errNameServiceUnknown, errNameNameHasNoOwner, errNameUnknownObject:
+		return fmt.Errorf("%s %s: %w", op, name, dbusapi.ErrNoSuchBridge)
+	case errNameAccessDenied:
+		return fmt.Errorf("%s %s: %w", op, name, dbusapi.ErrAccessDenied)
+	case dbusapi.ErrorReloadFailed:
+		msg := de.Name
+		if len(de.Body) > 0 {
+			if s, ok := de.Body[0].(string); ok {
+				msg = s
+			}
+		}
+		return fmt.Errorf("%s %s: %w: %s", op, name, dbusapi.ErrReloadFailed, msg)
+	}
+	return fmt.Errorf("%s %s: %w", op, name, de)
+}
+
+// propDecoder takes typed values out of a GetAll reply and remembers the
+// first type mismatch.
+type propDecoder struct {
+	props map[string]dbus.Variant
+	err   error
+}
+
+// propOf returns property name as a T; zero if it is missing.
+func propOf[T any](d *propDecoder, name string) T {
+	var zero T
+	v, ok := d.props[name]
+	if !ok {
+		return zero
+	}
+	t, ok := v.Value().(T)
+	if !ok && d.err == nil {
+		d.err = fmt.Errorf("property %s has type %s, want %s", name, v.Signature(), dbus.SignatureOf(zero))
+	}
+	return t
+}
+
+// D-Bus error names vethctl maps to exit codes or to dbusapi's errors.
 const (
 	errNameAccessDenied    = "org.freedesktop.DBus.Error.AccessDenied"
 	errNameInteractiveAuth = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 	errNamePolkitDenied    = "org.freedesktop.PolicyKit1.Error.NotAuthorized"
 	errNameNoSuchUnit      = "org.freedesktop.systemd1.NoSuchUnit"
 	errNameServiceUnknown  = "org.freedesktop.DBus.Error.ServiceUnknown"
+	errNameNameHasNoOwner  = "org.freedesktop.DBus.Error.NameHasNoOwner"
+	errNameUnknownObject   = "org.freedesktop.DBus.Error.UnknownObject"
 )
 
 // busErrorName returns the D-Bus error name in err's chain, or "".

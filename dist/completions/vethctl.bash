@@ -118,14 +118,17 @@ _vethctl() {
     local opts="" names=""
     case $cmd in
         list|help) ;;
-        show|reload|reset|mac)
+        reload)
+            opts="--timeout"
+            [[ $nargs -eq 0 ]] && names=1 ;;
+        show|reset|mac)
             [[ $nargs -eq 0 ]] && names=1 ;;
         stats|watch)
             opts="--interval"; names=1 ;;
         add)
-            opts="--parent --mac --mtu --carrier --now --force" ;;
+            opts="--parent --mac --mtu --carrier --now --force --timeout --no-block" ;;
         remove)
-            opts="--keep-config"
+            opts="--keep-config --timeout --no-block"
             [[ $nargs -eq 0 ]] && names=1 ;;
         *)
             return 0 ;;
