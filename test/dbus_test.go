@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -37,10 +38,10 @@ func TestDBusObject(t *testing.T) {
 	conn := bus.Conn(t)
 	c := dbusapi.NewClient(conn)
 	waitFor(t, 5*time.Second, "veth1 on the bus", func() (bool, string) {
-		names, err := c.List()
+		names, err := c.List(context.Background())
 		return err == nil && len(names) == 1 && names[0] == "veth1", fmt.Sprint(names, err)
 	})
-	st, _, err := c.Get("veth1")
+	st, _, err := c.Get(context.Background(), "veth1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,21 +100,21 @@ func TestDBusObject(t *testing.T) {
 	// Counters, ResetCounters.
 	virt4 := l.SetStatic(t, "veth1", 60)
 	l.LANNS.WaitPing(t, 5*time.Second, virt4.String())
-	_, cnt, err := c.Get("veth1")
+	_, cnt, err := c.Get(context.Background(), "veth1")
 	if err != nil || cnt.RxPackets == 0 || cnt.TxPackets == 0 {
 		t.Fatalf("counters after ping: %+v %v", cnt, err)
 	}
-	if err := c.ResetCounters("veth1"); err != nil {
+	if err := c.ResetCounters(context.Background(), "veth1"); err != nil {
 		t.Fatal(err)
 	}
-	_, after, _ := c.Get("veth1")
+	_, after, _ := c.Get(context.Background(), "veth1")
 	if after.RxBytes >= cnt.RxBytes || after.TxBytes >= cnt.TxBytes {
 		t.Errorf("ResetCounters: bytes %d/%d before, %d/%d after", cnt.RxBytes, cnt.TxBytes, after.RxBytes, after.TxBytes)
 	}
 
 	// Reload applies a new MTU and signals it.
 	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\nMTU=1400\n")
-	if err := c.Reload("veth1"); err != nil {
+	if err := c.Reload(context.Background(), "veth1"); err != nil {
 		t.Fatal(err)
 	}
 	changed("reload", map[string]any{"MTU": uint32(1400)})
@@ -122,14 +123,14 @@ func TestDBusObject(t *testing.T) {
 	}
 	// A bad file: Reload fails, names the line, the bridge runs on.
 	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\nMTU=huge\n")
-	if err := c.Reload("veth1"); err == nil || !strings.Contains(err.Error(), "veth1.conf:3: MTU=") {
+	if err := c.Reload(context.Background(), "veth1"); err == nil || !strings.Contains(err.Error(), "veth1.conf:3: MTU=") {
 		t.Errorf("Reload of a bad file: %v", err)
 	}
-	if st, _, _ := c.Get("veth1"); st.State != "running" || !strings.Contains(st.LastError, "MTU=") {
+	if st, _, _ := c.Get(context.Background(), "veth1"); st.State != "running" || !strings.Contains(st.LastError, "MTU=") {
 		t.Errorf("after a failed reload: state %s, LastError %q", st.State, st.LastError)
 	}
 
-	doc, err := c.Describe("veth1")
+	doc, err := c.Describe(context.Background(), "veth1")
 	var d struct {
 		Config struct{ Parent string } `json:"config"`
 		Status struct{ Name string }
@@ -153,7 +154,7 @@ func TestDBusObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn2.Close()
-	if st, _, err := dbusapi.NewClient(conn2).Get("veth1"); err != nil || st.State != "running" {
+	if st, _, err := dbusapi.NewClient(conn2).Get(context.Background(), "veth1"); err != nil || st.State != "running" {
 		t.Errorf("after the bus came back: %+v %v", st, err)
 	}
 	if !p.Running() {

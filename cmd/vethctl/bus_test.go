@@ -428,7 +428,7 @@ func TestBusCallDeadline(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Reload took %v", d)
 	}
-	if err == nil || !strings.Contains(err.Error(), "reload veth1: no answer on the bus within 100ms") || exitCode(err) != exitFailure {
+	if err == nil || !strings.Contains(err.Error(), "no answer on the bus within 100ms") || !strings.Contains(err.Error(), "reload veth1") || exitCode(err) != exitFailure {
 		t.Errorf("Reload: %v", err)
 	}
 	// Not on the bus: ErrNoSuchBridge, whatever the deadline.

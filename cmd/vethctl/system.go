@@ -7,8 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"slices"
-	"strings"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
@@ -322,11 +320,11 @@ func (s *systemd) ResetFailed(ctx context.Context, name string) error {
 	return nil
 }
 
-// busBridges is bridges over its own connection to the system bus: what
-// dbusapi.Client does, with a context and a deadline of timeout for every
-// call.
+// busBridges is bridges over its own connection to the system bus: a
+// dbusapi.Client with a deadline of timeout for every call.
 type busBridges struct {
 	conn    *dbus.Conn
+	c       *dbusapi.Client
 	timeout time.Duration
 	cancel  context.CancelFunc // ends the connection's context
 }
@@ -342,7 +340,7 @@ func openBridges(ctx context.Context) (bridges, error) {
 		cancel()
 		return nil, err
 	}
-	return &busBridges{conn: conn, timeout: busTimeout, cancel: cancel}, nil
+	return &busBridges{conn: conn, c: dbusapi.NewClient(conn), timeout: busTimeout, cancel: cancel}, nil
 }
 
 func (b *busBridges) Close() error {
@@ -354,138 +352,34 @@ func (b *busBridges) Close() error {
 func (b *busBridges) List(ctx context.Context) ([]string, error) {
 	ctx, cancel := callContext(ctx, b.timeout)
 	defer cancel()
-	var names []string
-	if err := b.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
-		return nil, fmt.Errorf("list bridges: %w", callError(err, b.timeout))
-	}
-	var out []string
-	for _, n := range names {
-		label, ok := strings.CutPrefix(n, dbusapi.NamePrefix)
-		if !ok || label == "" || strings.Contains(label, ".") {
-			continue
-		}
-		out = append(out, dbusapi.UnescapeLabel(label))
-	}
-	slices.Sort(out)
-	return out, nil
+	names, err := b.c.List(ctx)
+	return names, callError(err, b.timeout)
 }
 
 func (b *busBridges) Get(ctx context.Context, name string) (dbusapi.Status, dbusapi.Counters, error) {
-	var all map[string]dbus.Variant
-	if err := b.call(ctx, name, "org.freedesktop.DBus.Properties.GetAll", &all, dbusapi.Interface); err != nil {
-		return dbusapi.Status{}, dbusapi.Counters{}, b.error("get", name, err)
-	}
-	d := propDecoder{props: all}
-	st := dbusapi.Status{
-		Name:          propOf[string](&d, "Name"),
-		Parent:        propOf[string](&d, "Parent"),
-		IfIndex:       propOf[int32](&d, "IfIndex"),
-		ParentIfIndex: propOf[int32](&d, "ParentIfIndex"),
-		MACAddress:    propOf[string](&d, "MACAddress"),
-		MACPolicy:     propOf[string](&d, "MACPolicy"),
-		MTU:           propOf[uint32](&d, "MTU"),
-		State:         propOf[string](&d, "State"),
-		Carrier:       propOf[bool](&d, "Carrier"),
-		ParentCarrier: propOf[bool](&d, "ParentCarrier"),
-		Promiscuous:   propOf[bool](&d, "Promiscuous"),
-		Offloads:      propOf[[]string](&d, "Offloads"),
-		StartedUsec:   propOf[uint64](&d, "StartedUsec"),
-		LastError:     propOf[string](&d, "LastError"),
-	}
-	ctr := dbusapi.Counters{
-		RxPackets:   propOf[uint64](&d, "RxPackets"),
-		RxBytes:     propOf[uint64](&d, "RxBytes"),
-		RxCoalesced: propOf[uint64](&d, "RxCoalesced"),
-		TxPackets:   propOf[uint64](&d, "TxPackets"),
-		TxBytes:     propOf[uint64](&d, "TxBytes"),
-		Errors:      propOf[uint64](&d, "Errors"),
-		RxDrops:     propOf[map[string]uint64](&d, "RxDrops"),
-		TxDrops:     propOf[map[string]uint64](&d, "TxDrops"),
-	}
-	if d.err != nil {
-		return dbusapi.Status{}, dbusapi.Counters{}, fmt.Errorf("get %s: %w", name, d.err)
-	}
-	return st, ctr, nil
+	ctx, cancel := callContext(ctx, b.timeout)
+	defer cancel()
+	st, c, err := b.c.Get(ctx, name)
+	return st, c, callError(err, b.timeout)
 }
 
 func (b *busBridges) Reload(ctx context.Context, name string) error {
-	if err := b.call(ctx, name, dbusapi.Interface+".Reload", nil); err != nil {
-		return b.error("reload", name, err)
-	}
-	return nil
+	ctx, cancel := callContext(ctx, b.timeout)
+	defer cancel()
+	return callError(b.c.Reload(ctx, name), b.timeout)
 }
 
 func (b *busBridges) ResetCounters(ctx context.Context, name string) error {
-	if err := b.call(ctx, name, dbusapi.Interface+".ResetCounters", nil); err != nil {
-		return b.error("reset counters of", name, err)
-	}
-	return nil
+	ctx, cancel := callContext(ctx, b.timeout)
+	defer cancel()
+	return callError(b.c.ResetCounters(ctx, name), b.timeout)
 }
 
 func (b *busBridges) Describe(ctx context.Context, name string) (string, error) {
-	var doc string
-	if err := b.call(ctx, name, dbusapi.Interface+".Describe", &doc); err != nil {
-		return "", b.error("describe", name, err)
-	}
-	return doc, nil
-}
-
-// call calls method on the object of bridge name, without activating a
-// service, and stores the reply in out (unless nil).
-func (b *busBridges) call(ctx context.Context, name, method string, out any, args ...any) error {
 	ctx, cancel := callContext(ctx, b.timeout)
 	defer cancel()
-	c := b.conn.Object(dbusapi.BusName(name), dbusapi.ObjectPath(name)).
-		CallWithContext(ctx, method, dbus.FlagNoAutoStart, args...)
-	if out == nil {
-		return c.Err
-	}
-	return c.Store(out)
-}
-
-// error wraps err, from operation op on bridge name, as dbusapi.Client
-// does: D-Bus error names become dbusapi's errors.
-func (b *busBridges) error(op, name string, err error) error {
-	var de dbus.Error
-	if !errors.As(err, &de) {
-		return fmt.Errorf("%s %s: %w", op, name, callError(err, b.timeout))
-	}
-	switch de.Name {
-	case errNameServiceUnknown, errNameNameHasNoOwner, errNameUnknownObject:
-		return fmt.Errorf("%s %s: %w", op, name, dbusapi.ErrNoSuchBridge)
-	case errNameAccessDenied:
-		return fmt.Errorf("%s %s: %w", op, name, dbusapi.ErrAccessDenied)
-	case dbusapi.ErrorReloadFailed:
-		msg := de.Name
-		if len(de.Body) > 0 {
-			if s, ok := de.Body[0].(string); ok {
-				msg = s
-			}
-		}
-		return fmt.Errorf("%s %s: %w: %s", op, name, dbusapi.ErrReloadFailed, msg)
-	}
-	return fmt.Errorf("%s %s: %w", op, name, de)
-}
-
-// propDecoder takes typed values out of a GetAll reply and remembers the
-// first type mismatch.
-type propDecoder struct {
-	props map[string]dbus.Variant
-	err   error
-}
-
-// propOf returns property name as a T; zero if it is missing.
-func propOf[T any](d *propDecoder, name string) T {
-	var zero T
-	v, ok := d.props[name]
-	if !ok {
-		return zero
-	}
-	t, ok := v.Value().(T)
-	if !ok && d.err == nil {
-		d.err = fmt.Errorf("property %s has type %s, want %s", name, v.Signature(), dbus.SignatureOf(zero))
-	}
-	return t
+	doc, err := b.c.Describe(ctx, name)
+	return doc, callError(err, b.timeout)
 }
 
 // D-Bus error names vethctl maps to exit codes or to dbusapi's errors.

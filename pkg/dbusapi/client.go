@@ -1,6 +1,7 @@
 package dbusapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,8 +11,10 @@ import (
 )
 
 // Client is vethctl's view of the bridges on a bus. Its methods take a
-// bridge's interface name and return errors that wrap ErrNoSuchBridge,
-// ErrAccessDenied or ErrReloadFailed where those apply.
+// context (which bounds the call) and a bridge's interface name, and
+// return errors that wrap ErrNoSuchBridge, ErrAccessDenied or
+// ErrReloadFailed where those apply (and the context's error when it
+// ended the call).
 type Client struct {
 	conn *dbus.Conn
 }
@@ -21,9 +24,9 @@ func NewClient(conn *dbus.Conn) *Client { return &Client{conn: conn} }
 
 // List returns the interface names of every bridge on the bus (owners of
 // NamePrefix+label), sorted.
-func (c *Client) List() ([]string, error) {
+func (c *Client) List(ctx context.Context) ([]string, error) {
 	var names []string
-	if err := c.conn.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
+	if err := c.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
 		return nil, fmt.Errorf("list bridges: %w", err)
 	}
 	var bridges []string
@@ -40,9 +43,9 @@ func (c *Client) List() ([]string, error) {
 
 // Get returns the bridge's status and counters, read with one GetAll.
 // Properties the daemon does not have are left zero.
-func (c *Client) Get(name string) (Status, Counters, error) {
+func (c *Client) Get(ctx context.Context, name string) (Status, Counters, error) {
 	var all map[string]dbus.Variant
-	if err := c.call(name, ifaceProperties+".GetAll", Interface).Store(&all); err != nil {
+	if err := c.call(ctx, name, ifaceProperties+".GetAll", Interface).Store(&all); err != nil {
 		return Status{}, Counters{}, callError("get", name, err)
 	}
 	d := decoder{props: all}
@@ -79,33 +82,33 @@ func (c *Client) Get(name string) (Status, Counters, error) {
 }
 
 // Reload asks the daemon to re-read and apply the bridge's configuration.
-func (c *Client) Reload(name string) error {
-	if err := c.call(name, Interface+".Reload").Err; err != nil {
+func (c *Client) Reload(ctx context.Context, name string) error {
+	if err := c.call(ctx, name, Interface+".Reload").Err; err != nil {
 		return callError("reload", name, err)
 	}
 	return nil
 }
 
 // ResetCounters asks the daemon to zero the bridge's counters.
-func (c *Client) ResetCounters(name string) error {
-	if err := c.call(name, Interface+".ResetCounters").Err; err != nil {
+func (c *Client) ResetCounters(ctx context.Context, name string) error {
+	if err := c.call(ctx, name, Interface+".ResetCounters").Err; err != nil {
 		return callError("reset counters of", name, err)
 	}
 	return nil
 }
 
 // Describe returns the daemon's JSON description of the bridge.
-func (c *Client) Describe(name string) (string, error) {
+func (c *Client) Describe(ctx context.Context, name string) (string, error) {
 	var doc string
-	if err := c.call(name, Interface+".Describe").Store(&doc); err != nil {
+	if err := c.call(ctx, name, Interface+".Describe").Store(&doc); err != nil {
 		return "", callError("describe", name, err)
 	}
 	return doc, nil
 }
 
-func (c *Client) call(name, method string, args ...any) *dbus.Call {
+func (c *Client) call(ctx context.Context, name, method string, args ...any) *dbus.Call {
 	obj := c.conn.Object(BusName(name), ObjectPath(name))
-	return obj.Call(method, dbus.FlagNoAutoStart, args...)
+	return obj.CallWithContext(ctx, method, dbus.FlagNoAutoStart, args...)
 }
 
 // callError wraps err, from operation op on bridge name, mapping D-Bus

@@ -3,6 +3,7 @@ package dbusapi
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,11 +84,11 @@ func TestHelperNobody(t *testing.T) {
 	record("Describe", obj.Call(Interface+".Describe", 0).Store(&doc))
 
 	client := NewClient(conn)
-	_, _, err = client.Get(name)
+	_, _, err = client.Get(context.Background(), name)
 	record("ClientGet", err)
-	_, err = client.List()
+	_, err = client.List(context.Background())
 	record("ClientList", err)
-	record("ClientReload", client.Reload(name))
+	record("ClientReload", client.Reload(context.Background(), name))
 
 	reply, err := conn.RequestName(BusName("nobodys"), dbus.NameFlagDoNotQueue)
 	if err == nil && reply != dbus.RequestNameReplyPrimaryOwner {

@@ -1,6 +1,7 @@
 package dbusapi
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"maps"
@@ -124,7 +125,7 @@ func TestProperties(t *testing.T) {
 	}
 
 	// Through the client.
-	st, ctr, err := NewClient(conn).Get("veth1")
+	st, ctr, err := NewClient(conn).Get(context.Background(), "veth1")
 	if err != nil {
 		t.Fatalf("Client.Get: %v", err)
 	}
@@ -214,7 +215,7 @@ func TestCountersLive(t *testing.T) {
 		c.TxBytes = 123456789012
 		c.RxDrops = map[string]uint64{"oversize": 3} // "runt" and "spoof" gone
 	})
-	_, ctr, err := client.Get("veth1")
+	_, ctr, err := client.Get(context.Background(), "veth1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,13 +244,13 @@ func TestMethodsAsRoot(t *testing.T) {
 	export(t, bus.Conn(t), fake)
 	client := NewClient(bus.Conn(t))
 
-	if err := client.Reload("veth1"); err != nil {
+	if err := client.Reload(context.Background(), "veth1"); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	if err := client.ResetCounters("veth1"); err != nil {
+	if err := client.ResetCounters(context.Background(), "veth1"); err != nil {
 		t.Fatalf("ResetCounters: %v", err)
 	}
-	doc, err := client.Describe("veth1")
+	doc, err := client.Describe(context.Background(), "veth1")
 	if err != nil {
 		t.Fatalf("Describe: %v", err)
 	}
@@ -259,7 +260,7 @@ func TestMethodsAsRoot(t *testing.T) {
 	if r, c, d := fake.calls(); r != 1 || c != 1 || d != 1 {
 		t.Errorf("fake saw %d reloads, %d resets, %d describes; want 1 each", r, c, d)
 	}
-	_, ctr, err := client.Get("veth1")
+	_, ctr, err := client.Get(context.Background(), "veth1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,11 +273,11 @@ func TestMethodsAsRoot(t *testing.T) {
 	fake.mu.Lock()
 	fake.reloadErr = errors.New("parent eth9 not found")
 	fake.mu.Unlock()
-	err = client.Reload("veth1")
+	err = client.Reload(context.Background(), "veth1")
 	if !errors.Is(err, ErrReloadFailed) || !strings.Contains(err.Error(), "parent eth9 not found") {
 		t.Errorf("failed Reload: error %v, want ErrReloadFailed with the message", err)
 	}
-	st, _, err := client.Get("veth1")
+	st, _, err := client.Get(context.Background(), "veth1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +408,7 @@ func TestNameTaken(t *testing.T) {
 		t.Errorf("Export again on the same connection: error %v, want ErrNameTaken", err)
 	}
 	// The first export still answers.
-	if _, err := NewClient(bus.Conn(t)).Describe("veth1"); err != nil {
+	if _, err := NewClient(bus.Conn(t)).Describe(context.Background(), "veth1"); err != nil {
 		t.Errorf("Describe of the first export: %v", err)
 	}
 	if _, _, d := fake.calls(); d != 1 {
@@ -424,14 +425,14 @@ func TestClientListAndClose(t *testing.T) {
 	}
 	client := NewClient(bus.Conn(t))
 
-	list, err := client.List()
+	list, err := client.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"1a", "my-br.0", "veth1"}; !slices.Equal(list, want) {
 		t.Errorf("List = %v, want %v", list, want)
 	}
-	st, _, err := client.Get("my-br.0")
+	st, _, err := client.Get(context.Background(), "my-br.0")
 	if err != nil || st.Name != "my-br.0" {
 		t.Errorf("Get(my-br.0) = %q, %v", st.Name, err)
 	}
@@ -443,7 +444,7 @@ func TestClientListAndClose(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 	servers[0].Update() // no-op after Close
-	list, err = client.List()
+	list, err = client.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,10 +459,10 @@ func TestClientListAndClose(t *testing.T) {
 	}
 
 	for _, op := range []func() error{
-		func() error { _, _, err := client.Get("veth1"); return err },
-		func() error { return client.Reload("veth1") },
-		func() error { return client.ResetCounters("nope") },
-		func() error { _, err := client.Describe("nope"); return err },
+		func() error { _, _, err := client.Get(context.Background(), "veth1"); return err },
+		func() error { return client.Reload(context.Background(), "veth1") },
+		func() error { return client.ResetCounters(context.Background(), "nope") },
+		func() error { _, err := client.Describe(context.Background(), "nope"); return err },
 	} {
 		if err := op(); !errors.Is(err, ErrNoSuchBridge) || !strings.Contains(err.Error(), "veth1") && !strings.Contains(err.Error(), "nope") {
 			t.Errorf("call to a missing bridge: error %v, want ErrNoSuchBridge naming it", err)
