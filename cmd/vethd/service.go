@@ -403,16 +403,18 @@ func (d *daemon) publish() {
 	d.notify.status(d.statusLine())
 }
 
-// health is nil when every running bridge is healthy.
+// health is nil when every running bridge is healthy. The bridges are
+// asked at once, so a check takes at most one bridge's timeout.
 func (d *daemon) health() error {
-	var errs []error
-	for _, in := range d.list() {
+	ins := d.list()
+	errs := make([]error, len(ins))
+	var wg sync.WaitGroup
+	for i, in := range ins {
 		if br := in.bridge(); br != nil {
-			if err := br.Health(); err != nil {
-				errs = append(errs, err)
-			}
+			wg.Go(func() { errs[i] = br.Health() })
 		}
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -543,7 +545,10 @@ func (in *instance) start() (*bridge.Bridge, error) {
 			return nil, in.setErr(err)
 		}
 	}
-	if d.notify.enabled() {
+	if d.notify.enabled() && os.Getenv("FDSTORE") == "0" {
+		// systemd ≥ 254 says how many descriptors it keeps.
+		d.log.Warn(fmt.Sprintf("systemd keeps no descriptors for this service (FileDescriptorStoreMax=0): a restart will re-create %s", in.name))
+	} else if d.notify.enabled() {
 		if err := in.storeFD(br, adopted); err != nil {
 			d.log.Warn(fmt.Sprintf("%s will not survive a restart: %v", in.name, err))
 		}
