@@ -272,6 +272,25 @@ func TestE2EService(t *testing.T) {
 	if _, err := c.RunErr("vethctl", "remove", "veth2"); exitCode(err) != 4 {
 		t.Errorf("vethctl remove of a removed bridge: %v, want exit 4", err)
 	}
+
+	// 10. systemd-networkd configures a vethd interface like any NIC.
+	c.Run(t, "vethctl", "add", "veth5", "--parent", "eth0", "--now")
+	c.WriteFile(t, "/etc/systemd/network/60-veth5.network", "[Match]\nName=veth5\n\n[Network]\nDHCP=ipv4\n")
+	c.Run(t, "networkctl", "reload")
+	waitUntil(t, 20*time.Second, "networkd configures veth5 by DHCP", func() (bool, string) {
+		out, _ := c.RunErr("networkctl", "status", "--no-pager", "veth5")
+		for _, a := range c.Addrs4(t, "veth5") {
+			if lan.Prefix.Contains(a.Addr()) && strings.Contains(out, "configured") {
+				return true, ""
+			}
+		}
+		return false, out
+	})
+	out, _ := c.RunErr("networkctl", "list", "--no-pager")
+	t.Logf("networkctl list:\n%s", out)
+	if !strings.Contains(out, "veth5") || !strings.Contains(out, "routable") {
+		t.Errorf("networkctl does not show veth5 routable")
+	}
 }
 
 // TestE2EAll drives vethd.service (vethd --all) with the container's
