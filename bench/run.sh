@@ -41,6 +41,8 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH
 export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"   # kill_wait, remove_netns, missing_packages, apt_install
 SECS="${BENCH_SECONDS:-5}"
 CONDITIONS="${BENCH_CONDITIONS:-default nic-like mtu-nogro}"
 PATHS="${BENCH_ONLY:-wire macvlan vethd}"
@@ -80,24 +82,10 @@ done
 [[ $(id -u) -eq 0 ]] || die "needs root (try: sudo $0)"
 
 # --------------------------------------------------------------- cleanup ---
-kill_wait() { # PID [SECONDS]: TERM, wait, then KILL
-  local pid=$1 n=$(( ${2:-2} * 10 ))
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  while ((n-- > 0)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
 teardown_lan() {
-  local ns pid
   kill_wait "$VETHD_PID"; VETHD_PID=""
   kill_wait "$IPERF_PID"; IPERF_PID=""
-  for ns in "$HOST" "$LAN"; do
-    ip netns list 2>/dev/null | grep -qw -- "$ns" || continue
-    # anything still running inside our namespaces was started by us
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill_wait "$pid"; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  remove_netns "$HOST" "$LAN"
 }
 
 cleanup() {
@@ -120,19 +108,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ----------------------------------------------------------------- tools ---
-need=()
-command -v ip      >/dev/null || need+=(iproute2)
-command -v ping    >/dev/null || need+=(iputils-ping)
-command -v iperf3  >/dev/null || need+=(iperf3)     # its debconf default: no system daemon
-command -v ethtool >/dev/null || need+=(ethtool)
-command -v jq      >/dev/null || need+=(jq)
-command -v sysctl  >/dev/null || need+=(procps)
+# iperf3's debconf default: no system daemon
+mapfile -t need < <(missing_packages ip=iproute2 ping=iputils-ping iperf3=iperf3 ethtool=ethtool jq=jq sysctl=procps)
 if ((${#need[@]})); then
   log "bench: installing ${need[*]}"
-  command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get to install them"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null || die "apt-get update failed"
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || die "apt-get install failed"
+  apt_install "${need[@]}" || die "could not install ${need[*]}"
 fi
 
 TMP="$(mktemp -d /tmp/vethd-bench.XXXXXX)"

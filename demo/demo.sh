@@ -22,6 +22,8 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH
 export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"   # kill_wait, remove_netns, missing_packages, apt_install
 STANDIN="${DEMO_STANDIN:-}"
 
 LAN="vdemo-lan-$$"     # the "ISP / office LAN": a DHCP server on lan0
@@ -48,16 +50,8 @@ in_host() { ip netns exec "$HOST" "$@"; }
 in_lan()  { ip netns exec "$LAN" "$@"; }
 
 # --------------------------------------------------------------- cleanup ---
-kill_wait() { # PID: TERM, wait up to 2 s, then KILL
-  local pid=$1
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
 cleanup() {
-  local rc=$? ns pid f
+  local rc=$? f
   trap - EXIT
   trap "" INT TERM   # finish cleaning up even if interrupted again
   set +e
@@ -71,12 +65,7 @@ cleanup() {
     done
   fi
   kill_wait "$DNSMASQ_PID"
-  for ns in "$HOST" "$LAN"; do
-    ip netns list 2>/dev/null | grep -qw -- "$ns" || continue
-    # anything else still running inside our namespaces was started by us
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill_wait "$pid"; done
-    ip netns del "$ns" 2>/dev/null
-  done
+  remove_netns "$HOST" "$LAN"
   if [[ -n "$TMP" ]]; then
     if [[ $rc -ne 0 || -n "${DEMO_KEEP_LOGS:-}" ]]; then
       printf '%slogs kept in %s%s\n' "$D" "$TMP" "$N" >&2
@@ -102,17 +91,11 @@ Everything runs in throw-away network namespaces; your own network is untouched.
 EOF
 
 step "Check the tools"
-need=()
-command -v ip       >/dev/null || need+=(iproute2)
-command -v ping     >/dev/null || need+=(iputils-ping)
-command -v dnsmasq  >/dev/null || need+=(dnsmasq-base)   # not "dnsmasq": no system DNS service
-command -v dhclient >/dev/null || need+=(isc-dhcp-client)
+# dnsmasq-base, not "dnsmasq": no system DNS service
+mapfile -t need < <(missing_packages ip=iproute2 ping=iputils-ping dnsmasq=dnsmasq-base dhclient=isc-dhcp-client)
 if ((${#need[@]})); then
   say "installing: ${need[*]}"
-  command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get to install them"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null || die "apt-get update failed"
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || die "apt-get install ${need[*]} failed"
+  apt_install "${need[@]}" || die "could not install ${need[*]}"
 fi
 say "ip, ping, dnsmasq (DHCP server) and dhclient (DHCP client): present"
 

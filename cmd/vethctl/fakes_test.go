@@ -54,32 +54,28 @@ func (f *fakeUnits) ListUnits(_ context.Context, patterns []string) ([]unitStatu
 	if err := f.record("ListUnits"); err != nil {
 		return nil, err
 	}
-	var out []unitStatus
-	for _, u := range f.loaded {
-		for _, p := range patterns {
-			if ok, _ := filepath.Match(p, u.Name); ok {
-				out = append(out, u)
-				break
-			}
-		}
-	}
-	return out, nil
+	return matching(f.loaded, func(u unitStatus) string { return u.Name }, patterns), nil
 }
 
 func (f *fakeUnits) ListUnitFiles(_ context.Context, patterns []string) ([]unitFile, error) {
 	if err := f.record("ListUnitFiles"); err != nil {
 		return nil, err
 	}
-	var out []unitFile
-	for _, u := range f.files {
+	return matching(f.files, func(u unitFile) string { return u.Name }, patterns), nil
+}
+
+// matching returns the items whose name matches one of the glob patterns.
+func matching[T any](items []T, name func(T) string, patterns []string) []T {
+	var out []T
+	for _, u := range items {
 		for _, p := range patterns {
-			if ok, _ := filepath.Match(p, u.Name); ok {
+			if ok, _ := filepath.Match(p, name(u)); ok {
 				out = append(out, u)
 				break
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Unit answers f.unit[name], else a loaded unit for the units in

@@ -122,20 +122,24 @@ func TestStatsErrors(t *testing.T) {
 	h.mustRun(2, "stats", "a/b")
 }
 
-func TestWatch(t *testing.T) {
-	h := newHarness(t)
-	twoSamples(h)
-	// Three refreshes, then SIGINT.
+// interruptAfter makes h's watch end as on SIGINT at its n+1st wait.
+func interruptAfter(h *harness, n int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sleeps := 0
 	h.sleepHook = func(context.Context) error {
 		sleeps++
-		if sleeps > 3 {
+		if sleeps > n {
 			cancel()
 			return ctx.Err()
 		}
 		return nil
 	}
+}
+
+func TestWatch(t *testing.T) {
+	h := newHarness(t)
+	twoSamples(h)
+	interruptAfter(h, 3) // three refreshes, then SIGINT
 	h.mustRun(0, "watch", "--interval", "500ms")
 	out := h.stdout.String()
 	if n := strings.Count(out, "\nNAME "); n != 3 {
@@ -156,16 +160,7 @@ func TestWatch(t *testing.T) {
 	h = newHarness(t)
 	twoSamples(h)
 	h.terminal = true
-	sleeps = 0
-	ctx, cancel = context.WithCancel(context.Background())
-	h.sleepHook = func(context.Context) error {
-		sleeps++
-		if sleeps > 2 {
-			cancel()
-			return ctx.Err()
-		}
-		return nil
-	}
+	interruptAfter(h, 2)
 	h.mustRun(0, "watch", "veth1")
 	if n := strings.Count(h.stdout.String(), clearScreen); n != 2 {
 		t.Errorf("%d screen clears, want 2", n)
@@ -174,16 +169,7 @@ func TestWatch(t *testing.T) {
 	// JSON: one array per line.
 	h = newHarness(t)
 	twoSamples(h)
-	sleeps = 0
-	ctx, cancel = context.WithCancel(context.Background())
-	h.sleepHook = func(context.Context) error {
-		sleeps++
-		if sleeps > 2 {
-			cancel()
-			return ctx.Err()
-		}
-		return nil
-	}
+	interruptAfter(h, 2)
 	h.mustRun(0, "watch", "--json")
 	lines := strings.Split(strings.TrimSpace(h.stdout.String()), "\n")
 	if len(lines) != 2 {
