@@ -40,7 +40,7 @@ func startProc(t *testing.T, ns *Netns, name string, argv ...string) *Proc {
 // before it starts (to add environment or descriptors).
 func startProcWith(t *testing.T, ns *Netns, name string, setup func(*exec.Cmd), argv ...string) *Proc {
 	t.Helper()
-	p, err := spawnWith(ns, name, setup, argv...)
+	p, err := spawn(ns, name, setup, argv...)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -53,11 +53,7 @@ func startProcWith(t *testing.T, ns *Netns, name string, setup func(*exec.Cmd), 
 	return p
 }
 
-func spawn(ns *Netns, name string, argv ...string) (*Proc, error) {
-	return spawnWith(ns, name, nil, argv...)
-}
-
-func spawnWith(ns *Netns, name string, setup func(*exec.Cmd), argv ...string) (*Proc, error) {
+func spawn(ns *Netns, name string, setup func(*exec.Cmd), argv ...string) (*Proc, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err

@@ -158,7 +158,7 @@ func explain(err error, cfg bridge.Config) string {
 	case errors.Is(err, bridge.ErrNoParent):
 		return fmt.Sprintf("%v: there is no interface named %s (see 'ip link'; choose one with -e)", err, cfg.Parent)
 	case errors.Is(err, bridge.ErrNameInUse):
-		return fmt.Sprintf("%v: an interface named %s exists already (another vethd? remove it or choose another name with -v)", err, cfg.Name)
+		return fmt.Sprintf("%v: an interface named %s exists already (another vethd? remove it, or choose another name: -v, or another NAME.conf)", err, cfg.Name)
 	case isPermission(err):
 		return fmt.Sprintf("%v: vethd needs CAP_NET_ADMIN and CAP_NET_RAW; run it as root", err)
 	}
