@@ -16,6 +16,7 @@ import (
 
 	"github.com/vethd/vethd/pkg/bridge"
 	"github.com/vethd/vethd/pkg/config"
+	"github.com/vethd/vethd/pkg/ifname"
 	"github.com/vethd/vethd/pkg/macaddr"
 	"golang.org/x/sys/unix"
 )
@@ -169,7 +170,7 @@ func exitCode(err error) int {
 	switch {
 	case isPermission(err):
 		return exitNoPerm
-	case errors.Is(err, bridge.ErrInvalidName):
+	case errors.Is(err, ifname.ErrInvalid):
 		return exitConfig
 	}
 	return exitFailure

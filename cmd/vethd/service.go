@@ -18,6 +18,7 @@ import (
 	"github.com/vethd/vethd/pkg/bridge"
 	"github.com/vethd/vethd/pkg/config"
 	"github.com/vethd/vethd/pkg/dbusapi"
+	"github.com/vethd/vethd/pkg/ifname"
 	"github.com/vethd/vethd/pkg/macaddr"
 	"github.com/vethd/vethd/pkg/supervisor"
 	"golang.org/x/sys/unix"
@@ -105,10 +106,10 @@ func (d *daemon) loadSpecs() ([]spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-m: %w", err)
 	}
-	if err := bridge.ValidateName(d.o.name); err != nil {
+	if err := ifname.Validate(d.o.name); err != nil {
 		return nil, fmt.Errorf("-v: %w", err)
 	}
-	if err := bridge.ValidateName(d.o.parent); err != nil {
+	if err := ifname.Validate(d.o.parent); err != nil {
 		return nil, fmt.Errorf("-e: %w", err)
 	}
 	if policy.Warning != "" {

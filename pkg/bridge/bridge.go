@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vethd/vethd/pkg/ifname"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -120,7 +121,7 @@ type Bridge struct {
 // carrier, brings it up, opens the parent socket and starts relaying. It
 // returns ErrNoParent if the parent does not exist (unless WaitParent),
 // ErrNameInUse if the name is taken, ErrNotTAP for a TAP to adopt that is
-// no longer one, and ErrInvalidName for a bad name. On error nothing is
+// no longer one, and an error wrapping ifname.ErrInvalid for a bad name. On error nothing is
 // left behind (an adopted TAP is closed: the interface goes once no other
 // process holds it).
 func Start(cfg Config) (_ *Bridge, err error) {
@@ -131,10 +132,10 @@ func Start(cfg Config) (_ *Bridge, err error) {
 			}
 		}()
 	}
-	if err := ValidateName(cfg.Name); err != nil {
+	if err := ifname.Validate(cfg.Name); err != nil {
 		return nil, err
 	}
-	if err := ValidateName(cfg.Parent); err != nil {
+	if err := ifname.Validate(cfg.Parent); err != nil {
 		return nil, fmt.Errorf("parent: %w", err)
 	}
 	if len(cfg.MAC) != 6 && !(cfg.MAC == nil && cfg.TAP != nil) {
@@ -648,7 +649,7 @@ func (b *Bridge) Reconfigure(nc Config) error {
 	if nc.Name != b.cfg.Name {
 		return fmt.Errorf("%s: the name cannot change (to %q) without re-creating the interface", b.cfg.Name, nc.Name)
 	}
-	if err := ValidateName(nc.Parent); err != nil {
+	if err := ifname.Validate(nc.Parent); err != nil {
 		return fmt.Errorf("parent: %w", err)
 	}
 	if nc.MAC != nil && len(nc.MAC) != 6 {

@@ -4,32 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
-
-// ErrInvalidName is wrapped by ValidateName's errors.
-var ErrInvalidName = errors.New("invalid interface name")
-
-// ValidateName checks name against the kernel's rules for interface names
-// (dev_valid_name): 1 to 15 bytes, not "." or "..", no '/', ':' or white
-// space; and no '%', which would make the kernel pick a name itself
-// (veth%d → veth0, veth1, …).
-func ValidateName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("%w: empty", ErrInvalidName)
-	case len(name) >= unix.IFNAMSIZ:
-		return fmt.Errorf("%w %q: %d bytes, at most %d allowed", ErrInvalidName, name, len(name), unix.IFNAMSIZ-1)
-	case name == "." || name == "..":
-		return fmt.Errorf("%w %q", ErrInvalidName, name)
-	case strings.ContainsAny(name, "/: \t\n\v\f\r%"):
-		return fmt.Errorf("%w %q: '/', ':', '%%' and white space are not allowed", ErrInvalidName, name)
-	}
-	return nil
-}
 
 // linkCarrier reports whether a link is up with a carrier (IFF_UP and
 // IFF_LOWER_UP).

@@ -31,7 +31,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/unit"
 
-	"github.com/vethd/vethd/pkg/bridge"
+	"github.com/vethd/vethd/pkg/ifname"
 	"github.com/vethd/vethd/pkg/macaddr"
 )
 
@@ -112,7 +112,7 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Unwrap returns the underlying error (bridge.ErrInvalidName,
+// Unwrap returns the underlying error (ifname.ErrInvalid,
 // macaddr.ErrInvalid, fs.ErrNotExist, …).
 func (e *Error) Unwrap() error { return e.Err }
 
@@ -123,9 +123,9 @@ func Path(dir, name string) string {
 }
 
 // Validate checks that name can name a bridge: it must be a valid interface
-// name (bridge.ValidateName). Its errors wrap bridge.ErrInvalidName.
+// name (ifname.Validate). Its errors wrap ifname.ErrInvalid.
 func Validate(name string) error {
-	return bridge.ValidateName(name)
+	return ifname.Validate(name)
 }
 
 // Names returns the sorted NAMEs of the files dir/NAME.conf: regular files
@@ -299,7 +299,7 @@ func (b *Bridge) set(key, raw string) error {
 	}
 	switch key {
 	case keyParent:
-		if err := bridge.ValidateName(v); err != nil {
+		if err := ifname.Validate(v); err != nil {
 			return withHint(err, v)
 		}
 		b.Parent = v

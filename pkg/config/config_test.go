@@ -16,7 +16,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/unit"
 
-	"github.com/vethd/vethd/pkg/bridge"
+	"github.com/vethd/vethd/pkg/ifname"
 	"github.com/vethd/vethd/pkg/macaddr"
 )
 
@@ -157,16 +157,16 @@ func TestParseErrors(t *testing.T) {
 			want: testPath + ": Parent=: missing…", key: "Parent"},
 		{name: "Parent with a trailing comment", text: "[Bridge]\nParent=eth0 # uplink\n",
 			want: testPath + `:2: Parent=: invalid interface name "eth0 # uplink": '/', ':', '%' and white space are not allowed; '#' starts a comment only at the beginning of a line, so put comments on a line of their own`,
-			line: 2, key: "Parent", is: bridge.ErrInvalidName},
+			line: 2, key: "Parent", is: ifname.ErrInvalid},
 		{name: "Parent too long", text: "[Bridge]\nParent=enp0s31f6xyzabcd\n",
 			want: testPath + `:2: Parent=: invalid interface name "enp0s31f6xyzabcd": 16 bytes, at most 15 allowed`,
-			line: 2, key: "Parent", is: bridge.ErrInvalidName},
+			line: 2, key: "Parent", is: ifname.ErrInvalid},
 		{name: "Parent with a slash", text: "[Bridge]\n\nParent=eth/0\n",
-			want: testPath + `:3: Parent=: invalid interface name "eth/0"…`, line: 3, key: "Parent", is: bridge.ErrInvalidName},
+			want: testPath + `:3: Parent=: invalid interface name "eth/0"…`, line: 3, key: "Parent", is: ifname.ErrInvalid},
 		{name: "Parent is the bridge", text: "[Bridge]\nParent=eth0\nParent=veth1\n",
 			want: testPath + `:3: Parent=: "veth1" is the bridge itself; name the NIC whose wire is shared`, line: 3, key: "Parent"},
 		{name: "continuation joins with a space", text: "[Bridge]\nParent=eth\\\n0\n",
-			want: testPath + `:2: Parent=: invalid interface name "eth 0"…`, line: 2, key: "Parent", is: bridge.ErrInvalidName},
+			want: testPath + `:2: Parent=: invalid interface name "eth 0"…`, line: 2, key: "Parent", is: ifname.ErrInvalid},
 		{name: "backslash in a value", text: "[Bridge]\nParent=eth\\0\n",
 			want: testPath + `:2: Parent=: "eth\\0" holds a backslash…`, line: 2, key: "Parent"},
 		{name: "control character in a value", text: "[Bridge]\nParent=eth\x000\n",
@@ -249,8 +249,8 @@ func TestParseBadName(t *testing.T) {
 	for _, name := range []string{"", "bad name", "0123456789abcdef", "..", "a:b"} {
 		_, err := Parse(strings.NewReader("[Bridge]\nParent=eth0\n"), "/etc/vethd/x.conf", name)
 		var e *Error
-		if !errors.As(err, &e) || e.Line != 0 || e.Key != "" || !errors.Is(err, bridge.ErrInvalidName) {
-			t.Errorf("Parse(name %q) = %v, want an *Error at line 0 wrapping bridge.ErrInvalidName", name, err)
+		if !errors.As(err, &e) || e.Line != 0 || e.Key != "" || !errors.Is(err, ifname.ErrInvalid) {
+			t.Errorf("Parse(name %q) = %v, want an *Error at line 0 wrapping ifname.ErrInvalid", name, err)
 		}
 		if err != nil && !strings.HasPrefix(err.Error(), "/etc/vethd/x.conf: invalid interface name") {
 			t.Errorf("Parse(name %q) = %q", name, err)
@@ -399,7 +399,7 @@ func TestLoad(t *testing.T) {
 	}
 	_, err = Load(bad)
 	var e *Error
-	if !errors.As(err, &e) || e.Line != 0 || !errors.Is(err, bridge.ErrInvalidName) ||
+	if !errors.As(err, &e) || e.Line != 0 || !errors.Is(err, ifname.ErrInvalid) ||
 		!strings.HasPrefix(err.Error(), bad+`: invalid interface name "bad name"`) {
 		t.Errorf("Load(%q) = %v", bad, err)
 	}

@@ -1,0 +1,37 @@
+package humanize
+
+import "testing"
+
+func TestBytes(t *testing.T) {
+	for n, want := range map[uint64]string{
+		0: "0 B", 999: "999 B", 1000: "1.0 kB", 1500: "1.5 kB", 12_345_678: "12.3 MB",
+		1 << 62: "4.6 EB",
+	} {
+		if got := Bytes(n); got != want {
+			t.Errorf("Bytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestRates(t *testing.T) {
+	for v, want := range map[float64]string{0: "0 bit/s", 69.8: "558 bit/s", 1_542_500: "12.3 Mbit/s"} {
+		if got := BitRate(v); got != want {
+			t.Errorf("BitRate(%v) = %q, want %q", v, got, want)
+		}
+	}
+	if got := ByteRate(1500); got != "1.5 kB/s" {
+		t.Errorf("ByteRate(1500) = %q", got)
+	}
+}
+
+func TestOnOffYesNoSum(t *testing.T) {
+	if OnOff(true) != "on" || OnOff(false) != "off" || YesNo(true) != "yes" || YesNo(false) != "no" {
+		t.Error("OnOff/YesNo wrong")
+	}
+	if got := Sum(map[string]uint64{"a": 1, "b": 2, "c": 0}); got != 3 {
+		t.Errorf("Sum = %d, want 3", got)
+	}
+	if Sum(nil) != 0 {
+		t.Error("Sum(nil) != 0")
+	}
+}
