@@ -30,3 +30,11 @@ if ! command -v go >/dev/null; then
 fi
 command -v go >/dev/null || { echo "deps: Go is not installed (https://go.dev/doc/install)" >&2; exit 1; }
 go mod download
+# staticcheck, pinned (scripts/test.sh runs it); built from the module proxy
+# into the Go bin directory once.
+STATICCHECK_VERSION=v0.8.2
+gobin=$(go env GOPATH)/bin
+if [[ "$("$gobin/staticcheck" -version 2>/dev/null)" != *"${STATICCHECK_VERSION#v}"* ]]; then
+	echo "deps: installing staticcheck $STATICCHECK_VERSION"
+	go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi

@@ -10,15 +10,21 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 echo "== go vet"
 go vet ./...
-unformatted=$(gofmt -l cmd pkg test)
+unformatted=$(gofmt -l cmd internal pkg test)
 if [[ -n $unformatted ]]; then
 	echo "gofmt would change: $unformatted" >&2
 	exit 1
 fi
+echo "== staticcheck"
+"$(go env GOPATH)/bin/staticcheck" ./...
 echo "== systemd-analyze security (each unit's exposure must be <= 2.0)"
 ./scripts/check-security.sh
-echo "== go test"
+# The root-free tests (everything but test/, which needs root and
+# namespaces) also run under the race detector.
+echo "== go test -race (root-free packages)"
+go test -race -count=1 -timeout 10m $(go list ./... | grep -v '^github.com/vethd/vethd/test')
 if [[ $(id -u) -ne 0 ]]; then
 	echo "note: not root; the integration tests in test/ will skip" >&2
 fi
+echo "== go test"
 go test -count=1 -timeout 30m "$@" ./...

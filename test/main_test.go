@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,7 +84,7 @@ func buildVethd(dir string) (string, error) {
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		goBin = "/usr/local/go/bin/go" // where scripts/test.sh finds it too
 	}
 	out := filepath.Join(dir, "vethd")
 	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/vethd")
