@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vethd/vethd/internal/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -237,7 +238,7 @@ func addrsOf(t *testing.T, ns *Netns, link string, family int, usable bool) []ne
 	if lk == nil {
 		return nil
 	}
-	as, err := retryDump(func() ([]netlink.Addr, error) { return ns.NL.AddrList(lk, family) })
+	as, err := netlinksafe.RetryDump(func() ([]netlink.Addr, error) { return ns.NL.AddrList(lk, family) })
 	if err != nil {
 		t.Fatalf("addresses of %s: %v", link, err)
 	}

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vethd/vethd/internal/netlinksafe"
 	"github.com/vishvananda/netlink"
 )
 
@@ -134,7 +134,7 @@ func skipOrFail(t *testing.T, why string) {
 // rootLinks lists the links of the root namespace as "index:name".
 // TestMain runs on a thread that never left the root namespace.
 func rootLinks() (map[string]bool, error) {
-	links, err := retryDump(func() ([]netlink.Link, error) { return netlink.LinkList() })
+	links, err := netlinksafe.RetryDump(func() ([]netlink.Link, error) { return netlink.LinkList() })
 	if err != nil {
 		return nil, err
 	}
@@ -258,17 +258,4 @@ func removeNetnsByName(name string) error {
 		return fmt.Errorf("ip netns del %s: %w: %s", name, err, out)
 	}
 	return nil
-}
-
-// retryDump retries a netlink dump interrupted by a concurrent change.
-func retryDump[T any](f func() (T, error)) (T, error) {
-	var v T
-	var err error
-	for i := 0; i < 10; i++ {
-		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return v, err
-		}
-	}
-	return v, err
 }

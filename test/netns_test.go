@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vethd/vethd/internal/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -163,7 +164,7 @@ func (n *Netns) MustLink(t *testing.T, name string) netlink.Link {
 // LinkNames lists the names of the namespace's links.
 func (n *Netns) LinkNames(t *testing.T) []string {
 	t.Helper()
-	links, err := retryDump(n.NL.LinkList)
+	links, err := netlinksafe.RetryDump(n.NL.LinkList)
 	if err != nil {
 		t.Fatalf("list links in %s: %v", n.Name, err)
 	}

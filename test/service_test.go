@@ -2,156 +2,20 @@ package integration
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vethd/vethd/internal/sdnotify/sdnotifytest"
 )
-
-// fakeSystemd is a NOTIFY_SOCKET for vethd: it records every sd_notify
-// message and keeps the descriptors sent with FDSTORE=1, as systemd's fd
-// store does.
-type fakeSystemd struct {
-	Path string
-	conn *net.UnixConn
-
-	mu     sync.Mutex
-	msgs   []string
-	stored map[string][]*os.File // FDNAME → descriptors
-}
-
-func newFakeSystemd(t *testing.T, dir string) *fakeSystemd {
-	t.Helper()
-	path := filepath.Join(dir, fmt.Sprintf("notify-%d.sock", time.Now().UnixNano()))
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sd := &fakeSystemd{Path: path, conn: conn, stored: map[string][]*os.File{}}
-	done := make(chan struct{})
-	go sd.loop(done)
-	t.Cleanup(func() {
-		conn.Close()
-		<-done
-		sd.mu.Lock()
-		defer sd.mu.Unlock()
-		for _, fs := range sd.stored {
-			for _, f := range fs {
-				f.Close()
-			}
-		}
-		if t.Failed() {
-			t.Logf("sd_notify messages:\n%s", strings.Join(sd.msgs, "\n--\n"))
-		}
-	})
-	return sd
-}
-
-func (sd *fakeSystemd) loop(done chan struct{}) {
-	defer close(done)
-	buf := make([]byte, 8192)
-	oob := make([]byte, unix.CmsgSpace(16*4))
-	for {
-		n, oobn, _, _, err := sd.conn.ReadMsgUnix(buf, oob)
-		if err != nil {
-			return
-		}
-		msg := string(buf[:n])
-		var fds []int
-		if cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-			for _, c := range cmsgs {
-				if got, err := unix.ParseUnixRights(&c); err == nil {
-					fds = append(fds, got...)
-				}
-			}
-		}
-		sd.mu.Lock()
-		sd.msgs = append(sd.msgs, msg)
-		fields := parseNotify(msg)
-		switch {
-		case fields["FDSTORE"] == "1":
-			// Like systemd, keep one copy of a file description.
-			for _, fd := range fds {
-				if slices.ContainsFunc(sd.stored[fields["FDNAME"]], func(f *os.File) bool { return sameFile(int(f.Fd()), fd) }) {
-					unix.Close(fd)
-					continue
-				}
-				sd.stored[fields["FDNAME"]] = append(sd.stored[fields["FDNAME"]], os.NewFile(uintptr(fd), fields["FDNAME"]))
-			}
-			fds = nil
-		case fields["FDSTOREREMOVE"] == "1":
-			for _, f := range sd.stored[fields["FDNAME"]] {
-				f.Close()
-			}
-			delete(sd.stored, fields["FDNAME"])
-		}
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		sd.mu.Unlock()
-	}
-}
-
-// sameFile reports whether two of this process's descriptors are the same
-// open file description (kcmp KCMP_FILE, as systemd's same_fd does).
-func sameFile(a, b int) bool {
-	const kcmpFile = 0
-	pid := uintptr(os.Getpid())
-	r, _, errno := unix.Syscall6(unix.SYS_KCMP, pid, pid, kcmpFile, uintptr(a), uintptr(b), 0)
-	return errno == 0 && r == 0
-}
-
-func parseNotify(msg string) map[string]string {
-	m := map[string]string{}
-	for _, l := range strings.Split(msg, "\n") {
-		if k, v, ok := strings.Cut(l, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-// Messages returns the messages received so far.
-func (sd *fakeSystemd) Messages() []string {
-	sd.mu.Lock()
-	defer sd.mu.Unlock()
-	return slices.Clone(sd.msgs)
-}
-
-// WaitFor waits for a message (after the first skip ones) that has every
-// key=value line of want, and returns its index.
-func (sd *fakeSystemd) WaitFor(t *testing.T, skip int, within time.Duration, want ...string) int {
-	t.Helper()
-	idx := -1
-	waitFor(t, within, "sd_notify "+strings.Join(want, ","), func() (bool, string) {
-		msgs := sd.Messages()
-		for i := skip; i < len(msgs); i++ {
-			f := parseNotify(msgs[i])
-			if !slices.ContainsFunc(want, func(w string) bool { k, v, _ := strings.Cut(w, "="); return f[k] != v }) {
-				idx = i
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("%d messages", len(msgs))
-	})
-	return idx
-}
-
-// Stored returns the descriptors stored under name.
-func (sd *fakeSystemd) Stored(name string) []*os.File {
-	sd.mu.Lock()
-	defer sd.mu.Unlock()
-	return slices.Clone(sd.stored[name])
-}
 
 // writeConf writes DIR/NAME.conf.
 func writeConf(t *testing.T, dir, name, text string) {
@@ -175,7 +39,7 @@ func confDir(t *testing.T, l *LAN) string {
 // systemd, as systemd would: NOTIFY_SOCKET, WATCHDOG_USEC, and the stored
 // descriptors in LISTEN_FDS/LISTEN_FDNAMES with LISTEN_PID set to vethd's
 // own pid (a shell sets it, then execs vethd).
-func startService(t *testing.T, l *LAN, sd *fakeSystemd, watchdog time.Duration, fds map[string]*os.File, args ...string) *Proc {
+func startService(t *testing.T, l *LAN, sd *sdnotifytest.Systemd, watchdog time.Duration, fds map[string]*os.File, args ...string) *Proc {
 	t.Helper()
 	needVethd(t)
 	var names []string
@@ -224,19 +88,19 @@ func TestServiceNotifyRestartKeepsInterface(t *testing.T) {
 	l := NewLAN(t, LANConfig{})
 	dir := confDir(t, l)
 	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\n")
-	sd := newFakeSystemd(t, l.Dir)
+	sd := sdnotifytest.NewIn(t, l.Dir)
 	args := []string{"--instance", "veth1", "--config-dir", dir}
 
 	p := startService(t, l, sd, 300*time.Millisecond, nil, args...)
 	ready := sd.WaitFor(t, 0, 10*time.Second, "READY=1")
 	msgs := sd.Messages()
-	if st := parseNotify(msgs[ready])["STATUS"]; !strings.Contains(st, "veth1 running on eth0") {
+	if st := sdnotifytest.Parse(msgs[ready])["STATUS"]; !strings.Contains(st, "veth1 running on eth0") {
 		t.Errorf("STATUS with READY=1 is %q, want it to say veth1 runs on eth0", st)
 	}
 	if got := sd.Stored("tap"); len(got) != 1 {
 		t.Fatalf("%d descriptors stored as tap before READY, want 1", len(got))
 	}
-	if !slices.ContainsFunc(msgs[:ready], func(m string) bool { return parseNotify(m)["FDSTORE"] == "1" }) {
+	if !slices.ContainsFunc(msgs[:ready], func(m string) bool { return sdnotifytest.Parse(m)["FDSTORE"] == "1" }) {
 		t.Error("FDSTORE=1 came after READY=1")
 	}
 	sd.WaitFor(t, ready, 2*time.Second, "WATCHDOG=1")
@@ -294,12 +158,7 @@ func TestServiceNotifyRestartKeepsInterface(t *testing.T) {
 
 	// A real stop: vethd exits and the store is emptied: the TAP goes.
 	p2.Stop(5 * time.Second)
-	sd.mu.Lock()
-	for _, f := range sd.stored["tap"] {
-		f.Close()
-	}
-	delete(sd.stored, "tap")
-	sd.mu.Unlock()
+	sd.Drop("tap")
 	waitFor(t, 5*time.Second, "veth1 removed", func() (bool, string) { return l.Host.Link("veth1") == nil, "" })
 }
 
@@ -311,10 +170,10 @@ func TestServiceWaitsForParent(t *testing.T) {
 	l.DeleteWire("eth0")
 	dir := confDir(t, l)
 	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\n")
-	sd := newFakeSystemd(t, l.Dir)
+	sd := sdnotifytest.NewIn(t, l.Dir)
 	p := startService(t, l, sd, 0, nil, "--instance", "veth1", "--config-dir", dir)
 	ready := sd.WaitFor(t, 0, 10*time.Second, "READY=1")
-	if st := parseNotify(sd.Messages()[ready])["STATUS"]; !strings.Contains(st, "waiting for parent eth0") {
+	if st := sdnotifytest.Parse(sd.Messages()[ready])["STATUS"]; !strings.Contains(st, "waiting for parent eth0") {
 		t.Errorf("STATUS = %q, want waiting for parent eth0", st)
 	}
 	if l.Host.Link("veth1") == nil {
@@ -382,10 +241,10 @@ func TestAllSupervises(t *testing.T) {
 	dir := confDir(t, l)
 	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\n")
 	writeConf(t, dir, "veth2", "[Bridge]\nParent=eth0\nMACAddress=random\n")
-	sd := newFakeSystemd(t, l.Dir)
+	sd := sdnotifytest.NewIn(t, l.Dir)
 	p := startService(t, l, sd, 0, nil, "--all", "--config-dir", dir)
 	ready := sd.WaitFor(t, 0, 10*time.Second, "READY=1")
-	if st := parseNotify(sd.Messages()[ready])["STATUS"]; !strings.Contains(st, "2 bridges") {
+	if st := sdnotifytest.Parse(sd.Messages()[ready])["STATUS"]; !strings.Contains(st, "2 bridges") {
 		t.Errorf("STATUS = %q, want 2 bridges", st)
 	}
 	for _, n := range []string{"tap-veth1", "tap-veth2"} {
@@ -433,7 +292,7 @@ func TestServiceStoredTAPDeleted(t *testing.T) {
 	l := NewLAN(t, LANConfig{})
 	dir := confDir(t, l)
 	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\n")
-	sd := newFakeSystemd(t, l.Dir)
+	sd := sdnotifytest.NewIn(t, l.Dir)
 	args := []string{"--instance", "veth1", "--config-dir", dir}
 	p := startService(t, l, sd, 0, nil, args...)
 	sd.WaitFor(t, 0, 10*time.Second, "READY=1")

@@ -52,9 +52,12 @@ type sdUnit struct {
 type sdChange struct{ Type, Filename, Destination string }
 
 // fakeManager is enough of org.freedesktop.systemd1.Manager for vethctl.
+// Its methods run on godbus's handler goroutines; the test reads and
+// changes the units under mu.
 type fakeManager struct {
-	conn   *dbus.Conn
-	mu     sync.Mutex
+	conn *dbus.Conn
+
+	mu     sync.Mutex         // guards the fields below
 	units  map[string]*sdUnit // by name
 	result map[string]string  // job result by unit; default done; "never": the job never ends
 	calls  []string
@@ -84,7 +87,7 @@ func (m *fakeManager) ListUnitsByPatterns(states, patterns []string) ([]sdUnit, 
 		for _, p := range patterns {
 			if ok, _ := filepath.Match(p, u.Name); ok && u.LoadState == "loaded" {
 				v := *u
-				v.Path = dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + pathBusEscape(u.Name))
+				v.Path = dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + dbusapi.EscapeLabel(u.Name))
 				v.JobPath = "/"
 				out = append(out, v)
 				break
@@ -169,7 +172,8 @@ func (m *fakeManager) ReloadUnit(name, mode string) (dbus.ObjectPath, *dbus.Erro
 	return m.job("ReloadUnit", name, mode)
 }
 
-// unitProps is org.freedesktop.DBus.Properties of one unit object.
+// unitProps is org.freedesktop.DBus.Properties of one unit object (GetAll
+// only: what go-systemd asks).
 type unitProps struct {
 	m    *fakeManager
 	name string
@@ -202,40 +206,26 @@ func (p unitProps) GetAll(iface string) (map[string]dbus.Variant, *dbus.Error) {
 // exportUnit makes the unit's object answer property reads.
 func (m *fakeManager) exportUnit(t *testing.T, name string) {
 	t.Helper()
-	path := dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + pathBusEscape(name))
+	path := dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + dbusapi.EscapeLabel(name))
 	if err := m.conn.Export(unitProps{m: m, name: name}, path, "org.freedesktop.DBus.Properties"); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// pathBusEscape escapes as systemd's unit object paths do: every byte
-// outside [A-Za-z0-9], and a leading digit, becomes _xx.
-func pathBusEscape(s string) string {
-	const hex = "0123456789abcdef"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if isAlnum(c) && (i > 0 || c > '9') {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('_')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&0xf])
-	}
-	return b.String()
-}
-
-// testBridge is a dbusapi.Bridge whose calls are counted.
+// testBridge is a dbusapi.Bridge whose calls are counted. Its methods
+// run on godbus's handler goroutines.
 type testBridge struct {
-	mu        sync.Mutex
+	describe string // what Describe returns; read-only
+
+	mu        sync.Mutex // guards the fields below
 	st        dbusapi.Status
 	rx        uint64
 	resets    int
 	reloads   int
 	reloadErr error // what Reload returns
-	describe  string
 }
+
+var _ dbusapi.Bridge = (*testBridge)(nil)
 
 func (b *testBridge) Status() dbusapi.Status { b.mu.Lock(); defer b.mu.Unlock(); return b.st }
 func (b *testBridge) Counters() dbusapi.Counters {

@@ -15,17 +15,21 @@ import (
 	"github.com/vethd/vethd/pkg/dbusapi"
 )
 
-// fakeUnits is a systemd that records the calls made to it.
+// fakeUnits is a systemd that records the calls made to it. The test sets
+// its answers before vethctl runs; vethctl calls it from one goroutine.
 type fakeUnits struct {
-	mu     sync.Mutex
 	loaded []unitStatus          // ListUnits answers these (filtered by pattern)
 	files  []unitFile            // ListUnitFiles answers these
 	unit   map[string]unitStatus // Unit answers; default below
 	result map[string]string     // "Start vethd@x.service" → job result; default "done"; "hang": no end
 	errs   map[string]error      // "Enable vethd@x.service" → error
-	calls  []string              // "Enable vethd@veth1.service", "DaemonReload", …
-	onCall func(call string)     // called with each call, if set
+	onCall func(call string)     // called with each call, with mu held, if set
+
+	mu    sync.Mutex // guards calls
+	calls []string   // "Enable vethd@veth1.service", "DaemonReload", …
 }
+
+var _ units = (*fakeUnits)(nil)
 
 func (f *fakeUnits) record(call string) error {
 	f.mu.Lock()
@@ -163,14 +167,18 @@ type fakeBridge struct {
 	describe string
 }
 
-// fakeBridges is a bus with bridges on it.
+// fakeBridges is a bus with bridges on it. Tests may change it (set)
+// while vethctl runs, from a hook.
 type fakeBridges struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards the fields below, and each fakeBridge's gets
 	bridges map[string]*fakeBridge
 	errs    map[string]error // "Reload veth1" → error
 	calls   []string
 }
 
+var _ bridges = (*fakeBridges)(nil)
+
+// record records call and returns its error from errs. f.mu must be held.
 func (f *fakeBridges) record(call string) error {
 	f.calls = append(f.calls, call)
 	return f.errs[call]
@@ -208,6 +216,8 @@ func (f *fakeBridges) List(context.Context) ([]string, error) {
 	return names, nil
 }
 
+// lookup records the call op on name and returns the bridge, or an error
+// wrapping dbusapi.ErrNoSuchBridge. f.mu must be held.
 func (f *fakeBridges) lookup(op, name string) (*fakeBridge, error) {
 	if err := f.record(op + " " + name); err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vethd/vethd/internal/humanize"
 	"github.com/vethd/vethd/pkg/config"
 	"github.com/vethd/vethd/pkg/dbusapi"
 	"github.com/vethd/vethd/pkg/macaddr"
@@ -318,7 +319,7 @@ func (a *app) listTable(es []entry) {
 	for _, e := range es {
 		carrier := ""
 		if e.Carrier != nil {
-			carrier = onOff(*e.Carrier)
+			carrier = humanize.OnOff(*e.Carrier)
 		}
 		t.add(e.Name, e.Unit, e.State, e.Parent, e.MAC, carrier)
 	}

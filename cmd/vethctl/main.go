@@ -131,7 +131,7 @@ func noSuch(format string, a ...any) error {
 }
 
 // app is one run of vethctl: its options, its output and the ways it
-// reaches the system, which tests replace.
+// reaches the system, which tests replace. One goroutine uses it.
 type app struct {
 	stdout, stderr io.Writer
 	opts           options
@@ -145,6 +145,8 @@ type app struct {
 	sleep      func(ctx context.Context, d time.Duration) error // returns ctx.Err() if ctx ends first
 	isTerminal bool                                             // stdout is a terminal (watch clears the screen)
 
+	// The connections and why they could not be opened, set on first use
+	// by units and bridges; close closes them.
 	u       units
 	uErr    error
 	uOpened bool

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -130,12 +126,6 @@ func (o *reloadOptions) register(fs *flag.FlagSet) {
 	o.wait.register(fs, false)
 }
 
-// MTU limits, as vethd.conf(5) gives them.
-const (
-	minMTU = 68
-	maxMTU = 65535
-)
-
 // checkName checks a bridge name given on the command line.
 func checkName(name string) error {
 	if err := config.Validate(name); err != nil {
@@ -157,11 +147,8 @@ func (a *app) bridgeConfig(name string, o addOptions) (*config.Bridge, error) {
 	if o.parent == "" {
 		return nil, usageErr("add: --parent IF is required: the NIC whose wire %s shares", name)
 	}
-	if err := config.Validate(o.parent); err != nil {
+	if err := config.CheckParent(name, o.parent); err != nil {
 		return nil, usageErr("--parent: %v", err)
-	}
-	if o.parent == name {
-		return nil, usageErr("--parent %s is the bridge itself; name the NIC whose wire is shared", o.parent)
 	}
 	p, err := macaddr.Parse(o.mac)
 	if err != nil {
@@ -170,47 +157,19 @@ func (a *app) bridgeConfig(name string, o addOptions) (*config.Bridge, error) {
 	if p.Warning != "" {
 		a.warn("warning: %s", p.Warning)
 	}
-	mtu, err := parseMTU(o.mtu)
+	mtu, err := config.ParseMTU(o.mtu)
 	if err != nil {
 		return nil, usageErr("--mtu: %v", err)
 	}
-	var carrier config.Carrier
-	switch strings.ToLower(o.carrier) {
-	case string(config.CarrierFollow):
-		carrier = config.CarrierFollow
-	case string(config.CarrierOn):
-		carrier = config.CarrierOn
-	default:
-		return nil, usageErr("--carrier: %q is not %s or %s", o.carrier, config.CarrierFollow, config.CarrierOn)
+	carrier, err := config.ParseCarrier(o.carrier)
+	if err != nil {
+		return nil, usageErr("--carrier: %v", err)
 	}
-	b := &config.Bridge{
+	// The checks are config's own, so vethd reads the file as written.
+	return &config.Bridge{
 		Name: name, File: config.Path(a.opts.configDir, name), Parent: o.parent,
 		MACAddress: p.String(), MAC: p, MTU: mtu, Carrier: carrier,
-	}
-	// What vethd will read must be what was asked for.
-	back, err := config.Parse(bytes.NewReader(b.Marshal()), b.File, name)
-	if err != nil {
-		return nil, usageErr("%v", err)
-	}
-	if !reflect.DeepEqual(back, b) {
-		return nil, fmt.Errorf("internal error: the configuration reads back as %+v, not %+v", back, b)
-	}
-	return b, nil
-}
-
-// parseMTU reads "inherit" (0) or a number from minMTU to maxMTU.
-func parseMTU(s string) (int, error) {
-	if strings.EqualFold(s, "inherit") {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, fmt.Errorf("%q is not a number or \"inherit\"", s)
-	}
-	if n < minMTU || n > maxMTU {
-		return 0, fmt.Errorf("%d is out of range: an MTU is %d to %d, or \"inherit\"", n, minMTU, maxMTU)
-	}
-	return n, nil
+	}, nil
 }
 
 // errExists is the error of add without --force on an existing file.
@@ -236,7 +195,10 @@ func (a *app) add(ctx context.Context, name string, o addOptions) error {
 	allMode := all.LoadState == "loaded" &&
 		(enabled(all.UnitFileState) || all.ActiveState == "active" || all.ActiveState == "reloading" || all.ActiveState == "activating")
 
-	if err := writeConfig(b.File, b.Marshal(), o.force); err != nil {
+	if err := config.Write(b.File, b, o.force); err != nil {
+		if errors.Is(err, fs.ErrExist) { // created since the Lstat above
+			return fmt.Errorf("%s %w; use --force to overwrite it", b.File, errExists)
+		}
 		return err
 	}
 	fmt.Fprintf(a.stdout, "Wrote %s: parent %s, MAC %s.\n", b.File, b.Parent, a.describeMAC(b))
@@ -480,53 +442,6 @@ func (a *app) printChanges(changes []unitChange) {
 			fmt.Fprintf(a.stdout, "%s %s %s\n", c.Type, c.Filename, c.Destination)
 		}
 	}
-}
-
-// writeConfig writes data to path with mode 0644, creating its directory
-// with mode 0755. Without force it fails with errExists if path exists;
-// with force it replaces path atomically (a temporary file renamed).
-func writeConfig(path string, data []byte, force bool) error {
-	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
-		}
-		if err := os.Chmod(dir, 0o755); err != nil { // whatever the umask
-			return fmt.Errorf("create %s: %w", dir, err)
-		}
-	}
-	var f *os.File
-	var err error
-	if force {
-		f, err = os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	} else {
-		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	}
-	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("%s %w; use --force to overwrite it", path, errExists)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	name := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644) // whatever the umask; CreateTemp makes 0600
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && force {
-		err = os.Rename(name, path)
-	}
-	if err != nil {
-		_ = os.Remove(name)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 func (a *app) remove(ctx context.Context, name string, o removeOptions) error {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vethd/vethd/internal/humanize"
 	"github.com/vethd/vethd/pkg/config"
 	"github.com/vethd/vethd/pkg/dbusapi"
 	"github.com/vethd/vethd/pkg/macaddr"
@@ -176,9 +177,9 @@ func (a *app) showLines(name string, ab *about) [][2]string {
 	add("Interface Index", strconv.Itoa(int(st.IfIndex)))
 	add("MAC Address", fmt.Sprintf("%s (%s)", st.MACAddress, st.MACPolicy))
 	add("MTU", strconv.FormatUint(uint64(st.MTU), 10))
-	add("Carrier", onOff(st.Carrier))
+	add("Carrier", humanize.OnOff(st.Carrier))
 	add("Parent", fmt.Sprintf("%s (index %d, carrier %s, promiscuous %s)",
-		st.Parent, st.ParentIfIndex, onOff(st.ParentCarrier), yesNo(st.Promiscuous)))
+		st.Parent, st.ParentIfIndex, humanize.OnOff(st.ParentCarrier), humanize.YesNo(st.Promiscuous)))
 	if len(st.Offloads) > 0 {
 		add("Offloads", strings.Join(st.Offloads, " "))
 	}
@@ -188,9 +189,9 @@ func (a *app) showLines(name string, ab *about) [][2]string {
 	if st.LastError != "" {
 		add("Last Error", st.LastError)
 	}
-	add("RX", fmt.Sprintf("%d packets, %s (%d coalesced)", c.RxPackets, humanBytes(c.RxBytes), c.RxCoalesced))
+	add("RX", fmt.Sprintf("%d packets, %s (%d coalesced)", c.RxPackets, humanize.Bytes(c.RxBytes), c.RxCoalesced))
 	add("RX Drops", drops(c.RxDrops))
-	add("TX", fmt.Sprintf("%d packets, %s", c.TxPackets, humanBytes(c.TxBytes)))
+	add("TX", fmt.Sprintf("%d packets, %s", c.TxPackets, humanize.Bytes(c.TxBytes)))
 	add("TX Drops", drops(c.TxDrops))
 	add("Errors", strconv.FormatUint(c.Errors, 10))
 	return kv
@@ -198,7 +199,7 @@ func (a *app) showLines(name string, ab *about) [][2]string {
 
 // drops formats drops by reason: "3 (oversize 1, runt 2)" or "0".
 func drops(m map[string]uint64) string {
-	total := sum(m)
+	total := humanize.Sum(m)
 	var parts []string
 	for _, r := range slices.Sorted(maps.Keys(m)) {
 		if m[r] != 0 {
@@ -209,14 +210,6 @@ func drops(m map[string]uint64) string {
 		return strconv.FormatUint(total, 10)
 	}
 	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
-}
-
-func sum(m map[string]uint64) uint64 {
-	var n uint64
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
 
 // when formats a point in time as systemctl does, with how long ago:

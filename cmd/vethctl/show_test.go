@@ -48,7 +48,7 @@ func TestShow(t *testing.T) {
 		"        Carrier: on\n",
 		"         Parent: eth0 (index 2, carrier on, promiscuous no)\n",
 		"       Offloads: csum tso4\n",
-		"             RX: 12 packets, 3.4kB (2 coalesced)\n",
+		"             RX: 12 packets, 3.4 kB (2 coalesced)\n",
 		"       RX Drops: 1 (runt 1)\n",
 		"       TX Drops: 0\n",
 	} {

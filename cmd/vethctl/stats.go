@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vethd/vethd/internal/humanize"
 	"github.com/vethd/vethd/pkg/config"
 	"github.com/vethd/vethd/pkg/dbusapi"
 )
@@ -133,11 +134,11 @@ func computeRates(prev, cur dbusapi.Counters, d time.Duration) rates {
 		IntervalSec: secs,
 		RxPackets:   rate(prev.RxPackets, cur.RxPackets),
 		RxBytes:     rate(prev.RxBytes, cur.RxBytes),
-		RxDropped:   rate(sum(prev.RxDrops), sum(cur.RxDrops)),
+		RxDropped:   rate(humanize.Sum(prev.RxDrops), humanize.Sum(cur.RxDrops)),
 		RxCoalesced: rate(prev.RxCoalesced, cur.RxCoalesced),
 		TxPackets:   rate(prev.TxPackets, cur.TxPackets),
 		TxBytes:     rate(prev.TxBytes, cur.TxBytes),
-		TxDropped:   rate(sum(prev.TxDrops), sum(cur.TxDrops)),
+		TxDropped:   rate(humanize.Sum(prev.TxDrops), humanize.Sum(cur.TxDrops)),
 		Errors:      rate(prev.Errors, cur.Errors),
 	}
 }
@@ -167,9 +168,9 @@ func rows(prev *sample, cur sample) []statsRow {
 		r := statsRow{
 			Name:      n,
 			RxPackets: c.RxPackets, RxBytes: c.RxBytes, RxCoalesced: c.RxCoalesced,
-			RxDropped: sum(c.RxDrops), RxDrops: nonNil(c.RxDrops),
+			RxDropped: humanize.Sum(c.RxDrops), RxDrops: nonNil(c.RxDrops),
 			TxPackets: c.TxPackets, TxBytes: c.TxBytes,
-			TxDropped: sum(c.TxDrops), TxDrops: nonNil(c.TxDrops),
+			TxDropped: humanize.Sum(c.TxDrops), TxDrops: nonNil(c.TxDrops),
 			Errors: c.Errors,
 		}
 		if prev != nil {
@@ -245,13 +246,13 @@ func (a *app) statsTable(rs []statsRow, interval time.Duration) {
 	t := newTable(cols...)
 	for _, r := range rs {
 		cells := []string{r.Name,
-			u64(r.RxPackets), humanBytes(r.RxBytes), u64(r.RxDropped),
-			u64(r.TxPackets), humanBytes(r.TxBytes), u64(r.TxDropped),
+			u64(r.RxPackets), humanize.Bytes(r.RxBytes), u64(r.RxDropped),
+			u64(r.TxPackets), humanize.Bytes(r.TxBytes), u64(r.TxDropped),
 			u64(r.RxCoalesced), u64(r.Errors)}
 		if withRates {
 			if rt := r.Rates; rt != nil {
-				cells = append(cells, humanRate(rt.RxPackets), humanBits(rt.RxBytes),
-					humanRate(rt.TxPackets), humanBits(rt.TxBytes))
+				cells = append(cells, humanRate(rt.RxPackets), humanize.BitRate(rt.RxBytes),
+					humanRate(rt.TxPackets), humanize.BitRate(rt.TxBytes))
 			} else {
 				cells = append(cells, "", "", "", "")
 			}

@@ -50,9 +50,11 @@ func TestStatsTable(t *testing.T) {
 	h := newHarness(t)
 	twoSamples(h)
 	h.mustRun(0, "stats", "--interval", "2s")
-	want := `NAME  RX-PKTS RX-BYTES RX-DROPS TX-PKTS TX-BYTES TX-DROPS COALESCED ERRORS RX-PPS    RX-RATE TX-PPS    TX-RATE
-veth1    3000    4.5MB        3     700   60.0kB        4        30      1   1000 12.0Mbit/s    100 80.0kbit/s
-veth2       0       0B        0       0       0B        0         0      0    0.0     0bit/s    0.0     0bit/s
+	// Sizes and rates in SI units with a space (internal/humanize), the
+	// columns still aligned.
+	want := `NAME  RX-PKTS RX-BYTES RX-DROPS TX-PKTS TX-BYTES TX-DROPS COALESCED ERRORS RX-PPS     RX-RATE TX-PPS     TX-RATE
+veth1    3000   4.5 MB        3     700  60.0 kB        4        30      1   1000 12.0 Mbit/s    100 80.0 kbit/s
+veth2       0      0 B        0       0      0 B        0         0      0    0.0     0 bit/s    0.0     0 bit/s
 
 veth1 drops: rx 3 (oversize 2, runt 1); tx 4 (spoof 4)
 Rates per second over 2s; RX-RATE and TX-RATE in bits per second.
@@ -101,7 +103,7 @@ func TestStatsNoInterval(t *testing.T) {
 	h := newHarness(t)
 	twoSamples(h)
 	h.mustRun(0, "stats", "--interval", "0", "--no-legend", "veth1")
-	if got, want := h.stdout.String(), "veth1 1000 1.5MB 1 500 40.0kB 0 10 0\n"; got != want {
+	if got, want := h.stdout.String(), "veth1 1000 1.5 MB 1 500 40.0 kB 0 10 0\n"; got != want {
 		t.Errorf("stats: %q, want %q", got, want)
 	}
 	if h.clock != t0 {
@@ -152,7 +154,7 @@ func TestWatch(t *testing.T) {
 		t.Errorf("output begins %q", out[:40])
 	}
 	// First refresh: veth1 went from sample 1 to 2 in 0.5s.
-	if !strings.Contains(out, "veth1    3000    4.5MB        3     700   60.0kB        4        30      1   4000") {
+	if !strings.Contains(out, "veth1    3000   4.5 MB        3     700  60.0 kB        4        30      1   4000") {
 		t.Errorf("no rates of 4000 pps:\n%s", out)
 	}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -78,10 +79,11 @@ type units interface {
 	ResetFailed(ctx context.Context, name string) error
 }
 
-// bridges is what vethctl needs from the bridges on the bus, as
-// dbusapi.Client has it but with a context for each call. Names are
-// interface names; errors wrap dbusapi.ErrNoSuchBridge,
-// dbusapi.ErrAccessDenied and dbusapi.ErrReloadFailed where those apply.
+// bridges is what vethctl needs from the bridges on the bus: dbusapi.Client's
+// methods, which busBridges bounds with busTimeout. Names are interface
+// names; errors wrap dbusapi.ErrNoSuchBridge, dbusapi.ErrAccessDenied and
+// dbusapi.ErrReloadFailed where those apply. It exists so that tests can
+// replace the bus.
 type bridges interface {
 	// List returns the names of the bridges on the bus, sorted.
 	List(ctx context.Context) ([]string, error)
@@ -148,7 +150,7 @@ func noBus(err error) error {
 }
 
 // systemd is units over go-systemd's connection to the system bus. Each
-// call has a deadline of timeout.
+// call has a deadline of timeout. It is used from one goroutine.
 type systemd struct {
 	c       *sd.Conn
 	timeout time.Duration
@@ -168,6 +170,11 @@ func openSystemd(ctx context.Context) (units, error) {
 	}
 	return &systemd{c: c, timeout: busTimeout, cancel: cancel}, nil
 }
+
+var (
+	_ units     = (*systemd)(nil)
+	_ io.Closer = (*systemd)(nil) // app.close closes it
+)
 
 func (s *systemd) Close() error {
 	s.c.Close()
@@ -321,7 +328,8 @@ func (s *systemd) ResetFailed(ctx context.Context, name string) error {
 }
 
 // busBridges is bridges over its own connection to the system bus: a
-// dbusapi.Client with a deadline of timeout for every call.
+// dbusapi.Client with a deadline of timeout for every call. It is used
+// from one goroutine.
 type busBridges struct {
 	conn    *dbus.Conn
 	c       *dbusapi.Client
@@ -342,6 +350,11 @@ func openBridges(ctx context.Context) (bridges, error) {
 	}
 	return &busBridges{conn: conn, c: dbusapi.NewClient(conn), timeout: busTimeout, cancel: cancel}, nil
 }
+
+var (
+	_ bridges   = (*busBridges)(nil)
+	_ io.Closer = (*busBridges)(nil) // app.close closes it
+)
 
 func (b *busBridges) Close() error {
 	err := b.conn.Close()
@@ -382,41 +395,16 @@ func (b *busBridges) Describe(ctx context.Context, name string) (string, error) 
 	return doc, callError(err, b.timeout)
 }
 
-// D-Bus error names vethctl maps to exit codes or to dbusapi's errors.
-const (
-	errNameAccessDenied    = "org.freedesktop.DBus.Error.AccessDenied"
-	errNameInteractiveAuth = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
-	errNamePolkitDenied    = "org.freedesktop.PolicyKit1.Error.NotAuthorized"
-	errNameNoSuchUnit      = "org.freedesktop.systemd1.NoSuchUnit"
-	errNameServiceUnknown  = "org.freedesktop.DBus.Error.ServiceUnknown"
-	errNameNameHasNoOwner  = "org.freedesktop.DBus.Error.NameHasNoOwner"
-	errNameUnknownObject   = "org.freedesktop.DBus.Error.UnknownObject"
-)
-
-// busErrorName returns the D-Bus error name in err's chain, or "".
-func busErrorName(err error) string {
-	var de dbus.Error
-	if errors.As(err, &de) {
-		return de.Name
-	}
-	var dp *dbus.Error
-	if errors.As(err, &dp) && dp != nil {
-		return dp.Name
-	}
-	return ""
-}
+// errNameNoSuchUnit is systemd's error for a unit it does not know.
+const errNameNoSuchUnit = "org.freedesktop.systemd1.NoSuchUnit"
 
 // isAccessDenied reports whether err is a refusal: by the bus policy, the
-// daemon, polkit, or the file system.
+// daemon, polkit (dbusapi.IsAccessDenied), or the file system.
 func isAccessDenied(err error) bool {
-	switch busErrorName(err) {
-	case errNameAccessDenied, errNameInteractiveAuth, errNamePolkitDenied:
-		return true
-	}
-	return errors.Is(err, dbusapi.ErrAccessDenied) || errors.Is(err, fs.ErrPermission)
+	return dbusapi.IsAccessDenied(err) || errors.Is(err, fs.ErrPermission)
 }
 
 // isNoSuch reports whether err says a bridge or unit does not exist.
 func isNoSuch(err error) bool {
-	return errors.Is(err, dbusapi.ErrNoSuchBridge) || busErrorName(err) == errNameNoSuchUnit
+	return errors.Is(err, dbusapi.ErrNoSuchBridge) || dbusapi.ErrorName(err) == errNameNoSuchUnit
 }

@@ -105,54 +105,12 @@ func keyValues(w io.Writer, kv [][2]string) {
 	}
 }
 
-// humanBytes formats n bytes in SI units without a space: 999B, 1.5kB,
-// 12.3MB.
-func humanBytes(n uint64) string {
-	return humanSI(float64(n), "B")
-}
-
-// humanBits formats a rate in bytes per second as bits per second:
-// 0bit/s, 12.3Mbit/s.
-func humanBits(bytesPerSec float64) string {
-	return humanSI(bytesPerSec*8, "bit/s")
-}
-
-func humanSI(v float64, unit string) string {
-	const k = 1000
-	if v < k {
-		if v == float64(uint64(v)) {
-			return fmt.Sprintf("%d%s", uint64(v), unit)
-		}
-		return fmt.Sprintf("%.1f%s", v, unit)
-	}
-	exp := 0
-	for v >= k && exp < 6 {
-		v /= k
-		exp++
-	}
-	return fmt.Sprintf("%.1f%c%s", v, "kMGTPE"[exp-1], unit)
-}
-
 // humanRate formats a per-second count: one decimal below 100, none above.
 func humanRate(v float64) string {
 	if v < 100 {
 		return fmt.Sprintf("%.1f", v)
 	}
 	return fmt.Sprintf("%.0f", v)
-}
-
-func onOff(b bool) string {
-	if b {
-		return "on"
-	}
-	return "off"
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }
 
 // plural returns "1 bridge" or "N bridges".

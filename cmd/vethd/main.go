@@ -13,12 +13,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/vethd/vethd/pkg/bridge"
+	"github.com/vethd/vethd/internal/journal"
+	"github.com/vethd/vethd/internal/sdnotify"
+	"github.com/vethd/vethd/internal/service"
 	"github.com/vethd/vethd/pkg/config"
-	"github.com/vethd/vethd/pkg/ifname"
 	"github.com/vethd/vethd/pkg/macaddr"
-	"golang.org/x/sys/unix"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -125,6 +127,8 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run is vethd with its command line and output streams; it returns the
+// exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
@@ -138,62 +142,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "vethd %s\n", version)
 		return exitOK
 	}
-	log := slog.New(newLineHandler(stderr, stderrIsJournal(), slog.LevelInfo))
-	d := &daemon{o: o, log: log, notify: newNotifier()}
+	log := slog.New(journal.NewHandler(stderr, journal.StderrIsJournal(), slog.LevelInfo))
+	cfg := service.Config{
+		Mode: service.ModeSeed, Name: o.name, Parent: o.parent, MAC: o.mac,
+		ConfigDir: o.configDir, MachineIDFile: o.machineIDFile, Version: version,
+		Log: log, Notifier: sdnotify.New(),
+	}
 	switch {
 	case o.instance != "":
 		if err := config.Validate(o.instance); err != nil {
 			log.Error(fmt.Sprintf("--instance: %v", err))
 			return exitConfig
 		}
-		d.mode = modeInstance
+		cfg.Mode, cfg.Instance = service.ModeInstance, o.instance
 	case o.all:
-		d.mode = modeAll
+		cfg.Mode = service.ModeAll
 	}
-	return d.serve()
+	cfg.StoredFDs = sdnotify.StoredFDs()
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	return exitCode(service.Run(cfg, sigs))
 }
 
-// explain adds the likely remedy to a start-up error.
-func explain(err error, cfg bridge.Config) string {
-	switch {
-	case errors.Is(err, bridge.ErrNoParent):
-		return fmt.Sprintf("%v: there is no interface named %s (see 'ip link'; choose one with -e)", err, cfg.Parent)
-	case errors.Is(err, bridge.ErrNameInUse):
-		return fmt.Sprintf("%v: an interface named %s exists already (another vethd? remove it, or choose another name: -v, or another NAME.conf)", err, cfg.Name)
-	case isPermission(err):
-		return fmt.Sprintf("%v: vethd needs CAP_NET_ADMIN and CAP_NET_RAW; run it as root", err)
-	}
-	return err.Error()
-}
-
+// exitCode maps the service's end to the exit status.
 func exitCode(err error) int {
-	switch {
-	case isPermission(err):
-		return exitNoPerm
-	case errors.Is(err, ifname.ErrInvalid):
-		return exitConfig
+	if err == nil {
+		return exitOK
+	}
+	var e *service.Error
+	if errors.As(err, &e) {
+		switch e.Kind {
+		case service.KindConfig:
+			return exitConfig
+		case service.KindPermission:
+			return exitNoPerm
+		}
 	}
 	return exitFailure
-}
-
-func isPermission(err error) bool {
-	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
-}
-
-func dropSum(s bridge.Stats) uint64 {
-	var n uint64
-	for _, v := range s.RxDrops {
-		n += v
-	}
-	for _, v := range s.TxDrops {
-		n += v
-	}
-	return n
-}
-
-func onOff(b bool) string {
-	if b {
-		return "on"
-	}
-	return "off"
 }

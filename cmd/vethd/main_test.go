@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
-	"log/slog"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vethd/vethd/internal/service"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseFlagsDefaultsAndForms(t *testing.T) {
@@ -83,25 +86,9 @@ func TestRunHelpAndVersion(t *testing.T) {
 	}
 }
 
-func TestSeedSpecWarnsOnUniversalMAC(t *testing.T) {
-	var buf bytes.Buffer
-	log := slog.New(newLineHandler(&buf, false, slog.LevelInfo))
-	d := &daemon{o: options{name: "veth1", parent: "eth0", mac: "00:16:3e:00:00:01"}, log: log}
-	specs, err := d.loadSpecs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if specs[0].cfg.MAC.String() != "00:16:3e:00:00:01" || specs[0].cfg.WaitParent || !strings.Contains(buf.String(), "vethd: warn: ") || !strings.Contains(buf.String(), "universally-administered") {
-		t.Fatalf("spec %+v, log %q", specs[0].cfg, buf.String())
-	}
-}
-
 func TestServiceModeFlags(t *testing.T) {
 	dir := t.TempDir()
-	mid := filepath.Join(dir, "machine-id")
-	os.WriteFile(mid, []byte("3d1219c7c4c5404aaa1d2a6d2adfdaa4\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "veth1.conf"), []byte("[Bridge]\nParent=eth0\nCarrier=maybe\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "veth2.conf"), []byte("[Bridge]\nParent=eth0\nMACAddress=random\nMTU=1400\nCarrier=on\n"), 0o644)
 	cases := []struct {
 		args []string
 		code int
@@ -121,41 +108,21 @@ func TestServiceModeFlags(t *testing.T) {
 			t.Errorf("vethd %v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr, tc.code, tc.want)
 		}
 	}
-
-	d := &daemon{o: options{instance: "veth2", configDir: dir, machineIDFile: mid}, mode: modeInstance, log: slog.New(slog.DiscardHandler)}
-	specs, err := d.loadSpecs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := specs[0].cfg
-	if c.Name != "veth2" || c.Parent != "eth0" || c.MTU != 1400 || !c.CarrierOn || !c.WaitParent || len(c.MAC) != 6 || specs[0].policy.Kind.String() != "random" {
-		t.Errorf("veth2.conf resolved to %+v (policy %v)", c, specs[0].policy)
-	}
 }
 
-func TestLineHandler(t *testing.T) {
-	var buf bytes.Buffer
-	slog.New(newLineHandler(&buf, false, slog.LevelInfo)).Info("Attached veth1 into eth0", "mac", "02:11:22:33:44:55", "note", "two words")
-	if got, want := buf.String(), "vethd: Attached veth1 into eth0 mac=02:11:22:33:44:55 note=\"two words\"\n"; got != want {
-		t.Fatalf("plain line = %q, want %q", got, want)
-	}
-	buf.Reset()
-	l := slog.New(newLineHandler(&buf, true, slog.LevelInfo))
-	l.Error("boom")
-	l.Warn("careful")
-	l.Debug("hidden")
-	if got, want := buf.String(), "<3>boom\n<4>careful\n"; got != want {
-		t.Fatalf("journal lines = %q, want %q", got, want)
-	}
-}
-
-func TestStderrIsJournal(t *testing.T) {
-	t.Setenv("JOURNAL_STREAM", "")
-	if stderrIsJournal() {
-		t.Fatal("no JOURNAL_STREAM, yet journal")
-	}
-	t.Setenv("JOURNAL_STREAM", "1:2")
-	if stderrIsJournal() {
-		t.Fatal("JOURNAL_STREAM names another stream, yet journal")
+func TestExitCode(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code int
+	}{
+		{nil, exitOK},
+		{&service.Error{Kind: service.KindConfig, Err: errors.New("x.conf:3: MTU=")}, exitConfig},
+		{&service.Error{Kind: service.KindPermission, Err: unix.EPERM}, exitNoPerm},
+		{&service.Error{Kind: service.KindFailure, Err: unix.EPERM}, exitFailure},
+		{errors.New("other"), exitFailure},
+	} {
+		if got := exitCode(c.err); got != c.code {
+			t.Errorf("exitCode(%v) = %d, want %d", c.err, got, c.code)
+		}
 	}
 }

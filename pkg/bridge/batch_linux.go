@@ -9,16 +9,20 @@ import (
 )
 
 // batchState is the parent socket's recvmmsg state: message headers and
-// iovecs, allocated on the first ReadBatch and reused after that. One
-// goroutine reads at a time.
+// iovecs, allocated on the first ReadBatch and reused after that. It is
+// owned by the goroutine in ReadBatch (one at a time: the parent's reader).
 type batchState struct {
 	msgs   []unix.Mmsghdr
 	iovs   []unix.Iovec
-	vlen   int
-	n      int
-	err    error
-	readFn func(fd uintptr) bool
+	vlen   int                   // messages to read, for doReadBatch
+	n      int                   // messages read, from doReadBatch
+	err    error                 // doReadBatch's error
+	readFn func(fd uintptr) bool // s.doReadBatch, bound once
 }
+
+// The relay reads a ParentSocket a batch at a time (and coalesces) only if
+// it is a BatchReader: make sure it stays one.
+var _ BatchReader = (*ParentSocket)(nil)
 
 // ReadBatch reads up to len(bufs) frames with one recvmmsg(MSG_DONTWAIT |
 // MSG_TRUNC), waiting in the netpoller while there is none. With MSG_TRUNC

@@ -1,10 +1,17 @@
 // Package bridge is vethd's data path: a TAP interface with its own MAC,
 // an AF_PACKET socket on the parent NIC behind a kernel filter, the relay
-// between them, and the netlink link control that keeps the TAP's MTU and
-// carrier in step with the parent. It knows nothing of D-Bus or systemd.
+// between them, and the link control that keeps the TAP's MTU and carrier
+// in step with the parent. It knows nothing of D-Bus or systemd.
+//
+// A Bridge reaches the kernel through two small interfaces carried in its
+// Config: LinkControl (netlink: lookups, MAC, MTU, up, link notifications)
+// and Opener (the TAP and the parent socket). Left nil they are the real
+// ones; package bridgetest has fakes of both, over channel-backed frame I/O,
+// so that a whole bridge's life can be tested without root.
 package bridge
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,9 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vethd/vethd/internal/journal"
 	"github.com/vethd/vethd/pkg/ifname"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // State is where a bridge is in its life:
@@ -63,11 +69,15 @@ type Config struct {
 	// back after a restart: the interface keeps its ifindex and addresses.
 	// Start owns it from then on (it is closed on error).
 	TAP *os.File
-	// Netlink is the handle for link control; nil means a NETLINK_ROUTE
-	// handle made (and closed) by the bridge. The TAP, the parent socket
-	// and the link subscription always live in the calling process's
-	// network namespace, so a handle given here must be for it too.
-	Netlink *netlink.Handle
+	// Links is the link control; nil means netlink in the calling
+	// process's network namespace, opened by Start and closed by Close.
+	// One given here stays the caller's (Close leaves it open), and must
+	// see the namespace in which Opener opens the devices.
+	Links LinkControl
+	// Opener creates or adopts the TAP and opens the parent socket; nil
+	// means the kernel's, in the calling process's network namespace
+	// (OpenTAP, AdoptTAP, OpenParentSocket).
+	Opener Opener
 	// Log receives the bridge's events; nil discards them.
 	Log *slog.Logger
 	// OnChange, if not nil, is called (from the bridge's own goroutine)
@@ -96,25 +106,43 @@ type Status struct {
 }
 
 // Bridge is one virtual interface and its relay.
+//
+// Goroutines: the Relay's readers move frames (see Relay).
+// routineWatchLinks, started by Start, owns cfg, the parent binding
+// (opening the parent socket and handing it to the relay, or taking it
+// away) and the TAP's link control (carrier, MAC, MTU): it follows link
+// notifications and runs the work Reconfigure and Health hand it on reqs,
+// so none of those needs a lock. Before it starts, Start owns all of it.
+// Status, Counters, TAPFd, Health, Reconfigure, Wait and Close may be
+// called from any goroutine.
 type Bridge struct {
-	cfg       Config
-	h         *netlink.Handle
-	ownHandle bool // h was made by Start, and is closed by Close
-	log       *slog.Logger
-	tap       *TAP
-	relay     *Relay
-	counters  Counters
+	// Set by Start, read-only after.
+	name     string // Config.Name (the name never changes)
+	log      *slog.Logger
+	onChange func()
+	links    LinkControl
+	ownLinks bool // links was made by Start, and is closed by Close
+	opener   Opener
+	tap      TAPDevice
+	relay    *Relay
+	counters Counters // atomic: see Counters
 
-	mu     sync.Mutex // guards st and sock
-	st     Status
-	sock   *ParentSocket
-	closed bool
+	// Owned by routineWatchLinks: the configuration as last applied.
+	cfg Config
 
-	reqs      chan func() // work for routineWatchLinks (Reconfigure, Health)
-	done      chan struct{}
-	watchDone chan struct{}
+	// state is what routineWatchLinks (or Start before it) sets up and
+	// everyone reads; the relay's error reports write LastError.
+	state struct {
+		sync.Mutex
+		st   Status
+		sock ParentIO // the parent socket the relay uses; nil when detached
+	}
+
+	reqs      chan func()   // work for routineWatchLinks (Reconfigure, Health)
+	done      chan struct{} // closed by Close: routineWatchLinks returns
+	watchDone chan struct{} // closed by routineWatchLinks when it returns
 	closeOnce sync.Once
-	fatal     chan error
+	fatal     chan error // the error that ended the bridge, for Wait
 }
 
 // Start creates the TAP (or adopts Config.TAP), sets its MAC, MTU and
@@ -144,13 +172,17 @@ func Start(cfg Config) (_ *Bridge, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Opener == nil {
+		cfg.Opener = kernelOpener{}
+	}
 	b := &Bridge{
-		cfg: cfg, h: cfg.Netlink, log: cfg.Log,
+		name: cfg.Name, log: cfg.Log, onChange: cfg.OnChange,
+		links: cfg.Links, opener: cfg.Opener,
 		reqs: make(chan func()),
 		done: make(chan struct{}), watchDone: make(chan struct{}),
 		fatal: make(chan error, 1),
 	}
-	b.st = Status{Name: cfg.Name, Parent: cfg.Parent, MAC: cfg.MAC, State: StateStarting}
+	b.state.st = Status{Name: cfg.Name, Parent: cfg.Parent, MAC: cfg.MAC, State: StateStarting}
 
 	// On error, undo what was done, last first.
 	var undo []func()
@@ -161,59 +193,57 @@ func Start(cfg Config) (_ *Bridge, err error) {
 			}
 		}
 	}()
-	if b.h == nil {
-		if b.h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-			return nil, fmt.Errorf("netlink: %w", err)
+	if b.links == nil {
+		nl, err := newNetlinkLinks(b.log)
+		if err != nil {
+			return nil, err
 		}
-		b.ownHandle = true
-		undo = append(undo, b.h.Close)
+		b.links, b.ownLinks = nl, true
+		undo = append(undo, func() { nl.Close() })
 	}
 
 	// Subscribe before looking at the parent, so no change of the parent
 	// between that look and the relay running goes unseen.
-	updates := make(chan netlink.LinkUpdate, 64)
-	subDone := make(chan struct{})
-	if err = b.subscribe(updates, subDone); err != nil {
-		return nil, err
-	}
-	undo = append(undo, func() { close(subDone) })
-
-	parent, err := linkByName(b.h, cfg.Parent)
+	sub, err := b.links.LinkSubscribe()
 	if err != nil {
-		switch {
-		case !isNotFound(err):
-			return nil, fmt.Errorf("find parent %s: %w", cfg.Parent, err)
-		case !cfg.WaitParent:
-			return nil, fmt.Errorf("parent %s: %w", cfg.Parent, ErrNoParent)
-		}
-		parent = nil
+		return nil, fmt.Errorf("subscribe to link changes: %w", err)
+	}
+	undo = append(undo, sub.Close)
+
+	var parent *Link
+	if l, err := b.links.LinkByName(cfg.Parent); err == nil {
+		parent = &l
+	} else if !errors.Is(err, ErrLinkNotFound) {
+		return nil, fmt.Errorf("find parent %s: %w", cfg.Parent, err)
+	} else if !cfg.WaitParent {
+		return nil, fmt.Errorf("parent %s: %w", cfg.Parent, ErrNoParent)
 	}
 
-	var tap *TAP
-	var link netlink.Link
+	var tap TAPDevice
+	var link Link
 	if cfg.TAP != nil {
 		f := cfg.TAP
-		cfg.TAP, b.cfg.TAP = nil, nil // AdoptTAP owns it now
-		if tap, err = AdoptTAP(f); err != nil {
+		cfg.TAP = nil // the Opener owns it now
+		if tap, err = b.opener.AdoptTAP(f); err != nil {
 			return nil, err
 		}
 		b.tap = tap
 		undo = append(undo, func() { tap.Close() })
-		if link, err = b.adoptLink(tap, parent); err != nil {
+		if link, err = b.adoptLink(tap, cfg, parent); err != nil {
 			return nil, err
 		}
 	} else {
-		if _, lerr := linkByName(b.h, cfg.Name); lerr == nil {
+		if _, lerr := b.links.LinkByName(cfg.Name); lerr == nil {
 			return nil, fmt.Errorf("create TAP %s: %w", cfg.Name, ErrNameInUse)
 		}
-		if tap, err = OpenTAP(cfg.Name); err != nil {
+		if tap, err = b.opener.CreateTAP(cfg.Name); err != nil {
 			return nil, err
 		}
 		b.tap = tap
 		undo = append(undo, func() { tap.Close() })
 		mtu := cfg.MTU
 		if mtu == 0 && parent != nil {
-			mtu = parent.Attrs().MTU
+			mtu = parent.MTU
 		}
 		// Carrier off while the link comes up; attach turns it on if the
 		// parent has one. The off→on change is what makes the kernel
@@ -221,123 +251,126 @@ func Start(cfg Config) (_ *Bridge, err error) {
 		if err = tap.SetCarrier(false); err != nil {
 			return nil, err
 		}
-		if link, err = setupTAPLink(b.h, cfg.Name, cfg.MAC, mtu); err != nil {
+		if link, err = b.setupTAPLink(cfg.Name, cfg.MAC, mtu); err != nil {
 			return nil, err
 		}
 	}
-	la := link.Attrs()
-	b.cfg.MAC = la.HardwareAddr
-	b.relay = NewRelay(tap, la.HardwareAddr, &b.counters, b.onRelayError)
+	cfg.MAC = link.HardwareAddr
+	b.cfg = cfg
+	b.relay = NewRelay(tap, link.HardwareAddr, &b.counters, b.onRelayError)
 	undo = append(undo, b.relay.Close)
-	b.st.IfIndex = la.Index
-	b.st.MAC = la.HardwareAddr
-	b.st.MTU = la.MTU
-	b.st.Offloads = tap.Offloads
-	b.st.StartedAt = time.Now()
+	b.state.Lock()
+	b.state.st.IfIndex = link.Index
+	b.state.st.MAC = link.HardwareAddr
+	b.state.st.MTU = link.MTU
+	b.state.st.Offloads = tap.Offloads()
+	b.state.st.StartedAt = time.Now()
+	b.state.Unlock()
 	if parent != nil {
-		if err = b.attach(parent); err != nil {
+		if err = b.attach(*parent); err != nil {
 			return nil, err
 		}
 	} else {
 		b.detach()
 		b.log.Warn(fmt.Sprintf("Parent %s does not exist; %s has no carrier until it appears", cfg.Parent, cfg.Name))
 	}
-	go b.routineWatchLinks(updates, subDone)
+	go b.routineWatchLinks(sub)
 	return b, nil
 }
 
-// adoptLink brings an adopted TAP's link in line with the configuration:
-// MAC (unless nil), MTU and up, changing only what differs, so that its
-// addresses and any DHCP lease stay. A renamed interface keeps its name.
+// setupTAPLink gives the fresh TAP name its address and MTU (0: left as it
+// is), then brings it up. The address is set while the link is down, so
+// nothing ever leaves with the kernel's random one.
 //
 // Equivalent to: `ip link set $name address $mac mtu $mtu up`.
-func (b *Bridge) adoptLink(tap *TAP, parent netlink.Link) (netlink.Link, error) {
-	name := tap.Name()
-	if name != b.cfg.Name {
-		b.log.Warn(fmt.Sprintf("Adopted interface is named %s, not %s (renamed by someone); keeping it", name, b.cfg.Name))
-	}
-	l, err := linkByName(b.h, name)
+func (b *Bridge) setupTAPLink(name string, mac net.HardwareAddr, mtu int) (Link, error) {
+	l, err := b.links.LinkByName(name)
 	if err != nil {
-		return nil, fmt.Errorf("find %s: %w", name, err)
+		return Link{}, fmt.Errorf("find %s: %w", name, err)
 	}
-	a := l.Attrs()
-	if b.cfg.MAC != nil && !bytesEqual(a.HardwareAddr, b.cfg.MAC) {
-		// A TAP takes a new address while up (IFF_LIVE_ADDR_CHANGE).
-		if err := b.h.LinkSetHardwareAddr(l, b.cfg.MAC); err != nil {
-			return nil, fmt.Errorf("set %s mac %s: %w", name, b.cfg.MAC, err)
+	if err := b.links.LinkSetHardwareAddr(l.Index, mac); err != nil {
+		return Link{}, fmt.Errorf("set %s mac %s: %w", name, mac, err)
+	}
+	if mtu != 0 {
+		if err := b.links.LinkSetMTU(l.Index, mtu); err != nil {
+			return Link{}, fmt.Errorf("set %s mtu %d: %w", name, mtu, err)
 		}
 	}
-	mtu := b.cfg.MTU
-	if mtu == 0 && parent != nil {
-		mtu = parent.Attrs().MTU
+	if err := b.links.LinkSetUp(l.Index); err != nil {
+		return Link{}, fmt.Errorf("set %s up: %w", name, err)
 	}
-	if mtu != 0 && mtu != a.MTU {
-		// Not fatal, as for a running bridge: the interface is there and
-		// relays; LastError says why its MTU is not the one wanted.
-		if err := b.h.LinkSetMTU(l, mtu); err != nil {
-			b.st.LastError = fmt.Sprintf("set %s mtu %d: %v", name, mtu, err)
-			b.log.Error(b.st.LastError)
-		}
-	}
-	if a.Flags&net.FlagUp == 0 {
-		if err := b.h.LinkSetUp(l); err != nil {
-			return nil, fmt.Errorf("set %s up: %w", name, err)
-		}
-	}
-	return linkByIndex(b.h, a.Index)
+	return b.links.LinkByIndex(l.Index)
 }
 
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
-
-// subscribe starts receiving link notifications on ch until done closes.
+// adoptLink brings an adopted TAP's link in line with cfg: MAC (unless
+// nil), MTU and up, changing only what differs, so that its addresses and
+// any DHCP lease stay. A renamed interface keeps its name.
 //
-// Equivalent to: `ip monitor link`.
-func (b *Bridge) subscribe(ch chan netlink.LinkUpdate, done chan struct{}) error {
-	err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
-		// Called for errors the subscription survives, and for the one
-		// that ends it (then the channel closes: see routineWatchLinks).
-		ErrorCallback: func(err error) {
-			select {
-			case <-done:
-			default:
-				b.log.Debug("link notification error", "err", err)
-			}
-		},
-		ReceiveBufferSize: 1 << 20,
-	})
-	if err != nil {
-		return fmt.Errorf("subscribe to link changes: %w", err)
+// Equivalent to: `ip link set $name address $mac mtu $mtu up`.
+func (b *Bridge) adoptLink(tap TAPDevice, cfg Config, parent *Link) (Link, error) {
+	name := tap.Name()
+	if name != cfg.Name {
+		b.log.Warn(fmt.Sprintf("Adopted interface is named %s, not %s (renamed by someone); keeping it", name, cfg.Name))
 	}
-	return nil
+	l, err := b.links.LinkByName(name)
+	if err != nil {
+		return Link{}, fmt.Errorf("find %s: %w", name, err)
+	}
+	if cfg.MAC != nil && !bytes.Equal(l.HardwareAddr, cfg.MAC) {
+		// A TAP takes a new address while up (IFF_LIVE_ADDR_CHANGE).
+		if err := b.links.LinkSetHardwareAddr(l.Index, cfg.MAC); err != nil {
+			return Link{}, fmt.Errorf("set %s mac %s: %w", name, cfg.MAC, err)
+		}
+	}
+	mtu := cfg.MTU
+	if mtu == 0 && parent != nil {
+		mtu = parent.MTU
+	}
+	if mtu != 0 && mtu != l.MTU {
+		// Not fatal, as for a running bridge: the interface is there and
+		// relays; LastError says why its MTU is not the one wanted.
+		if err := b.links.LinkSetMTU(l.Index, mtu); err != nil {
+			msg := fmt.Sprintf("set %s mtu %d: %v", name, mtu, err)
+			b.state.Lock()
+			b.state.st.LastError = msg
+			b.state.Unlock()
+			b.log.Error(msg)
+		}
+	}
+	if !l.Up {
+		if err := b.links.LinkSetUp(l.Index); err != nil {
+			return Link{}, fmt.Errorf("set %s up: %w", name, err)
+		}
+	}
+	return b.links.LinkByIndex(l.Index)
 }
 
 // attach opens the parent socket on parent and hands it to the relay.
-func (b *Bridge) attach(parent netlink.Link) error {
-	pa := parent.Attrs()
-	sock, err := OpenParentSocket(pa.Index, pa.Name, b.cfg.MAC)
+func (b *Bridge) attach(parent Link) error {
+	sock, err := b.opener.OpenParentSocket(parent.Index, parent.Name, b.cfg.MAC)
 	if err != nil {
 		return err
 	}
 	b.relay.SetParent(sock)
-	carrier := linkCarrier(pa)
+	carrier := parent.Carrier()
 	if err := b.tap.SetCarrier(b.tapCarrier(carrier)); err != nil {
-		b.log.Warn("cannot set carrier", "err", err)
+		b.log.Warn(fmt.Sprintf("cannot set carrier err=%s", journal.Quote(err.Error())))
 	}
 	// Read the promiscuity after joining: it shows the kernel's reaction.
-	promisc := pa.Promisc
-	if l, err := linkByIndex(b.h, pa.Index); err == nil {
-		promisc = l.Attrs().Promisc
+	promisc := parent.Promiscuity
+	if l, err := b.links.LinkByIndex(parent.Index); err == nil {
+		promisc = l.Promiscuity
 	}
-	b.mu.Lock()
-	b.sock = sock
-	b.st.Parent = pa.Name
-	b.st.ParentIfIndex = pa.Index
-	b.st.ParentCarrier = carrier
-	b.st.Carrier = b.tapCarrier(carrier)
-	b.st.Promiscuity = promisc
-	b.st.State = stateFor(carrier)
-	b.mu.Unlock()
-	b.followMTU(pa.MTU)
+	b.state.Lock()
+	b.state.sock = sock
+	b.state.st.Parent = parent.Name
+	b.state.st.ParentIfIndex = parent.Index
+	b.state.st.ParentCarrier = carrier
+	b.state.st.Carrier = b.tapCarrier(carrier)
+	b.state.st.Promiscuity = promisc
+	b.state.st.State = stateFor(carrier)
+	b.state.Unlock()
+	b.followMTU(parent.MTU)
 	return nil
 }
 
@@ -345,16 +378,16 @@ func (b *Bridge) attach(parent netlink.Link) error {
 func (b *Bridge) detach() {
 	b.relay.SetParent(nil)
 	if err := b.tap.SetCarrier(b.tapCarrier(false)); err != nil {
-		b.log.Warn("cannot set carrier", "err", err)
+		b.log.Warn(fmt.Sprintf("cannot set carrier err=%s", journal.Quote(err.Error())))
 	}
-	b.mu.Lock()
-	b.sock = nil
-	b.st.ParentIfIndex = 0
-	b.st.ParentCarrier = false
-	b.st.Promiscuity = 0
-	b.st.Carrier = b.tapCarrier(false)
-	b.st.State = StateWaitingParent
-	b.mu.Unlock()
+	b.state.Lock()
+	b.state.sock = nil
+	b.state.st.ParentIfIndex = 0
+	b.state.st.ParentCarrier = false
+	b.state.st.Promiscuity = 0
+	b.state.st.Carrier = b.tapCarrier(false)
+	b.state.st.State = StateWaitingParent
+	b.state.Unlock()
 }
 
 // tapCarrier is the carrier the TAP should have when the parent's is
@@ -369,8 +402,6 @@ func stateFor(carrier bool) State {
 }
 
 // followMTU sets the TAP's MTU to the parent's, unless an MTU is configured.
-//
-// Equivalent to: `ip link set $name mtu $mtu`.
 func (b *Bridge) followMTU(mtu int) {
 	if b.cfg.MTU != 0 {
 		return
@@ -385,179 +416,201 @@ func (b *Bridge) setMTU(mtu int) {
 	if mtu <= 0 {
 		return
 	}
-	b.mu.Lock()
-	same := b.st.MTU == mtu
-	b.mu.Unlock()
-	if same {
+	st := b.Status()
+	if st.MTU == mtu {
 		return
 	}
 	// By index: the TAP may have been renamed.
-	l, err := linkByIndex(b.h, b.st.IfIndex)
-	if err == nil {
-		err = b.h.LinkSetMTU(l, mtu)
-	}
-	if err != nil {
-		b.setError(fmt.Errorf("set %s mtu %d: %w", b.cfg.Name, mtu, err))
+	if err := b.links.LinkSetMTU(st.IfIndex, mtu); err != nil {
+		b.setError(fmt.Errorf("set %s mtu %d: %w", b.name, mtu, err))
 		return
 	}
 	if b.cfg.MTU != 0 {
-		b.log.Info(fmt.Sprintf("MTU of %s set", b.cfg.Name), "mtu", mtu)
+		b.log.Info(fmt.Sprintf("MTU of %s set mtu=%d", b.name, mtu))
 	} else {
-		b.log.Info(fmt.Sprintf("MTU of %s follows %s", b.cfg.Name, b.st.Parent), "mtu", mtu)
+		b.log.Info(fmt.Sprintf("MTU of %s follows %s mtu=%d", b.name, st.Parent, mtu))
 	}
-	b.mu.Lock()
-	b.st.MTU = mtu
-	b.mu.Unlock()
+	b.state.Lock()
+	b.state.st.MTU = mtu
+	b.state.Unlock()
 }
 
 // routineWatchLinks follows the parent (by ifindex) and the TAP through
-// link notifications, and polls the socket's queue drops once a second.
-func (b *Bridge) routineWatchLinks(updates chan netlink.LinkUpdate, subDone chan struct{}) {
+// sub's link notifications, taking a new subscription when one is lost,
+// runs the work on reqs, and polls the socket's queue drops once a second.
+// It returns when Close closes done.
+func (b *Bridge) routineWatchLinks(sub LinkSubscription) {
 	defer close(b.watchDone)
+	defer func() {
+		if sub != nil { // the current one
+			sub.Close()
+		}
+	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-b.done:
-			close(subDone)
 			return
 		case f := <-b.reqs:
 			f()
 		case <-tick.C:
-			b.mu.Lock()
-			sock := b.sock
-			b.mu.Unlock()
+			b.state.Lock()
+			sock := b.state.sock
+			b.state.Unlock()
 			if sock != nil {
 				if n := sock.Dropped(); n > 0 {
 					b.counters.RxDrops[DropQueueFull].Add(n)
 				}
 			}
-		case u, ok := <-updates:
-			if !ok {
-				// The subscription broke (e.g. its buffer overran): take a
-				// new one, then look at the parent afresh.
-				b.log.Warn("link notifications lost; resubscribing")
-				close(subDone)
-				updates = make(chan netlink.LinkUpdate, 64)
-				subDone = make(chan struct{})
-				for b.subscribe(updates, subDone) != nil {
-					select {
-					case <-b.done:
-						close(subDone)
-						return
-					case <-time.After(time.Second):
-					}
-				}
-				b.resync()
+		case ev, ok := <-sub.Events():
+			if ok {
+				b.handleEvent(ev)
 				continue
 			}
-			b.handleUpdate(u)
+			// The subscription broke (e.g. its buffer overran): take a new
+			// one, then look at the parent afresh.
+			b.log.Warn("link notifications lost; resubscribing")
+			sub.Close()
+			if sub = b.resubscribe(); sub == nil {
+				return
+			}
+			b.resync()
 		}
 	}
 }
 
-// handleUpdate applies one link notification.
-func (b *Bridge) handleUpdate(u netlink.LinkUpdate) {
-	a := u.Attrs()
-	b.mu.Lock()
-	st := b.st
-	b.mu.Unlock()
+// resubscribe takes a new link subscription, trying again every second; it
+// returns nil if Close is called meanwhile.
+func (b *Bridge) resubscribe() LinkSubscription {
+	for {
+		sub, err := b.links.LinkSubscribe()
+		if err == nil {
+			return sub
+		}
+		select {
+		case <-b.done:
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// handleEvent dispatches one link notification.
+func (b *Bridge) handleEvent(ev LinkEvent) {
+	l := ev.Link
+	st := b.Status()
 	switch {
-	case a.Index == st.IfIndex && u.Header.Type == unix.RTM_DELLINK:
-		b.fail(fmt.Errorf("%s was deleted by someone else", b.cfg.Name))
-	case st.State == StateWaitingParent && u.Header.Type == unix.RTM_NEWLINK && a.Name == b.cfg.Parent && a.Index != st.IfIndex:
+	case l.Index == st.IfIndex && ev.Deleted:
+		b.tapGone()
+	case st.State == StateWaitingParent && !ev.Deleted && l.Name == b.cfg.Parent && l.Index != st.IfIndex:
 		// (Not the TAP itself renamed to the parent's name: that would loop.)
-		if err := b.attach(u.Link); err != nil {
-			b.setError(fmt.Errorf("attach to %s: %w", a.Name, err))
-			return
-		}
-		b.log.Info(fmt.Sprintf("Attached %s into %s again", b.cfg.Name, a.Name), "parent_ifindex", a.Index)
-		b.changed()
-	case a.Index == st.ParentIfIndex && st.ParentIfIndex != 0 && u.Header.Type == unix.RTM_DELLINK:
-		b.detach()
-		b.log.Warn(fmt.Sprintf("Parent %s removed; %s has no carrier until a link named %s appears", st.Parent, b.cfg.Name, b.cfg.Parent))
-		b.changed()
-		// The new parent may already exist (removed and re-created at once).
-		if l, err := linkByName(b.h, b.cfg.Parent); err == nil {
-			b.handleUpdate(netlink.LinkUpdate{Header: unix.NlMsghdr{Type: unix.RTM_NEWLINK}, Link: l})
-		}
-	case a.Index == st.ParentIfIndex && st.ParentIfIndex != 0:
-		b.parentChanged(a)
+		b.parentAppeared(l)
+	case l.Index == st.ParentIfIndex && st.ParentIfIndex != 0 && ev.Deleted:
+		b.parentGone()
+	case l.Index == st.ParentIfIndex && st.ParentIfIndex != 0:
+		b.parentChanged(l)
+	}
+}
+
+// tapGone ends the bridge: someone deleted its interface.
+func (b *Bridge) tapGone() {
+	b.fail(fmt.Errorf("%s was deleted by someone else", b.name))
+}
+
+// parentAppeared attaches to l, a link of the parent's name that appeared
+// while the bridge waited for one.
+func (b *Bridge) parentAppeared(l Link) {
+	if err := b.attach(l); err != nil {
+		b.setError(fmt.Errorf("attach to %s: %w", l.Name, err))
+		return
+	}
+	b.log.Info(fmt.Sprintf("Attached %s into %s again parent_ifindex=%d", b.name, l.Name, l.Index))
+	b.changed()
+}
+
+// parentGone detaches from the parent, which was deleted, and attaches at
+// once to a link of the parent's name if there is one already (removed and
+// re-created at once).
+func (b *Bridge) parentGone() {
+	old := b.Status()
+	b.detach()
+	b.log.Warn(fmt.Sprintf("Parent %s removed; %s has no carrier until a link named %s appears", old.Parent, b.name, b.cfg.Parent))
+	b.changed()
+	if l, err := b.links.LinkByName(b.cfg.Parent); err == nil && l.Index != old.IfIndex {
+		b.parentAppeared(l)
 	}
 }
 
 // parentChanged follows a change of the tracked parent: name, carrier, MTU.
-func (b *Bridge) parentChanged(a *netlink.LinkAttrs) {
-	carrier := linkCarrier(a)
-	b.mu.Lock()
-	old := b.st
-	b.st.Parent = a.Name
-	b.st.ParentCarrier = carrier
-	b.st.Carrier = b.tapCarrier(carrier)
-	b.st.Promiscuity = a.Promisc
-	b.st.State = stateFor(carrier)
-	b.mu.Unlock()
-	if a.Name != old.Parent {
-		b.log.Info(fmt.Sprintf("Parent %s renamed to %s; still attached", old.Parent, a.Name))
+func (b *Bridge) parentChanged(l Link) {
+	carrier := l.Carrier()
+	b.state.Lock()
+	old := b.state.st
+	b.state.st.Parent = l.Name
+	b.state.st.ParentCarrier = carrier
+	b.state.st.Carrier = b.tapCarrier(carrier)
+	b.state.st.Promiscuity = l.Promiscuity
+	b.state.st.State = stateFor(carrier)
+	b.state.Unlock()
+	if l.Name != old.Parent {
+		b.log.Info(fmt.Sprintf("Parent %s renamed to %s; still attached", old.Parent, l.Name))
 	}
 	if carrier != old.ParentCarrier {
 		if err := b.tap.SetCarrier(b.tapCarrier(carrier)); err != nil {
 			b.setError(err)
 		}
 		if carrier {
-			b.log.Info(fmt.Sprintf("Parent %s has carrier; %s is up", a.Name, b.cfg.Name))
+			b.log.Info(fmt.Sprintf("Parent %s has carrier; %s is up", l.Name, b.name))
 		} else {
-			b.log.Warn(fmt.Sprintf("Parent %s lost carrier; %s has no carrier", a.Name, b.cfg.Name))
+			b.log.Warn(fmt.Sprintf("Parent %s lost carrier; %s has no carrier", l.Name, b.name))
 		}
 	}
-	b.followMTU(a.MTU)
-	if a.Name != old.Parent || carrier != old.ParentCarrier || a.MTU != old.MTU || a.Promisc != old.Promiscuity {
+	b.followMTU(l.MTU)
+	if l.Name != old.Parent || carrier != old.ParentCarrier || l.MTU != old.MTU || l.Promiscuity != old.Promiscuity {
 		b.changed()
 	}
 }
 
 // resync looks at the parent again after notifications may have been lost.
 func (b *Bridge) resync() {
-	b.mu.Lock()
-	idx := b.st.ParentIfIndex
-	b.mu.Unlock()
-	if idx != 0 {
-		l, err := linkByIndex(b.h, idx)
-		if err == nil {
-			b.parentChanged(l.Attrs())
-			return
+	st := b.Status()
+	if st.ParentIfIndex != 0 {
+		if l, err := b.links.LinkByIndex(st.ParentIfIndex); err == nil {
+			b.parentChanged(l)
+		} else {
+			b.parentGone()
 		}
-		b.handleUpdate(netlink.LinkUpdate{Header: unix.NlMsghdr{Type: unix.RTM_DELLINK}, Link: &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: idx}}})
 		return
 	}
-	if l, err := linkByName(b.h, b.cfg.Parent); err == nil {
-		b.handleUpdate(netlink.LinkUpdate{Header: unix.NlMsghdr{Type: unix.RTM_NEWLINK}, Link: l})
+	if l, err := b.links.LinkByName(b.cfg.Parent); err == nil && l.Index != st.IfIndex {
+		b.parentAppeared(l)
 	}
 }
 
 func (b *Bridge) onRelayError(dir string, err error) {
-	b.setError(fmt.Errorf("%s %s: %w", b.cfg.Name, dir, err))
+	b.setError(fmt.Errorf("%s %s: %w", b.name, dir, err))
 }
 
 func (b *Bridge) setError(err error) {
 	b.log.Error(err.Error())
-	b.mu.Lock()
-	b.st.LastError = err.Error()
-	b.mu.Unlock()
+	b.state.Lock()
+	b.state.st.LastError = err.Error()
+	b.state.Unlock()
 	b.changed()
 }
 
 func (b *Bridge) changed() {
-	if b.cfg.OnChange != nil {
-		b.cfg.OnChange()
+	if b.onChange != nil {
+		b.onChange()
 	}
 }
 
 // fail ends the bridge with err: Wait returns it (and the caller logs it).
 func (b *Bridge) fail(err error) {
-	b.mu.Lock()
-	b.st.LastError = err.Error()
-	b.mu.Unlock()
+	b.state.Lock()
+	b.state.st.LastError = err.Error()
+	b.state.Unlock()
 	b.changed()
 	select {
 	case b.fatal <- err:
@@ -579,21 +632,20 @@ func (b *Bridge) Wait() error {
 // once both relay goroutines have ended.
 func (b *Bridge) Close() error {
 	b.closeOnce.Do(func() {
-		b.mu.Lock()
-		b.st.State = StateStopping
-		b.closed = true
-		b.mu.Unlock()
+		b.state.Lock()
+		b.state.st.State = StateStopping
+		b.state.Unlock()
 		close(b.done)
 		<-b.watchDone
-		b.mu.Lock()
-		sock := b.sock
-		b.mu.Unlock()
+		b.state.Lock()
+		sock := b.state.sock
+		b.state.Unlock()
 		if sock != nil {
 			b.counters.RxDrops[DropQueueFull].Add(sock.Dropped())
 		}
 		b.relay.Close()
-		if b.ownHandle {
-			b.h.Close()
+		if b.ownLinks {
+			b.links.Close()
 		}
 	})
 	return nil
@@ -631,23 +683,28 @@ func (b *Bridge) do(f func() error) error {
 // and the link watcher answering within watcherTimeout. It is what the
 // service's watchdog pings are made of.
 func (b *Bridge) Health() error {
+	select {
+	case <-b.done: // the readers stop when closed: that is not a failure
+		return fmt.Errorf("%s: %w", b.name, ErrClosed)
+	default:
+	}
 	if err := b.relay.Healthy(); err != nil {
-		return fmt.Errorf("%s: %w", b.cfg.Name, err)
+		return fmt.Errorf("%s: %w", b.name, err)
 	}
 	if err := b.do(func() error { return nil }); err != nil {
-		return fmt.Errorf("%s: %w", b.cfg.Name, err)
+		return fmt.Errorf("%s: %w", b.name, err)
 	}
 	return nil
 }
 
 // Reconfigure applies a new configuration without removing the TAP:
 // Parent, MAC, MTU, CarrierOn and WaitParent may change; Name may not, and
-// TAP, Netlink, Log and OnChange are ignored. A new parent or MAC closes
-// the parent socket and opens a new one (a missing new parent is waited
-// for); MTU and carrier are set in place.
+// TAP, Links, Opener, Log and OnChange are ignored. A new parent or MAC
+// closes the parent socket and opens a new one (a missing new parent is
+// waited for); MTU and carrier are set in place.
 func (b *Bridge) Reconfigure(nc Config) error {
-	if nc.Name != b.cfg.Name {
-		return fmt.Errorf("%s: the name cannot change (to %q) without re-creating the interface", b.cfg.Name, nc.Name)
+	if nc.Name != b.name {
+		return fmt.Errorf("%s: the name cannot change (to %q) without re-creating the interface", b.name, nc.Name)
 	}
 	if err := ifname.Validate(nc.Parent); err != nil {
 		return fmt.Errorf("parent: %w", err)
@@ -665,43 +722,39 @@ func (b *Bridge) Reconfigure(nc Config) error {
 func (b *Bridge) reconfigure(nc Config) error {
 	defer b.changed()
 	st := b.Status()
-	macChanged := nc.MAC != nil && !bytesEqual(nc.MAC, b.cfg.MAC)
+	macChanged := nc.MAC != nil && !bytes.Equal(nc.MAC, b.cfg.MAC)
 	parentChanged := nc.Parent != b.cfg.Parent
 	// The one step that can fail goes first, before anything is changed.
 	if macChanged {
-		l, err := linkByIndex(b.h, st.IfIndex)
-		if err == nil {
-			err = b.h.LinkSetHardwareAddr(l, nc.MAC)
-		}
-		if err != nil {
-			return fmt.Errorf("set %s mac %s: %w", b.cfg.Name, nc.MAC, err)
+		if err := b.links.LinkSetHardwareAddr(st.IfIndex, nc.MAC); err != nil {
+			return fmt.Errorf("set %s mac %s: %w", b.name, nc.MAC, err)
 		}
 		mac := append(net.HardwareAddr(nil), nc.MAC...)
 		b.cfg.MAC = mac
 		b.relay.SetMAC(mac)
-		b.mu.Lock()
-		b.st.MAC = mac
-		b.mu.Unlock()
-		b.log.Info(fmt.Sprintf("MAC address of %s changed", b.cfg.Name), "mac", mac)
+		b.state.Lock()
+		b.state.st.MAC = mac
+		b.state.Unlock()
+		b.log.Info(fmt.Sprintf("MAC address of %s changed mac=%s", b.name, journal.Quote(mac.String())))
 	}
 	b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent = nc.MTU, nc.CarrierOn, nc.WaitParent
 	if parentChanged {
-		b.log.Info(fmt.Sprintf("Parent of %s changed from %s to %s", b.cfg.Name, b.cfg.Parent, nc.Parent))
+		b.log.Info(fmt.Sprintf("Parent of %s changed from %s to %s", b.name, b.cfg.Parent, nc.Parent))
 		b.cfg.Parent = nc.Parent
-		b.mu.Lock()
-		b.st.Parent = nc.Parent
-		b.mu.Unlock()
+		b.state.Lock()
+		b.state.st.Parent = nc.Parent
+		b.state.Unlock()
 	}
 	if macChanged || parentChanged {
 		if st.ParentIfIndex != 0 {
 			b.detach()
 		}
-		if l, err := linkByName(b.h, b.cfg.Parent); err != nil {
-			b.log.Warn(fmt.Sprintf("Parent %s does not exist; %s has no carrier until it appears", b.cfg.Parent, b.cfg.Name))
+		if l, err := b.links.LinkByName(b.cfg.Parent); err != nil {
+			b.log.Warn(fmt.Sprintf("Parent %s does not exist; %s has no carrier until it appears", b.cfg.Parent, b.name))
 		} else if err := b.attach(l); err != nil {
 			b.setError(fmt.Errorf("attach to %s: %w", b.cfg.Parent, err))
 		} else {
-			b.log.Info(fmt.Sprintf("Attached %s into %s", b.cfg.Name, b.cfg.Parent), "mac", b.cfg.MAC)
+			b.log.Info(fmt.Sprintf("Attached %s into %s mac=%s", b.name, b.cfg.Parent, journal.Quote(b.cfg.MAC.String())))
 		}
 		if b.cfg.MTU != 0 {
 			b.setMTU(b.cfg.MTU)
@@ -713,15 +766,15 @@ func (b *Bridge) reconfigure(nc Config) error {
 		if err := b.tap.SetCarrier(carrier); err != nil {
 			b.setError(err)
 		} else {
-			b.mu.Lock()
-			b.st.Carrier = carrier
-			b.mu.Unlock()
+			b.state.Lock()
+			b.state.st.Carrier = carrier
+			b.state.Unlock()
 		}
 	}
 	mtu := b.cfg.MTU
 	if mtu == 0 && st.ParentIfIndex != 0 {
-		if l, err := linkByIndex(b.h, st.ParentIfIndex); err == nil {
-			mtu = l.Attrs().MTU
+		if l, err := b.links.LinkByIndex(st.ParentIfIndex); err == nil {
+			mtu = l.MTU
 		}
 	}
 	b.setMTU(mtu)
@@ -734,9 +787,9 @@ func (b *Bridge) TAPFd() (int, error) { return b.tap.Dup() }
 
 // Status returns a snapshot of the bridge's state.
 func (b *Bridge) Status() Status {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.st
+	b.state.Lock()
+	defer b.state.Unlock()
+	return b.state.st
 }
 
 // Counters returns the live counters.

@@ -4,28 +4,27 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/bits"
+
+	"golang.org/x/sys/unix"
 )
 
-// virtio_net_hdr fields (linux/virtio_net.h). The header is in native byte
-// order (legacy virtio), as the TAP and PACKET_VNET_HDR use it.
+// Header sizes, offsets and TCP flags the coalescer uses. x/sys has none
+// of these (the vnet header flags and GSO types, EtherTypes and protocol
+// numbers come from it).
 const (
-	vnetFlagNeedsCsum = 0x01 // VIRTIO_NET_HDR_F_NEEDS_CSUM: checksum from csum_start still to be computed
-	vnetFlagDataValid = 0x02 // VIRTIO_NET_HDR_F_DATA_VALID: checksum verified (CHECKSUM_UNNECESSARY)
-	vnetGSONone       = 0
-	vnetGSOTCPv4      = 1
-	vnetGSOTCPv6      = 4
-)
-
-const (
-	ipv4HeaderLen = 20
-	ipv6HeaderLen = 40
-	tcpHeaderLen  = 20
+	ipv4HeaderLen = 20 // without options
+	ipv6HeaderLen = 40 // without extension headers
+	tcpHeaderLen  = 20 // without options
+	tcpFlagsOff   = 13 // the flags byte in the TCP header
+	tcpCsumOff    = 16 // the checksum in the TCP header
 	tcpFlagPSH    = 0x08
 	tcpFlagACK    = 0x10
-	// maxCoalesced caps a coalesced frame's IPv4 total length / IPv6
-	// payload length, the largest the headers can express.
-	maxCoalesced = 0xffff
 )
+
+// maxCoalesced caps a coalesced frame's IPv4 total length / IPv6 payload
+// length, the largest the 16-bit fields can express (for IPv6 that is
+// IPV6_MAXPLEN, which x/sys lacks, of the same value).
+const maxCoalesced = unix.IP_MAXPACKET
 
 // frameKind is what the coalescer makes of one frame.
 type frameKind uint8
@@ -230,31 +229,84 @@ func (s *segment) v4() bool { return !s.key.v6 }
 // headersMatch compares everything but lengths, IDs, checksums, sequence
 // numbers and PSH between the head frame h and the segment f: Ethernet
 // header, IP header fields, TCP ACK number, data offset, flags, window,
-// urgent pointer and options.
+// urgent pointer and options. (The vnet headers have been checked by
+// parse, the ports by the flow key.)
 func headersMatch(head, f []byte, hs, s *segment) bool {
-	// Ethernet header (and vnet header has been checked by parse).
 	if !bytes.Equal(head[VnetHdrLen:hs.l3], f[VnetHdrLen:s.l3]) {
+		// cannot coalesce with unequal Ethernet addresses or EtherType
 		return false
 	}
 	hi, fi := head[hs.l3:hs.l4], f[s.l3:s.l4]
 	if hs.v4() {
-		// version/IHL, TOS; flags/fragment; TTL, protocol; addresses.
-		if hi[0] != fi[0] || hi[1] != fi[1] || hi[6] != fi[6] || hi[7] != fi[7] ||
-			hi[8] != fi[8] || hi[9] != fi[9] || !bytes.Equal(hi[12:20], fi[12:20]) {
+		if hi[0] != fi[0] {
+			// cannot coalesce with unequal version or header length
+			return false
+		}
+		if hi[1] != fi[1] {
+			// cannot coalesce with unequal TOS (DSCP or ECN) values
+			return false
+		}
+		if hi[6] != fi[6] || hi[7] != fi[7] {
+			// cannot coalesce with unequal flags (DF) or fragment offsets
+			return false
+		}
+		if hi[8] != fi[8] {
+			// cannot coalesce with unequal TTL values
+			return false
+		}
+		if hi[9] != fi[9] {
+			// cannot coalesce with unequal protocols
+			return false
+		}
+		if !bytes.Equal(hi[12:20], fi[12:20]) {
+			// cannot coalesce with unequal addresses
 			return false
 		}
 	} else {
-		// version, traffic class, flow label; next header, hop limit; addresses.
-		if !bytes.Equal(hi[0:4], fi[0:4]) || hi[6] != fi[6] || hi[7] != fi[7] || !bytes.Equal(hi[8:40], fi[8:40]) {
+		if !bytes.Equal(hi[0:4], fi[0:4]) {
+			// cannot coalesce with unequal version, traffic class or flow label
+			return false
+		}
+		if hi[6] != fi[6] {
+			// cannot coalesce with unequal next headers
+			return false
+		}
+		if hi[7] != fi[7] {
+			// cannot coalesce with unequal hop limits
+			return false
+		}
+		if !bytes.Equal(hi[8:40], fi[8:40]) {
+			// cannot coalesce with unequal addresses
 			return false
 		}
 	}
 	ht, ft := head[hs.l4:hs.payload], f[s.l4:s.payload]
-	// ports, ACK number, data offset, window, urgent pointer, options;
-	// flags equal except PSH (parse allowed only ACK and ACK|PSH).
-	return bytes.Equal(ht[0:4], ft[0:4]) && bytes.Equal(ht[8:13], ft[8:13]) &&
-		ht[13]&^tcpFlagPSH == ft[13]&^tcpFlagPSH && bytes.Equal(ht[14:16], ft[14:16]) &&
-		bytes.Equal(ht[18:], ft[18:])
+	if !bytes.Equal(ht[0:4], ft[0:4]) {
+		// cannot coalesce with unequal ports
+		return false
+	}
+	if !bytes.Equal(ht[8:12], ft[8:12]) {
+		// cannot coalesce with unequal ACK numbers
+		return false
+	}
+	if ht[12] != ft[12] {
+		// cannot coalesce with unequal data offsets (or reserved bits)
+		return false
+	}
+	if ht[tcpFlagsOff]&^tcpFlagPSH != ft[tcpFlagsOff]&^tcpFlagPSH {
+		// cannot coalesce with flags that differ in more than PSH (parse
+		// allowed only ACK and ACK|PSH)
+		return false
+	}
+	if !bytes.Equal(ht[14:16], ft[14:16]) {
+		// cannot coalesce with unequal windows
+		return false
+	}
+	if !bytes.Equal(ht[18:], ft[18:]) {
+		// cannot coalesce with unequal urgent pointers or options
+		return false
+	}
+	return true
 }
 
 func ipv4ID(f []byte, s *segment) uint16 {
@@ -279,15 +331,15 @@ func parse(f []byte, s *segment) {
 	}
 	s.l3 = l3
 	switch binary.BigEndian.Uint16(f[l3-2:]) {
-	case 0x0800:
+	case unix.ETH_P_IP:
 		if len(f) < l3+ipv4HeaderLen || f[l3]>>4 != 4 {
 			return
 		}
 		ip := f[l3:]
-		if ip[9] != 6 { // not TCP: some other flow, unless it could be a TCP fragment
+		if ip[9] != unix.IPPROTO_TCP { // some other flow, unless it could be a TCP fragment
 			return
 		}
-		if ip[0]&0x0f != 5 || binary.BigEndian.Uint16(ip[6:])&^0x4000 != 0 {
+		if ip[0]&0x0f != ipv4HeaderLen/4 || binary.BigEndian.Uint16(ip[6:])&^unix.IP_DF != 0 {
 			// IP options, or a fragment (MF, offset or the reserved bit)
 			s.kind = kindOpaque
 			return
@@ -297,14 +349,14 @@ func parse(f []byte, s *segment) {
 		s.key.addrs = [32]byte{}
 		copy(s.key.addrs[:8], ip[12:20])
 		s.l4 = l3 + ipv4HeaderLen
-	case 0x86dd:
+	case unix.ETH_P_IPV6:
 		if len(f) < l3+ipv6HeaderLen || f[l3]>>4 != 6 {
 			return
 		}
 		ip := f[l3:]
 		switch ip[6] {
-		case 6:
-		case 17, 58, 59: // UDP, ICMPv6, no next header: other flows
+		case unix.IPPROTO_TCP:
+		case unix.IPPROTO_UDP, unix.IPPROTO_ICMPV6, unix.IPPROTO_NONE: // other flows
 			return
 		default: // extension headers (maybe TCP behind them)
 			s.kind = kindOpaque
@@ -326,7 +378,7 @@ func parse(f []byte, s *segment) {
 	thl := int(tcp[12]>>4) * 4
 	s.payload = s.l4 + thl
 	s.seq = binary.BigEndian.Uint32(tcp[4:])
-	s.flags = tcp[13]
+	s.flags = tcp[tcpFlagsOff]
 	if thl < tcpHeaderLen || s.payload >= len(f) || tcp[12]&0x0f != 0 ||
 		(s.flags != tcpFlagACK && s.flags != tcpFlagACK|tcpFlagPSH) {
 		return
@@ -338,24 +390,24 @@ func parse(f []byte, s *segment) {
 			return
 		}
 	} else {
-		if ip[6] != 0x40 || int(binary.BigEndian.Uint16(ip[2:])) != len(f)-l3 || ^checksum(ip[:ipv4HeaderLen], 0) != 0 {
+		if binary.BigEndian.Uint16(ip[6:]) != unix.IP_DF || int(binary.BigEndian.Uint16(ip[2:])) != len(f)-l3 || ^checksum(ip[:ipv4HeaderLen], 0) != 0 {
 			return
 		}
 	}
 	// vnet header: no GSO; checksum vouched for, or none said (to verify).
-	flags, gsoType := f[0], f[1]
-	if gsoType != vnetGSONone {
+	var h virtioNetHdr
+	if h.decode(f) != nil || h.gsoType != unix.VIRTIO_NET_HDR_GSO_NONE {
 		return
 	}
-	switch flags {
+	switch h.flags {
 	case 0:
 		s.vouched = false
-	case vnetFlagDataValid:
+	case unix.VIRTIO_NET_HDR_F_DATA_VALID:
 		s.vouched = true
-	case vnetFlagNeedsCsum:
+	case unix.VIRTIO_NET_HDR_F_NEEDS_CSUM:
 		// A locally generated frame whose checksum is still to be filled
 		// in: the kernel trusts it, so may we, if it points at TCP's.
-		if int(binary.NativeEndian.Uint16(f[6:])) != s.l4-VnetHdrLen || binary.NativeEndian.Uint16(f[8:]) != 16 {
+		if int(h.csumStart) != s.l4-VnetHdrLen || h.csumOffset != tcpCsumOff {
 			return
 		}
 		s.vouched = true
@@ -373,10 +425,10 @@ func finishGroup(f []byte, g *group) {
 	h := &g.head
 	ip := f[h.l3:]
 	tcp := f[h.l4:]
-	gsoType := byte(vnetGSOTCPv4)
+	gsoType := uint8(unix.VIRTIO_NET_HDR_GSO_TCPV4)
 	tcpLen := len(f) - h.l4
 	if h.key.v6 {
-		gsoType = vnetGSOTCPv6
+		gsoType = unix.VIRTIO_NET_HDR_GSO_TCPV6
 		binary.BigEndian.PutUint16(ip[4:], uint16(tcpLen))
 	} else {
 		binary.BigEndian.PutUint16(ip[2:], uint16(len(f)-h.l3))
@@ -384,15 +436,18 @@ func finishGroup(f []byte, g *group) {
 		binary.BigEndian.PutUint16(ip[10:], ^checksum(ip[:ipv4HeaderLen], 0))
 	}
 	if g.psh {
-		tcp[13] |= tcpFlagPSH
+		tcp[tcpFlagsOff] |= tcpFlagPSH
 	}
-	binary.BigEndian.PutUint16(tcp[16:], pseudoHeaderSum(f, h, tcpLen))
-	f[0] = vnetFlagNeedsCsum
-	f[1] = gsoType
-	binary.NativeEndian.PutUint16(f[2:], uint16(h.payload-VnetHdrLen))
-	binary.NativeEndian.PutUint16(f[4:], uint16(g.gsoSize))
-	binary.NativeEndian.PutUint16(f[6:], uint16(h.l4-VnetHdrLen))
-	binary.NativeEndian.PutUint16(f[8:], 16)
+	binary.BigEndian.PutUint16(tcp[tcpCsumOff:], pseudoHeaderSum(f, h, tcpLen))
+	vh := virtioNetHdr{
+		flags:      unix.VIRTIO_NET_HDR_F_NEEDS_CSUM,
+		gsoType:    gsoType,
+		hdrLen:     uint16(h.payload - VnetHdrLen),
+		gsoSize:    uint16(g.gsoSize),
+		csumStart:  uint16(h.l4 - VnetHdrLen),
+		csumOffset: tcpCsumOff,
+	}
+	_ = vh.encode(f) // cannot fail: f holds a whole frame, longer than the header
 }
 
 // pseudoHeaderSum returns the folded (not complemented) ones'-complement
@@ -404,7 +459,7 @@ func pseudoHeaderSum(f []byte, s *segment, tcpLen int) uint16 {
 	} else {
 		addrs = f[s.l3+12 : s.l3+20]
 	}
-	sum := uint32(checksum(addrs, 0)) + 6 + uint32(tcpLen)
+	sum := uint32(checksum(addrs, 0)) + unix.IPPROTO_TCP + uint32(tcpLen)
 	return fold32(sum)
 }
 

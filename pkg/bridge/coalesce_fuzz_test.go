@@ -21,6 +21,8 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestCoalescerRandomized runs checkBatch over a fixed sequence of
@@ -51,8 +53,8 @@ func TestCoalescerRandomized(t *testing.T) {
 		{"merged IPv4 frames", st.mergedV4},
 		{"merged IPv6 frames", st.mergedV6},
 		{"merged segments without checksum flag (verified in software)", st.mergedByVnet[0]},
-		{"merged NEEDS_CSUM segments", st.mergedByVnet[vnetFlagNeedsCsum]},
-		{"merged DATA_VALID segments", st.mergedByVnet[vnetFlagDataValid]},
+		{"merged NEEDS_CSUM segments", st.mergedByVnet[unix.VIRTIO_NET_HDR_F_NEEDS_CSUM]},
+		{"merged DATA_VALID segments", st.mergedByVnet[unix.VIRTIO_NET_HDR_F_DATA_VALID]},
 		{"merged frames with PSH", st.mergedPSH},
 		{"merged frames with no room for another full segment", st.full},
 		{"merged frames within 24 bytes of the 64 KiB limit", st.nearLimit},
@@ -260,11 +262,11 @@ func checkMerged(f []byte, in [][]byte, views []refView, members []int, st *coal
 	}
 	hdrLen, gsoSize := int(binary.NativeEndian.Uint16(f[2:])), int(binary.NativeEndian.Uint16(f[4:]))
 	csumStart, csumOff := int(binary.NativeEndian.Uint16(f[6:])), int(binary.NativeEndian.Uint16(f[8:]))
-	gsoType := byte(vnetGSOTCPv4)
+	gsoType := byte(unix.VIRTIO_NET_HDR_GSO_TCPV4)
 	if h.v6 {
-		gsoType = vnetGSOTCPv6
+		gsoType = unix.VIRTIO_NET_HDR_GSO_TCPV6
 	}
-	if f[0] != vnetFlagNeedsCsum || f[1] != gsoType || hdrLen != h.payload-VnetHdrLen || gsoSize != gso ||
+	if f[0] != unix.VIRTIO_NET_HDR_F_NEEDS_CSUM || f[1] != gsoType || hdrLen != h.payload-VnetHdrLen || gsoSize != gso ||
 		csumStart != h.l4-VnetHdrLen || csumOff != 16 {
 		return fmt.Errorf("vnet header % x: want flags NEEDS_CSUM, gso type %d, hdr_len %d, gso_size %d, csum %d+16",
 			f[:VnetHdrLen], gsoType, h.payload-VnetHdrLen, gso, h.l4-VnetHdrLen)
@@ -327,16 +329,16 @@ func checkMerged(f []byte, in [][]byte, views []refView, members []int, st *coal
 			return fmt.Errorf("segment %d (frame %d) has %d bytes of payload, gso_size %d, %d segments", k, m, plen, gso, len(members))
 		}
 		switch flags := mf[0]; {
-		case mf[1] != vnetGSONone:
+		case mf[1] != unix.VIRTIO_NET_HDR_GSO_NONE:
 			return fmt.Errorf("segment %d (frame %d) is a GSO frame (vnet % x)", k, m, mf[:VnetHdrLen])
 		case flags == 0:
 			if refTCPSum(mf, v.l3, v.l4, v.v6) != 0xffff {
 				return fmt.Errorf("segment %d (frame %d) without checksum flag merged with a bad TCP checksum", k, m)
 			}
 			st.mergedByVnet[0]++
-		case flags == vnetFlagDataValid:
+		case flags == unix.VIRTIO_NET_HDR_F_DATA_VALID:
 			st.mergedByVnet[flags]++
-		case flags == vnetFlagNeedsCsum && int(binary.NativeEndian.Uint16(mf[6:])) == v.l4-VnetHdrLen &&
+		case flags == unix.VIRTIO_NET_HDR_F_NEEDS_CSUM && int(binary.NativeEndian.Uint16(mf[6:])) == v.l4-VnetHdrLen &&
 			binary.NativeEndian.Uint16(mf[8:]) == 16:
 			st.mergedByVnet[flags]++
 		default:
@@ -567,7 +569,7 @@ func newGenFlow(in *fuzzInput) genFlow {
 	fl := genFlow{
 		v6:    b&1 != 0,
 		mss:   [...]int{1448, 1208, 536, 8948}[b>>1&3],
-		vnet:  [...]byte{0, vnetFlagNeedsCsum, vnetFlagDataValid, 0}[b>>3&3],
+		vnet:  [...]byte{0, unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, unix.VIRTIO_NET_HDR_F_DATA_VALID, 0}[b>>3&3],
 		sport: 40000 + uint16(b>>6),
 		seq:   0xffff0000 + uint32(in.intn(1<<16)), // wraps in many batches
 		id:    0xff00 + uint16(in.next()),          // so does the IPv4 ID
@@ -593,7 +595,7 @@ func (fl *genFlow) frame(seq uint32, plen int, flags byte, ext []byte, extType b
 	thl := tcpHeaderLen + len(fl.opts)
 	f := make([]byte, l4+thl+plen)
 	f[0] = fl.vnet
-	if fl.vnet == vnetFlagNeedsCsum {
+	if fl.vnet == unix.VIRTIO_NET_HDR_F_NEEDS_CSUM {
 		binary.NativeEndian.PutUint16(f[6:], uint16(l4-VnetHdrLen))
 		binary.NativeEndian.PutUint16(f[8:], 16)
 	}
@@ -635,7 +637,7 @@ func (fl *genFlow) frame(seq uint32, plen int, flags byte, ext []byte, extType b
 		x := seq + uint32(j) // a retransmission carries the same bytes
 		p[j] = byte(x ^ x>>7 ^ x>>15)
 	}
-	if fl.vnet == vnetFlagNeedsCsum {
+	if fl.vnet == unix.VIRTIO_NET_HDR_F_NEEDS_CSUM {
 		binary.BigEndian.PutUint16(tcp[16:], refPseudoSum(f, l3, l4, fl.v6))
 	} else {
 		binary.BigEndian.PutUint16(tcp[16:], ^refTCPSum(f, l3, l4, fl.v6))
@@ -824,7 +826,7 @@ func mutate(in *fuzzInput, out [][]byte) [][]byte {
 		if g := in.next(); g >= 192 {
 			f[1] = g % 6
 		}
-		if f[0]&vnetFlagNeedsCsum != 0 {
+		if f[0]&unix.VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
 			v := refParse(f)
 			start := v.l4 - VnetHdrLen
 			switch in.next() % 4 {

@@ -5,16 +5,17 @@ import (
 	"net"
 
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
-// Ethernet constants the filter and the relay use.
+// Ethernet constants the filter and the relay use, which x/sys lacks (it
+// has the EtherTypes: unix.ETH_P_*).
 const (
-	ethHeaderLen = 14
-	etherTypeOff = 12
-	ethP8021Q    = 0x8100
-	ethP8021AD   = 0x88a8
-	ethPQinQ     = 0x9100 // pre-standard QinQ tag still seen on some gear
-	filterSnap   = 0x40000
+	ethHeaderLen = 14 // ETH_HLEN
+	etherTypeOff = 12 // the EtherType in the Ethernet header
+	// filterSnap is how much of an accepted frame the filter keeps: all of
+	// it (more than the largest GSO frame).
+	filterSnap = 0x40000
 )
 
 // FilterProgram returns the classic BPF program attached to the parent
@@ -49,9 +50,9 @@ func FilterProgram(mac net.HardwareAddr) ([]bpf.Instruction, error) {
 	p.op(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
 	p.jmp(bpf.JumpNotEqual, 0, "drop", "")
 	p.op(bpf.LoadAbsolute{Off: etherTypeOff, Size: 2})
-	p.jmp(bpf.JumpEqual, ethP8021Q, "drop", "")
-	p.jmp(bpf.JumpEqual, ethP8021AD, "drop", "")
-	p.jmp(bpf.JumpEqual, ethPQinQ, "drop", "")
+	p.jmp(bpf.JumpEqual, unix.ETH_P_8021Q, "drop", "")
+	p.jmp(bpf.JumpEqual, unix.ETH_P_8021AD, "drop", "")
+	p.jmp(bpf.JumpEqual, unix.ETH_P_QINQ1, "drop", "") // pre-standard QinQ tag still seen on some gear
 	// Destination is our MAC?
 	p.op(bpf.LoadAbsolute{Off: 0, Size: 4})
 	p.jmp(bpf.JumpEqual, hi, "", "group")

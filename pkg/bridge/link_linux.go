@@ -3,73 +3,180 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"sync"
 
+	"github.com/vethd/vethd/internal/journal"
+	"github.com/vethd/vethd/internal/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// linkCarrier reports whether a link is up with a carrier (IFF_UP and
-// IFF_LOWER_UP).
-func linkCarrier(a *netlink.LinkAttrs) bool {
-	return a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0
+// netlinkLinks is the LinkControl of the calling process's network
+// namespace: one NETLINK_ROUTE handle for requests, and a socket of its own
+// for each subscription. It may be used from any goroutine.
+type netlinkLinks struct {
+	h *netlink.Handle
+	// log receives the errors a subscription survives (at debug level).
+	log *slog.Logger
 }
 
-// isNotFound reports whether err says that a link does not exist.
-func isNotFound(err error) bool {
-	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
-}
+var _ LinkControl = (*netlinkLinks)(nil)
 
-// retryDump runs f again while the kernel says a netlink dump was
-// interrupted by a concurrent change (at most a few times).
-func retryDump[T any](f func() (T, error)) (T, error) {
-	var v T
-	var err error
-	for range 5 {
-		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return v, err
-		}
+// newNetlinkLinks opens a NETLINK_ROUTE handle in the calling process's
+// network namespace.
+func newNetlinkLinks(log *slog.Logger) (*netlinkLinks, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	return v, err
+	return &netlinkLinks{h: h, log: log}, nil
 }
 
-// linkByName looks a link up by name.
+// linkFromNetlink converts netlink's view of a link into the bridge's.
+func linkFromNetlink(a *netlink.LinkAttrs) Link {
+	return Link{
+		Index:        a.Index,
+		Name:         a.Name,
+		MTU:          a.MTU,
+		HardwareAddr: a.HardwareAddr,
+		Up:           a.RawFlags&unix.IFF_UP != 0,
+		LowerUp:      a.RawFlags&unix.IFF_LOWER_UP != 0,
+		Promiscuity:  a.Promisc,
+	}
+}
+
+// notFoundError is netlink's "no such link" error, which also matches
+// ErrLinkNotFound (and keeps netlink's text).
+type notFoundError struct{ err error }
+
+func (e notFoundError) Error() string        { return e.err.Error() }
+func (e notFoundError) Unwrap() error        { return e.err }
+func (e notFoundError) Is(target error) bool { return target == ErrLinkNotFound }
+
+// lookupError marks err as ErrLinkNotFound if it says that the link does
+// not exist.
+func lookupError(err error) error {
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+		return notFoundError{err}
+	}
+	return err
+}
+
+// LinkByName looks a link up by name. See LinkControl.
 //
 // Equivalent to: `ip link show dev $name`.
-func linkByName(h *netlink.Handle, name string) (netlink.Link, error) {
-	return retryDump(func() (netlink.Link, error) { return h.LinkByName(name) })
-}
-
-// linkByIndex looks a link up by ifindex.
-//
-// Equivalent to: `ip link show` and picking index $i.
-func linkByIndex(h *netlink.Handle, i int) (netlink.Link, error) {
-	return retryDump(func() (netlink.Link, error) { return h.LinkByIndex(i) })
-}
-
-// setupTAPLink gives the fresh TAP its address and MTU (0: left as it is),
-// then brings it up.
-// The address is set while the link is down, so nothing ever leaves with
-// the kernel's random one.
-//
-// Equivalent to: `ip link set $name address $mac mtu $mtu up`.
-func setupTAPLink(h *netlink.Handle, name string, mac net.HardwareAddr, mtu int) (netlink.Link, error) {
-	l, err := linkByName(h, name)
+func (c *netlinkLinks) LinkByName(name string) (Link, error) {
+	l, err := netlinksafe.RetryDump(func() (netlink.Link, error) { return c.h.LinkByName(name) })
 	if err != nil {
-		return nil, fmt.Errorf("find %s: %w", name, err)
+		return Link{}, lookupError(err)
 	}
-	if err := h.LinkSetHardwareAddr(l, mac); err != nil {
-		return nil, fmt.Errorf("set %s mac %s: %w", name, mac, err)
+	return linkFromNetlink(l.Attrs()), nil
+}
+
+// LinkByIndex looks a link up by ifindex. See LinkControl.
+//
+// Equivalent to: `ip link show` and picking index $index.
+func (c *netlinkLinks) LinkByIndex(index int) (Link, error) {
+	l, err := netlinksafe.RetryDump(func() (netlink.Link, error) { return c.h.LinkByIndex(index) })
+	if err != nil {
+		return Link{}, lookupError(err)
 	}
-	if mtu != 0 {
-		if err := h.LinkSetMTU(l, mtu); err != nil {
-			return nil, fmt.Errorf("set %s mtu %d: %w", name, mtu, err)
+	return linkFromNetlink(l.Attrs()), nil
+}
+
+// byIndex is what netlink's setters need of a link: its ifindex.
+func byIndex(index int) netlink.Link {
+	return &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}
+}
+
+// LinkSetHardwareAddr sets a link's MAC address. See LinkControl.
+//
+// Equivalent to: `ip link set $link address $hwaddr`.
+func (c *netlinkLinks) LinkSetHardwareAddr(index int, mac net.HardwareAddr) error {
+	return c.h.LinkSetHardwareAddr(byIndex(index), mac)
+}
+
+// LinkSetMTU sets a link's MTU. See LinkControl.
+//
+// Equivalent to: `ip link set $link mtu $mtu`.
+func (c *netlinkLinks) LinkSetMTU(index, mtu int) error {
+	return c.h.LinkSetMTU(byIndex(index), mtu)
+}
+
+// LinkSetUp brings a link up. See LinkControl.
+//
+// Equivalent to: `ip link set $link up`.
+func (c *netlinkLinks) LinkSetUp(index int) error {
+	return c.h.LinkSetUp(byIndex(index))
+}
+
+// LinkSubscribe subscribes to link notifications (RTNLGRP_LINK) on a
+// socket of its own, in the calling process's network namespace. See
+// LinkControl.
+//
+// Equivalent to: `ip monitor link`.
+func (c *netlinkLinks) LinkSubscribe() (LinkSubscription, error) {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		// Called for errors the subscription survives, and for the one
+		// that ends it (then updates closes, and so does Events).
+		ErrorCallback: func(err error) {
+			select {
+			case <-done:
+			default:
+				c.log.Debug(fmt.Sprintf("link notification error err=%s", journal.Quote(err.Error())))
+			}
+		},
+		ReceiveBufferSize: 1 << 20,
+	})
+	if err != nil {
+		close(done)
+		return nil, err
+	}
+	s := &netlinkSubscription{events: make(chan LinkEvent), done: done}
+	go s.routineConvert(updates)
+	return s, nil
+}
+
+// Close closes the handle. See LinkControl.
+func (c *netlinkLinks) Close() error {
+	c.h.Close()
+	return nil
+}
+
+// netlinkSubscription is a LinkSubscription over netlink's: its goroutine
+// routineConvert turns netlink's updates into LinkEvents.
+type netlinkSubscription struct {
+	events    chan LinkEvent
+	done      chan struct{} // closed by Close; netlink then closes its socket
+	closeOnce sync.Once
+}
+
+var _ LinkSubscription = (*netlinkSubscription)(nil)
+
+// routineConvert passes updates on as LinkEvents until netlink closes
+// updates (the subscription is lost, or closed), then closes Events.
+func (s *netlinkSubscription) routineConvert(updates <-chan netlink.LinkUpdate) {
+	defer close(s.events)
+	for u := range updates {
+		ev := LinkEvent{Link: linkFromNetlink(u.Attrs()), Deleted: u.Header.Type == unix.RTM_DELLINK}
+		select {
+		case s.events <- ev:
+		case <-s.done:
+			// Nobody listens any more: let netlink's reader end.
+			for range updates {
+			}
+			return
 		}
 	}
-	if err := h.LinkSetUp(l); err != nil {
-		return nil, fmt.Errorf("set %s up: %w", name, err)
-	}
-	return linkByName(h, name)
 }
+
+// Events returns the notifications. See LinkSubscription.
+func (s *netlinkSubscription) Events() <-chan LinkEvent { return s.events }
+
+// Close ends the subscription. See LinkSubscription.
+func (s *netlinkSubscription) Close() { s.closeOnce.Do(func() { close(s.done) }) }

@@ -15,13 +15,19 @@ const socketBufBytes = 4 << 20
 
 // ParentSocket is the AF_PACKET socket on the parent NIC: it receives what
 // the kernel filter lets through and sends frames out of the parent as they
-// are, with their virtio_net_hdr (PACKET_VNET_HDR).
+// are, with their virtio_net_hdr (PACKET_VNET_HDR). One goroutine reads
+// (ReadFrame or ReadBatch) while another writes; Dropped and Close may be
+// called from any goroutine.
 type ParentSocket struct {
 	*pollFD
-	fd      int
-	ifindex int
-	batch   batchState
+	batch batchState // the reader's recvmmsg state
 }
+
+var (
+	_ FrameIO     = (*ParentSocket)(nil)
+	_ BatchReader = (*ParentSocket)(nil)
+	_ ParentIO    = (*ParentSocket)(nil)
+)
 
 // OpenParentSocket opens the socket for the virtual MAC mac on the parent
 // with index ifindex. Order matters: the socket is created with protocol 0
@@ -84,11 +90,12 @@ func OpenParentSocket(ifindex int, parentName string, mac net.HardwareAddr) (*Pa
 	if err != nil {
 		return nil, err
 	}
-	return &ParentSocket{pollFD: p, fd: fd, ifindex: ifindex}, nil
+	return &ParentSocket{pollFD: p}, nil
 }
 
 // Dropped returns how many frames the kernel dropped because the socket's
 // queue was full since the last call (PACKET_STATISTICS; reading resets it).
+// See ParentIO.
 func (s *ParentSocket) Dropped() uint64 {
 	var st *unix.TpacketStats
 	var err error

@@ -14,25 +14,30 @@ import (
 
 // pollFD is a non-blocking file descriptor in Go's netpoller, read and
 // written one frame per call without allocating: the closures handed to
-// RawConn are built once. One goroutine may read while another writes.
+// RawConn are built once. One goroutine may read while another writes;
+// Close may be called from any goroutine, and more than once.
 type pollFD struct {
+	// Set by newPollFD, read-only after.
 	f      *os.File
 	rc     syscall.RawConn
-	closed atomic.Bool
-	once   sync.Once
+	rflags int // recv flags (MSG_TRUNC on sockets); 0: read(2)
 
-	// Reader state, used by one goroutine at a time.
+	closed atomic.Bool // set by Close before the file is closed
+	once   sync.Once   // makes Close idempotent
+
+	// Reader state, owned by the goroutine in ReadFrame (one at a time).
 	rbuf   []byte
 	rn     int
 	rerr   error
-	rflags int
 	readFn func(fd uintptr) bool
 
-	// Writer state, used by one goroutine at a time.
+	// Writer state, owned by the goroutine in WriteFrame (one at a time).
 	wbuf    []byte
 	werr    error
 	writeFn func(fd uintptr) bool
 }
+
+var _ FrameIO = (*pollFD)(nil)
 
 // newPollFD takes ownership of fd (which must already be non-blocking).
 // recvTrunc reads with recv(MSG_TRUNC) so that a frame larger than the

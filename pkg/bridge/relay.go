@@ -18,7 +18,8 @@ const (
 )
 
 // readErrors is a read loop's memory of unexpected errors: each is counted,
-// a new one is reported once, and only a run of them pauses the loop.
+// one that differs from the loop's previous error is reported, and only a
+// run of them pauses the loop. Each read loop owns its own.
 type readErrors struct {
 	last error
 	run  int
@@ -45,11 +46,6 @@ func (e *readErrors) handle(r *Relay, dir string, err error) {
 
 // ok ends a run of errors.
 func (e *readErrors) ok() { e.run = 0 }
-
-// VnetHdrLen is the size of the virtio_net_hdr that starts every frame on
-// both sides of the relay (the TAP's default vnet header size, and what
-// PACKET_VNET_HDR uses).
-const VnetHdrLen = 10
 
 // BufSize is the size of each relay buffer: a vnet header, the largest GSO
 // super-frame the kernel builds (64 KiB), and room for a VLAN tag.
@@ -124,8 +120,10 @@ func DropReasons() []DropReason {
 // Counters are the relay's statistics. Rx is from the wire to the virtual
 // interface, Tx from the virtual interface to the wire, as the virtual
 // interface's own counters would count them. Bytes are Ethernet frame
-// bytes; a GSO super-frame counts as one packet. All fields are updated
-// atomically and may be read at any time.
+// bytes; a GSO super-frame counts as one packet. A frame is counted as a
+// packet once its write to the other side has succeeded, so whoever reads
+// that side may see the frame a moment before the count. All fields are
+// updated atomically and may be read at any time.
 type Counters struct {
 	RxPackets, RxBytes atomic.Uint64
 	TxPackets, TxBytes atomic.Uint64
@@ -173,31 +171,47 @@ func (c *Counters) Reset() {
 	}
 }
 
-// Relay moves frames between a TAP and the current parent socket.
+// Relay moves frames between a TAP and the current parent socket, one
+// goroutine per direction: routineTAPToWire for the Relay's whole life,
+// and a routineWireToTAP for each parent SetParent installs. Each reader
+// owns its buffers (allocated when it starts) and its readErrors; the
+// per-frame path takes no lock and allocates nothing.
 //
 // The TAP side lives as long as the Relay; the parent side can be swapped
 // (SetParent) while frames flow, without a lock: the TAP reader loads the
 // current parent atomically for every frame.
+//
+// SetParent and Close are called by one goroutine at a time (the bridge's
+// owner), Close last. SetMAC, Healthy and the counters may be used from any
+// goroutine.
 type Relay struct {
+	// Set by NewRelay, read-only after: safe from any goroutine.
 	tap      FrameIO
-	mac      atomic.Uint64 // the virtual MAC, as macBits gives it
-	tapAlive atomic.Bool   // the TAP reader runs
-	parent   atomic.Pointer[parentBinding]
 	counters *Counters
-	// OnError is called once per distinct failure of a read loop that is
-	// not a shutdown; it may be nil.
+	// onError is called on a reader's goroutine with an unexpected read
+	// error (not a shutdown) that differs from that reader's previous one,
+	// so a repeating error is reported once; nil: errors are only counted.
 	onError func(dir string, err error)
-	wg      sync.WaitGroup
+
+	// Atomics, shared by the readers and the methods: mac and parent are
+	// loaded by the TAP reader for every frame, tapAlive by Healthy.
+	mac      atomic.Uint64                 // the virtual MAC as macBits gives it; stored by SetMAC
+	parent   atomic.Pointer[parentBinding] // the current parent, nil if none; swapped by SetParent
+	tapAlive atomic.Bool                   // the TAP reader runs; cleared by it when it ends
+
+	wg sync.WaitGroup // the readers; Close waits for them
 }
 
-// parentBinding is one open parent socket and its reader's buffer.
+// parentBinding is one parent side and its reader: done is closed when
+// the reader has returned.
 type parentBinding struct {
 	io   FrameIO
 	done chan struct{}
 }
 
-// NewRelay returns a relay for tap, whose frames must come from mac; it
-// starts the TAP reader. onError may be nil.
+// NewRelay returns a relay for tap, whose frames must come from mac, and
+// counting into c; it starts the TAP reader. onError (which may be nil) is
+// told of read errors, see Relay.onError.
 func NewRelay(tap FrameIO, mac net.HardwareAddr, c *Counters, onError func(dir string, err error)) *Relay {
 	r := &Relay{tap: tap, counters: c, onError: onError}
 	r.SetMAC(mac)

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"bytes"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,9 +38,34 @@ func recv(t *testing.T, ch chan []byte) []byte {
 	select {
 	case f := <-ch:
 		return f
-	case <-time.After(5 * time.Second):
-		t.Fatal("no frame relayed within 5s")
+	case <-time.After(waitTimeout):
+		t.Fatalf("no frame relayed within %v", waitTimeout)
 		return nil
+	}
+}
+
+// waitTimeout bounds how long a test waits for the relay: generous, as a
+// loaded machine may deschedule a reader for a long time.
+const waitTimeout = 10 * time.Second
+
+// waitCounter waits until counter c (called name in the failure) is want.
+// The relay counts a frame after its write to the other side succeeded,
+// so a test that has just received the frame may be ahead of the count.
+// Counters only grow, so one past want fails at once.
+func waitCounter(t *testing.T, name string, c *atomic.Uint64, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		n := c.Load()
+		switch {
+		case n == want:
+			return
+		case n > want:
+			t.Fatalf("%s = %d, want %d", name, n, want)
+		case time.Now().After(deadline):
+			t.Fatalf("%s = %d after %v, want %d", name, n, waitTimeout, want)
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
 
@@ -66,6 +92,8 @@ func TestRelayBothWaysUntouched(t *testing.T) {
 	if got := recv(t, tap.Out); !bytes.Equal(got, down) {
 		t.Fatal("frame from the parent reached the TAP altered")
 	}
+	waitCounter(t, "TxBytes", &c.TxBytes, 9000)
+	waitCounter(t, "RxBytes", &c.RxBytes, 1514)
 	s := c.Snapshot()
 	if s.TxPackets != 1 || s.TxBytes != 9000 || s.RxPackets != 1 || s.RxBytes != 1514 {
 		t.Fatalf("counters = %+v, want 1 tx packet of 9000 bytes and 1 rx of 1514", s)
@@ -83,11 +111,10 @@ func TestRelayDropsSpoofedAndRunts(t *testing.T) {
 	if got := recv(t, parent.Out); !bytes.Equal(got, good) {
 		t.Fatal("first frame out is not the only legitimate one")
 	}
-	// The wire-side runt is consumed by the other goroutine: wait for it.
-	deadline := time.Now().Add(5 * time.Second)
-	for c.RxDrops[bridge.DropRunt].Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	// The good frame is counted after its write; the wire-side runt is
+	// consumed by the other goroutine: wait for both.
+	waitCounter(t, "TxBytes", &c.TxBytes, 60)
+	waitCounter(t, "RxDrops[runt]", &c.RxDrops[bridge.DropRunt], 1)
 	s := c.Snapshot()
 	if s.TxDrops["spoof"] != 1 || s.TxDrops["runt"] != 1 || s.RxDrops["runt"] != 1 || s.TxPackets != 1 {
 		t.Fatalf("counters = %+v, want 1 spoof, 1 tx runt, 1 rx runt, 1 tx packet", s)
@@ -117,13 +144,7 @@ func TestRelayOversizeAndNoParent(t *testing.T) {
 		t.Fatal("detaching did not close the parent")
 	}
 	tap.In <- vframe(nil, bcast, vmac, 60, 7)
-	deadline := time.Now().Add(5 * time.Second)
-	for c.TxDrops[bridge.DropNoParent].Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if n := c.TxDrops[bridge.DropNoParent].Load(); n != 1 {
-		t.Fatalf("no-parent drops = %d, want 1", n)
-	}
+	waitCounter(t, "TxDrops[no-parent]", &c.TxDrops[bridge.DropNoParent], 1)
 
 	// A new parent picks up where the old one left off.
 	p2 := bridgetest.NewPipe(8)
@@ -155,6 +176,7 @@ func TestCountersReset(t *testing.T) {
 	_, tap, parent, c := newRelay(t)
 	tap.In <- vframe(nil, bcast, vmac, 60, 9)
 	recv(t, parent.Out)
+	waitCounter(t, "TxBytes", &c.TxBytes, 60) // else the count could come after Reset
 	c.Reset()
 	if s := c.Snapshot(); s.TxPackets != 0 || s.TxBytes != 0 {
 		t.Fatalf("after Reset: %+v", s)
@@ -220,6 +242,7 @@ func TestRelayCoalescesBatch(t *testing.T) {
 	if got := recv(t, tap.Out); !bytes.Equal(got, other) {
 		t.Fatal("frame after the coalesced one not passed through untouched")
 	}
+	waitCounter(t, "RxPackets", &c.RxPackets, 2)
 	s := c.Snapshot()
 	if s.RxPackets != 2 || s.RxCoalesced != 10 || s.RxDrops["oversize"] != 1 {
 		t.Fatalf("counters = %+v, want 2 rx packets, 10 coalesced, 1 oversize", s)

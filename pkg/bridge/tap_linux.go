@@ -8,26 +8,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TUNSETOFFLOAD flags (linux/if_tun.h); x/sys does not define them.
-const (
-	tunFCsum   = 0x01
-	tunFTSO4   = 0x02
-	tunFTSO6   = 0x04
-	tunFTSOECN = 0x08
-	tunFUSO4   = 0x20
-	tunFUSO6   = 0x40
-)
-
 // TAP is the virtual interface's character device: frames the host sends on
 // the interface are read from it, frames written to it are received by the
-// interface. Every frame starts with a virtio_net_hdr.
+// interface. Every frame starts with a virtio_net_hdr. Its fields are set
+// when it is opened and read-only after.
 type TAP struct {
 	*pollFD
-	fd   int
-	name string
-	// Offloads is the list of offloads the kernel accepted (csum, tso4, …).
-	Offloads []string
+	name     string
+	offloads []string // what the kernel accepted (csum, tso4, …)
 }
+
+var (
+	_ FrameIO   = (*TAP)(nil)
+	_ TAPDevice = (*TAP)(nil)
+)
 
 // ErrNameInUse is returned by OpenTAP when a network interface of that name
 // already exists.
@@ -68,8 +62,8 @@ func newTAP(fd int, name string) (*TAP, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("set %s vnet header size: %w", name, err)
 	}
-	t := &TAP{fd: fd, name: name}
-	if err := t.setOffloads(); err != nil {
+	offloads, err := setOffloads(fd, name)
+	if err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
@@ -81,8 +75,7 @@ func newTAP(fd int, name string) (*TAP, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.pollFD = p
-	return t, nil
+	return &TAP{pollFD: p, name: name, offloads: offloads}, nil
 }
 
 // ErrNotTAP is returned by AdoptTAP for a descriptor that is not an
@@ -127,7 +120,7 @@ func AdoptTAP(f *os.File) (*TAP, error) {
 // systemd's fd store: the interface then outlives this process until
 // systemd closes its copy. It is a raw fd on purpose: an *os.File's Fd
 // method would make the shared file description blocking. The caller
-// closes it with unix.Close.
+// closes it with unix.Close. See TAPDevice.
 func (t *TAP) Dup() (int, error) {
 	nfd := -1
 	var err error
@@ -144,27 +137,33 @@ func (t *TAP) Dup() (int, error) {
 }
 
 // setOffloads tells the kernel which offloads vethd accepts in frames read
-// from the TAP: checksum, TSO (v4, v6, ECN) and, where the kernel has it,
-// UDP segmentation. The parent's socket passes them on untouched.
-func (t *TAP) setOffloads() error {
-	base := tunFCsum | tunFTSO4 | tunFTSO6 | tunFTSOECN
-	err := unix.IoctlSetInt(t.fd, unix.TUNSETOFFLOAD, base|tunFUSO4|tunFUSO6)
-	if err == nil {
-		t.Offloads = []string{"csum", "tso4", "tso6", "tso-ecn", "uso4", "uso6"}
-		return nil
+// from the TAP on fd (named name): checksum, TSO (v4, v6, ECN) and, where
+// the kernel has it, UDP segmentation. It returns the ones accepted. The
+// parent's socket passes them on untouched.
+func setOffloads(fd int, name string) ([]string, error) {
+	base := unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN
+	if unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, base|unix.TUN_F_USO4|unix.TUN_F_USO6) == nil {
+		return []string{"csum", "tso4", "tso6", "tso-ecn", "uso4", "uso6"}, nil
 	}
-	if err := unix.IoctlSetInt(t.fd, unix.TUNSETOFFLOAD, base); err != nil {
-		return fmt.Errorf("set %s offloads: %w", t.name, err)
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, base); err != nil {
+		return nil, fmt.Errorf("set %s offloads: %w", name, err)
 	}
-	t.Offloads = []string{"csum", "tso4", "tso6", "tso-ecn"}
-	return nil
+	return []string{"csum", "tso4", "tso6", "tso-ecn"}, nil
 }
 
-// Name returns the interface name.
+// Name returns the interface name, as it was when the TAP was opened or
+// adopted. See TAPDevice.
 func (t *TAP) Name() string { return t.name }
 
+// Offloads returns the offloads the kernel accepted (csum, tso4, …). See
+// TAPDevice.
+func (t *TAP) Offloads() []string { return t.offloads }
+
 // SetCarrier turns the interface's carrier on or off (TUNSETCARRIER), so
-// DHCP clients and network managers see the parent's link state.
+// DHCP clients and network managers see the parent's link state. See
+// TAPDevice.
+//
+// Equivalent to: `ip link set $name carrier on|off`.
 func (t *TAP) SetCarrier(on bool) error {
 	v := 0
 	if on {

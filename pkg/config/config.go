@@ -57,7 +57,7 @@ type Bridge struct {
 	Carrier    Carrier        // Carrier=: follow (default) | on
 }
 
-// Section is the one section a configuration file has.
+// section is the one section a configuration file has.
 const section = "Bridge"
 
 // Key names, in the order Marshal writes them.
@@ -251,9 +251,8 @@ func Parse(r io.Reader, path, name string) (*Bridge, error) {
 	if b.Parent == "" {
 		return nil, &Error{File: path, Key: keyParent, Err: errors.New("missing; name the NIC whose wire is shared")}
 	}
-	if b.Parent == name {
-		return nil, &Error{File: path, Line: parentLine, Key: keyParent,
-			Err: fmt.Errorf("%q is the bridge itself; name the NIC whose wire is shared", b.Parent)}
+	if err := checkNotSelf(name, b.Parent); err != nil {
+		return nil, &Error{File: path, Line: parentLine, Key: keyParent, Err: err}
 	}
 	return b, nil
 }
@@ -291,11 +290,8 @@ func (b *Bridge) set(key, raw string) error {
 		b.reset(key)
 		return nil
 	}
-	if err := checkChars(v); err != nil {
+	if err := checkValue(key, v); err != nil {
 		return err
-	}
-	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-		return fmt.Errorf("%s is quoted; values are written without quotes (%s=%s)", v, key, v[1:len(v)-1])
 	}
 	switch key {
 	case keyParent:
@@ -310,30 +306,50 @@ func (b *Bridge) set(key, raw string) error {
 		}
 		b.MACAddress, b.MAC = v, p
 	case keyMTU:
-		n, err := parseMTU(v)
+		n, err := ParseMTU(v)
 		if err != nil {
 			return withHint(err, v)
 		}
 		b.MTU = n
 	case keyCarrier:
-		switch {
-		case strings.EqualFold(v, string(CarrierFollow)):
-			b.Carrier = CarrierFollow
-		case strings.EqualFold(v, string(CarrierOn)):
-			b.Carrier = CarrierOn
-		default:
-			return withHint(fmt.Errorf("%q is not %s or %s", v, CarrierFollow, CarrierOn), v)
+		c, err := ParseCarrier(v)
+		if err != nil {
+			return withHint(err, v)
 		}
+		b.Carrier = c
 	}
 	return nil
 }
 
-// parseMTU reads "inherit" (0) or a number from minMTU to maxMTU.
-func parseMTU(v string) (int, error) {
+// CheckParent checks parent as the Parent= of the bridge named name, as
+// Parse does: a value a file can hold (see checkValue), a valid interface
+// name (ifname.Validate; its errors wrap ifname.ErrInvalid), and not the
+// bridge itself.
+func CheckParent(name, parent string) error {
+	if err := checkValue(keyParent, parent); err != nil {
+		return err
+	}
+	if err := ifname.Validate(parent); err != nil {
+		return err
+	}
+	return checkNotSelf(name, parent)
+}
+
+// checkNotSelf fails if parent is the bridge name itself.
+func checkNotSelf(name, parent string) error {
+	if parent == name {
+		return fmt.Errorf("%q is the bridge itself; name the NIC whose wire is shared", parent)
+	}
+	return nil
+}
+
+// ParseMTU reads the value of MTU=: "inherit" in any case (0: follow the
+// parent) or a decimal number from 68 to 65535.
+func ParseMTU(v string) (int, error) {
 	if strings.EqualFold(v, "inherit") {
 		return 0, nil
 	}
-	if strings.TrimLeft(v, "0123456789") != "" {
+	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
 		return 0, fmt.Errorf("%q is not a number or \"inherit\"", v)
 	}
 	n, err := strconv.Atoi(v)
@@ -341,6 +357,17 @@ func parseMTU(v string) (int, error) {
 		return 0, fmt.Errorf("%s is out of range: an MTU is %d to %d, or \"inherit\"", v, minMTU, maxMTU)
 	}
 	return n, nil
+}
+
+// ParseCarrier reads the value of Carrier=: follow or on, in any case.
+func ParseCarrier(v string) (Carrier, error) {
+	switch {
+	case strings.EqualFold(v, string(CarrierFollow)):
+		return CarrierFollow, nil
+	case strings.EqualFold(v, string(CarrierOn)):
+		return CarrierOn, nil
+	}
+	return "", fmt.Errorf("%q is not %s or %s", v, CarrierFollow, CarrierOn)
 }
 
 // value turns a value as go-systemd returns it into what systemd reads:
@@ -366,10 +393,12 @@ func value(raw string) string {
 	return strings.TrimSpace(b.String())
 }
 
-// checkChars rejects what no value may hold: control characters, and
-// backslashes, which no setting needs and which would continue a line when
-// the value is written back.
-func checkChars(v string) error {
+// checkValue rejects, in the value v of key, what no value may hold:
+// control characters; backslashes, which no setting needs and which would
+// continue a line when the value is written back; quotes around it
+// (unit-file syntax has none); and white space at either end, which
+// Parse would trim (a value Parse reads is trimmed already).
+func checkValue(key, v string) error {
 	for _, r := range v {
 		switch {
 		case r == '\\':
@@ -377,6 +406,12 @@ func checkChars(v string) error {
 		case r != '\t' && unicode.IsControl(r):
 			return fmt.Errorf("%q holds a control character", v)
 		}
+	}
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		return fmt.Errorf("%s is quoted; values are written without quotes (%s=%s)", v, key, v[1:len(v)-1])
+	}
+	if strings.TrimSpace(v) != v {
+		return fmt.Errorf("%q begins or ends with white space", v)
 	}
 	return nil
 }

@@ -47,7 +47,7 @@ func export(t *testing.T, conn *dbus.Conn, b Bridge) *Server {
 }
 
 // fakeBridge is a Bridge whose state the test sets and whose method calls
-// it counts.
+// it counts. godbus's handler goroutines call it; mu guards every field.
 type fakeBridge struct {
 	mu        sync.Mutex
 	status    Status
@@ -57,6 +57,8 @@ type fakeBridge struct {
 	resets    int
 	describes int
 }
+
+var _ Bridge = (*fakeBridge)(nil)
 
 func newFakeBridge(name string) *fakeBridge {
 	return &fakeBridge{

@@ -2,7 +2,6 @@ package dbusapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -114,8 +113,8 @@ func (c *Client) call(ctx context.Context, name, method string, args ...any) *db
 // callError wraps err, from operation op on bridge name, mapping D-Bus
 // error names to this package's errors.
 func callError(op, name string, err error) error {
-	var de dbus.Error
-	if !errors.As(err, &de) {
+	de, ok := asError(err)
+	if !ok {
 		return fmt.Errorf("%s %s: %w", op, name, err)
 	}
 	switch de.Name {

@@ -31,17 +31,6 @@ const (
 	ErrorReloadFailed = Interface + ".Error.ReloadFailed"
 )
 
-// D-Bus error names used by both sides.
-const (
-	errAccessDenied     = "org.freedesktop.DBus.Error.AccessDenied"
-	errServiceUnknown   = "org.freedesktop.DBus.Error.ServiceUnknown"
-	errNameHasNoOwner   = "org.freedesktop.DBus.Error.NameHasNoOwner"
-	errUnknownObject    = "org.freedesktop.DBus.Error.UnknownObject"
-	errUnknownInterface = "org.freedesktop.DBus.Error.UnknownInterface"
-	errUnknownProperty  = "org.freedesktop.DBus.Error.UnknownProperty"
-	errPropertyReadOnly = "org.freedesktop.DBus.Error.PropertyReadOnly"
-)
-
 var (
 	// ErrNameTaken means another connection owns the bridge's bus name.
 	ErrNameTaken = errors.New("bus name already taken")

@@ -3,6 +3,8 @@ package dbusapi
 import (
 	"regexp"
 	"testing"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
 )
 
 func TestEscapeLabel(t *testing.T) {
@@ -71,5 +73,34 @@ func TestNames(t *testing.T) {
 	}
 	if !p.IsValid() {
 		t.Errorf("ObjectPath %q is not valid", p)
+	}
+}
+
+// TestEscapeLabelIsSystemds: systemd names a unit's object
+// /org/freedesktop/systemd1/unit/ + bus_label_escape(unit name), the same
+// escaping as a bridge's label, so vethctl's fake systemd uses EscapeLabel
+// for unit paths. go-systemd's PathBusEscape implements it too, except for
+// bytes below 0x10, which it writes with one hex digit ("_1") where
+// systemd writes two ("_01"); no unit name holds one.
+func TestEscapeLabelIsSystemds(t *testing.T) {
+	for name, want := range map[string]string{
+		"vethd@veth1.service":      "vethd_40veth1_2eservice",
+		"vethd.service":            "vethd_2eservice",
+		"dbus.service":             "dbus_2eservice",
+		"-.mount":                  "_2d_2emount",
+		"systemd-networkd.service": "systemd_2dnetworkd_2eservice",
+		"":                         "_",
+		"\x01":                     "_01", // systemd's hexchar pair; go-systemd: "_1"
+	} {
+		if got := EscapeLabel(name); got != want {
+			t.Errorf("EscapeLabel(%q) = %q, want %q", name, got, want)
+		}
+	}
+	for c := 0x10; c < 256; c++ {
+		for _, s := range []string{string([]byte{byte(c)}), string([]byte{byte(c), 'x'}), string([]byte{'x', byte(c)})} {
+			if got, want := EscapeLabel(s), sd.PathBusEscape(s); got != want {
+				t.Errorf("EscapeLabel(%q) = %q, go-systemd's PathBusEscape %q", s, got, want)
+			}
+		}
 	}
 }

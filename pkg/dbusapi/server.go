@@ -11,6 +11,8 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
 	"github.com/godbus/dbus/v5/prop"
+
+	"github.com/vethd/vethd/internal/humanize"
 )
 
 const (
@@ -29,17 +31,20 @@ const (
 // *prop.Properties and change only in Update, which signals them all in one
 // PropertiesChanged. The counters are read from Bridge.Counters on every Get
 // and GetAll and never signalled.
+//
+// Export sets conn, b, busName, path, counter and props, which do not
+// change after; godbus's handler goroutines and the callers of Update and
+// Close share the Server.
 type Server struct {
 	conn    *dbus.Conn
 	b       Bridge
 	busName string
 	path    dbus.ObjectPath
-	// counter holds the names of the counter properties; read-only.
-	counter map[string]bool
+	counter map[string]bool // the names of the counter properties
 
-	mu     sync.Mutex // serializes Update and reads of props; guards closed
-	props  *prop.Properties
-	closed bool
+	mu     sync.Mutex       // serializes Update and every use of props; guards closed
+	props  *prop.Properties // the state-like properties, as last signalled
+	closed bool             // Close was called
 }
 
 // Export exports b's object at ObjectPath(b.Status().Name), then requests
@@ -213,8 +218,8 @@ func counterValues(c Counters) map[string]any {
 		"TxPackets":   c.TxPackets,
 		"TxBytes":     c.TxBytes,
 		"Errors":      c.Errors,
-		"RxDropped":   sum(rx),
-		"TxDropped":   sum(tx),
+		"RxDropped":   humanize.Sum(rx),
+		"TxDropped":   humanize.Sum(tx),
 		"RxDrops":     rx,
 		"TxDrops":     tx,
 	}
@@ -225,14 +230,6 @@ func cloneDrops(m map[string]uint64) map[string]uint64 {
 		return map[string]uint64{}
 	}
 	return maps.Clone(m)
-}
-
-func sum(m map[string]uint64) uint64 {
-	var n uint64
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
 
 // properties is the org.freedesktop.DBus.Properties handler of a bridge

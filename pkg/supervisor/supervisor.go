@@ -6,10 +6,13 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/vethd/vethd/internal/journal"
 )
 
 // Task runs until ctx is cancelled (then it returns nil) or it fails (then
@@ -85,7 +88,7 @@ func (s *Supervisor) routineRun(ctx context.Context, name string, t Task, done c
 		if time.Since(began) >= s.backoff.Max {
 			wait = s.backoff.Min
 		}
-		s.log.Error("Bridge "+name+" failed; restarting it", "err", err, "in", wait)
+		s.log.Error(fmt.Sprintf("Bridge %s failed; restarting it err=%s in=%s", name, journal.Quote(err.Error()), wait))
 		if s.onRestart != nil {
 			s.onRestart(name, attempt, wait)
 		}

@@ -1,12 +1,16 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vethd/vethd/internal/journal"
 )
 
 func TestRestartsWithBackoffAndKeepsOthers(t *testing.T) {
@@ -83,4 +87,48 @@ func TestStopDuringBackoff(t *testing.T) {
 		t.Fatal("Stop waited out the backoff")
 	}
 	s.Stop("unknown")
+}
+
+func TestLogsFailureLine(t *testing.T) {
+	var buf syncBuffer
+	s := New(Backoff{Min: time.Millisecond, Max: time.Millisecond}, slog.New(journal.NewHandler(&buf, false, slog.LevelInfo)))
+	restarted := make(chan struct{})
+	var once sync.Once
+	s.onRestart = func(string, int, time.Duration) { once.Do(func() { close(restarted) }) }
+	var runs atomic.Int32
+	s.Start("veth1", func(ctx context.Context) error {
+		if runs.Add(1) > 1 {
+			<-ctx.Done()
+			return nil
+		}
+		return errors.New("create TAP veth1: boom")
+	})
+	select {
+	case <-restarted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no restart")
+	}
+	s.StopAll()
+	want := "vethd: error: Bridge veth1 failed; restarting it err=\"create TAP veth1: boom\" in=1ms\n"
+	if got := buf.String(); got != want {
+		t.Errorf("log %q, want %q", got, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the supervisor's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

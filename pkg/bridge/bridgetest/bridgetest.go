@@ -1,5 +1,8 @@
-// Package bridgetest provides a channel-backed bridge.FrameIO, so the relay
-// can be tested without root, a TAP or a network.
+// Package bridgetest provides fakes of what a bridge needs of the kernel, so
+// that the relay and a whole bridge can be tested without root, a TAP or a
+// network: Pipe, a channel-backed bridge.FrameIO; and Net, a link table
+// (bridge.LinkControl) with TAPs and parent sockets built on Pipes
+// (bridge.Opener).
 package bridgetest
 
 import (
@@ -23,7 +26,16 @@ type Pipe struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	breakOnce sync.Once
+	broken    chan struct{} // closed by Break; breakErr is set before
+	breakErr  error
 }
+
+var (
+	_ bridge.FrameIO     = (*Pipe)(nil)
+	_ bridge.BatchReader = (*Pipe)(nil)
+)
 
 // NewPipe returns a Pipe whose channels hold up to depth frames.
 func NewPipe(depth int) *Pipe {
@@ -32,11 +44,15 @@ func NewPipe(depth int) *Pipe {
 		Out:    make(chan []byte, depth),
 		Free:   make(chan []byte, depth),
 		closed: make(chan struct{}),
+		broken: make(chan struct{}),
 	}
 }
 
 // ReadFrame returns the next frame sent on In. See bridge.FrameIO.
 func (p *Pipe) ReadFrame(buf []byte) (int, error) {
+	if err := p.brokenErr(); err != nil {
+		return 0, err
+	}
 	select {
 	case f := <-p.In:
 		if len(f) > len(buf) {
@@ -45,6 +61,8 @@ func (p *Pipe) ReadFrame(buf []byte) (int, error) {
 		return copy(buf, f), nil
 	case <-p.closed:
 		return 0, net.ErrClosed
+	case <-p.broken:
+		return 0, p.breakErr
 	}
 }
 
@@ -52,11 +70,16 @@ func (p *Pipe) ReadFrame(buf []byte) (int, error) {
 // is queued there, up to len(bufs) frames. A frame longer than its buffer
 // is not copied; its size is reported. See bridge.BatchReader.
 func (p *Pipe) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	if err := p.brokenErr(); err != nil {
+		return 0, err
+	}
 	var f []byte
 	select {
 	case f = <-p.In:
 	case <-p.closed:
 		return 0, net.ErrClosed
+	case <-p.broken:
+		return 0, p.breakErr
 	}
 	n := 0
 	for {
@@ -78,6 +101,9 @@ func (p *Pipe) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 
 // WriteFrame copies frame and sends the copy on Out. See bridge.FrameIO.
 func (p *Pipe) WriteFrame(frame []byte) error {
+	if err := p.brokenErr(); err != nil {
+		return err
+	}
 	var b []byte
 	select {
 	case b = <-p.Free:
@@ -89,6 +115,8 @@ func (p *Pipe) WriteFrame(frame []byte) error {
 		return nil
 	case <-p.closed:
 		return net.ErrClosed
+	case <-p.broken:
+		return p.breakErr
 	}
 }
 
@@ -105,5 +133,26 @@ func (p *Pipe) Closed() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// Break makes pending and future reads and writes fail with err, as those
+// of a device that went away do (a TAP whose interface was deleted reads
+// EBADFD). Only the first Break counts; after Close, calls may also return
+// net.ErrClosed.
+func (p *Pipe) Break(err error) {
+	p.breakOnce.Do(func() {
+		p.breakErr = err
+		close(p.broken)
+	})
+}
+
+// brokenErr returns Break's error once Break has been called, or nil.
+func (p *Pipe) brokenErr() error {
+	select {
+	case <-p.broken:
+		return p.breakErr
+	default:
+		return nil
 	}
 }

@@ -1,0 +1,94 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/vethd/vethd/pkg/bridge"
+	"github.com/vethd/vethd/pkg/dbusapi"
+	"github.com/vethd/vethd/pkg/dbusapi/dbustest"
+)
+
+// TestBusGoneAndBack: each bridge is on the bus; a change is published
+// (PropertiesChanged, read back by Get); when the bus goes away vethd runs
+// on, and when one comes back it connects and exports the bridge again.
+func TestBusGoneAndBack(t *testing.T) {
+	// The bus first: dbus-daemon sends READY=1 to a $NOTIFY_SOCKET too.
+	bus := dbustest.StartOpen(t)
+	h := newHarness(t)
+	h.writeConf("veth1", "[Bridge]\nParent=eth0\n")
+	var addr atomic.Value
+	addr.Store(bus.Addr)
+	cfg := h.config(ModeInstance)
+	cfg.ConnectBus = func() (*dbus.Conn, error) { return dbus.Connect(addr.Load().(string)) }
+	cfg.BusRetry = 10 * time.Millisecond
+	h.run(cfg)
+	b := h.start.nextStarted(t)
+	h.ready(0)
+
+	get := func(c *dbusapi.Client) (dbusapi.Status, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, _, err := c.Get(ctx, "veth1")
+		return st, err
+	}
+	c := dbusapi.NewClient(bus.Conn(t))
+	// The object is exported before the bridge starts; the start's change
+	// is published by the main loop.
+	waitFor(t, "running on the bus", func() bool { st, err := get(c); return err == nil && st.State == "running" && st.Parent == "eth0" })
+	// A change reaches the bus through the main loop.
+	b.set(func(b *fakeBridge) { b.status.State = bridge.StateDegraded; b.status.ParentCarrier = false })
+	b.cfg.OnChange()
+	waitFor(t, "degraded on the bus", func() bool { st, err := get(c); return err == nil && st.State == "degraded" })
+
+	bus.Stop()
+	h.log.WaitLine(t, "vethd: warn: Lost the system bus; reconnecting")
+	bus2 := dbustest.StartOpen(t) // its READY=1 comes to the fake systemd: no matter now
+	addr.Store(bus2.Addr)
+	h.log.WaitLine(t, "vethd: Connected to the system bus")
+	c2 := dbusapi.NewClient(bus2.Conn(t))
+	waitFor(t, "veth1 on the new bus", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		names, err := c2.List(ctx)
+		return err == nil && fmt.Sprint(names) == "[veth1]"
+	})
+	if st, err := get(c2); err != nil || st.State != "degraded" {
+		t.Errorf("on the new bus: %+v %v", st, err)
+	}
+	if h.log.count("No system bus") > 1 {
+		t.Error("No system bus said more than once")
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if names, err := c2.List(ctx); err != nil || len(names) != 0 {
+		t.Errorf("after stop, on the bus: %v %v", names, err)
+	}
+}
+
+// TestNoBus: without a bus vethd says so once and runs on.
+func TestNoBus(t *testing.T) {
+	h := newHarness(t)
+	h.writeConf("veth1", "[Bridge]\nParent=eth0\n")
+	var tries atomic.Int32
+	cfg := h.config(ModeInstance)
+	cfg.ConnectBus = func() (*dbus.Conn, error) {
+		tries.Add(1)
+		return nil, fmt.Errorf("dial unix /run/dbus/system_bus_socket: connect: no such file or directory")
+	}
+	cfg.BusRetry = time.Millisecond
+	h.run(cfg)
+	h.ready(0)
+	waitFor(t, "three tries", func() bool { return tries.Load() >= 3 })
+	if n := h.log.count("No system bus"); n != 1 {
+		t.Errorf("No system bus said %d times, want once", n)
+	}
+	h.mustLine("vethd: No system bus (dial unix /run/dbus/system_bus_socket: connect: no such file or directory); running without D-Bus")
+}

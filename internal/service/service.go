@@ -1,0 +1,532 @@
+// Package service is the vethd daemon's life: it reads the bridges'
+// configuration (the seed flags, one NAME.conf, or all of them), starts
+// the bridges — adopting their TAPs from systemd's fd store after a
+// restart and storing them there —, supervises them in --all mode,
+// reloads them on SIGHUP and D-Bus Reload, puts each on the system bus,
+// reports to systemd (READY, STATUS, WATCHDOG, STOPPING) and stops them.
+//
+// It sees bridges through its own Bridge interface (StartFunc makes them),
+// systemd through Notifier and the bus through a connector, so that all of
+// it runs over fakes in tests.
+//
+// Goroutines: Run's own (the "Run goroutine") owns the daemon — the set
+// of instances, their D-Bus objects and the bus connection — and does all
+// reloads; D-Bus Reload calls are handed to it. Each bridge in --all mode
+// starts and stops on its supervisor goroutine. The state that those and
+// the D-Bus handlers share is an instance's (guarded by instance.mu) and
+// the fd store's (guarded by fdStore.mu); there is no daemon-wide lock.
+package service
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/vethd/vethd/internal/sdnotify"
+	"github.com/vethd/vethd/pkg/config"
+	"github.com/vethd/vethd/pkg/dbusapi"
+	"github.com/vethd/vethd/pkg/supervisor"
+)
+
+// Mode is which bridges a vethd process runs and where they come from.
+type Mode int
+
+const (
+	ModeSeed     Mode = iota // one bridge from -v/-e/-m; a missing parent is an error
+	ModeInstance             // --instance NAME: ConfigDir/NAME.conf
+	ModeAll                  // --all: every ConfigDir/*.conf, supervised
+)
+
+// Notifier is how the service talks to systemd (sd_notify(3));
+// *sdnotify.Notifier is one. Its methods may be called from any goroutine.
+type Notifier interface {
+	// Enabled reports whether systemd listens.
+	Enabled() bool
+	// NoFDStore reports whether systemd said it keeps no descriptors.
+	NoFDStore() bool
+	// Send sends a message such as "READY=1\nSTATUS=…".
+	Send(state string) error
+	// StoreFD puts a copy of fd in the fd store under name; fd stays ours.
+	StoreFD(name string, fd int) error
+	// RemoveFD has systemd close the descriptors stored under name.
+	RemoveFD(name string) error
+	// WatchdogInterval is how often systemd wants WATCHDOG=1 (0: never).
+	WatchdogInterval() time.Duration
+}
+
+var _ Notifier = (*sdnotify.Notifier)(nil)
+
+const (
+	defaultBusRetry = 5 * time.Second  // how often to (re)connect to the system bus
+	statusInterval  = 10 * time.Second // how often STATUS= is refreshed
+)
+
+// Config is what Run is given.
+type Config struct {
+	Mode Mode
+	// Name, Parent and MAC are the seed flags -v, -e and -m (ModeSeed).
+	Name, Parent, MAC string
+	// Instance is the NAME of --instance NAME (ModeInstance).
+	Instance string
+	// ConfigDir is where NAME.conf files are.
+	ConfigDir string
+	// MachineIDFile is read for persistent MAC addresses.
+	MachineIDFile string
+	// Version is what Describe reports.
+	Version string
+
+	// Log receives the daemon's and the bridges' lines; nil discards them.
+	Log *slog.Logger
+	// Notifier talks to systemd; nil is a disabled one.
+	Notifier Notifier
+	// StoredFDs are the descriptors systemd passed at start, by FDNAME
+	// (sdnotify.StoredFDs). Run owns them: it closes those no bridge
+	// adopted before it returns.
+	StoredFDs map[string]*os.File
+	// StartBridge starts a bridge; nil is bridge.Start.
+	StartBridge StartFunc
+	// ConnectBus connects to the system bus; nil is dbus.ConnectSystemBus.
+	ConnectBus func() (*dbus.Conn, error)
+
+	// BusRetry is how often to try to (re)connect to the bus; 0 is 5 s.
+	BusRetry time.Duration
+	// Backoff is the supervisor's in ModeAll; zero is
+	// supervisor.DefaultBackoff.
+	Backoff supervisor.Backoff
+}
+
+// Run runs the bridges cfg names until a signal other than SIGHUP comes on
+// sigs (then it returns nil) or, in seed and instance modes, the bridge
+// cannot start or fails (then it returns an *Error). SIGHUP re-reads the
+// configuration. Run logs why it ends; the error is for the exit code.
+func Run(cfg Config, sigs <-chan os.Signal) error {
+	return newDaemon(cfg).serve(sigs)
+}
+
+// daemon runs the bridges of one vethd process and connects them to
+// systemd and the system bus.
+//
+// One locking regime instead of three: the fields under "Run goroutine
+// only" belong to the goroutine in run and have no lock — other goroutines
+// (D-Bus Reload) hand it work through call; the fields above are set by
+// newDaemon (sup by run, before the supervisor starts) and only read
+// afterwards, or are channels. What goroutines share lives in the
+// instances (instance.mu) and the fd store (fdStore.mu).
+type daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	notify  Notifier
+	connect func() (*dbus.Conn, error)
+	fds     *fdStore
+	env     *env                   // what instances get
+	sup     *supervisor.Supervisor // --all only
+
+	changes chan struct{} // a bridge changed (buffered 1): publish
+	failed  chan error    // the bridge failed (seed and instance modes; buffered 1)
+	calls   chan func()   // work handed to the Run goroutine (D-Bus Reload)
+	done    chan struct{} // closed when the main loop ends: calls are refused
+
+	// Run goroutine only.
+	instances map[string]*instance
+	servers   map[string]*dbusapi.Server // the instances' D-Bus objects, by name
+	bus       *dbus.Conn                 // nil without a system bus
+	busSaid   bool                       // "No system bus" was logged
+}
+
+func newDaemon(cfg Config) *daemon {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Notifier == nil {
+		cfg.Notifier = &sdnotify.Notifier{}
+	}
+	if cfg.StartBridge == nil {
+		cfg.StartBridge = startBridge
+	}
+	if cfg.ConnectBus == nil {
+		cfg.ConnectBus = func() (*dbus.Conn, error) { return dbus.ConnectSystemBus() }
+	}
+	if cfg.BusRetry == 0 {
+		cfg.BusRetry = defaultBusRetry
+	}
+	if cfg.Backoff == (supervisor.Backoff{}) {
+		cfg.Backoff = supervisor.DefaultBackoff
+	}
+	d := &daemon{
+		cfg:       cfg,
+		log:       cfg.Log,
+		notify:    cfg.Notifier,
+		connect:   cfg.ConnectBus,
+		fds:       newFDStore(cfg.StoredFDs),
+		changes:   make(chan struct{}, 1),
+		failed:    make(chan error, 1),
+		calls:     make(chan func()),
+		done:      make(chan struct{}),
+		instances: map[string]*instance{},
+		servers:   map[string]*dbusapi.Server{},
+	}
+	d.env = &env{
+		log: d.log, notify: d.notify, fds: d.fds, start: cfg.StartBridge,
+		changed: d.changed, version: cfg.Version,
+	}
+	if cfg.Mode != ModeSeed {
+		d.env.loadSpec = d.loadSpec
+	}
+	return d
+}
+
+// serve is Run: it runs the daemon and closes the stored descriptors that
+// no bridge adopted.
+func (d *daemon) serve(sigs <-chan os.Signal) error {
+	defer d.fds.closeAll()
+	return d.run(sigs)
+}
+
+// run loads the specs, starts the bridges, runs the main loop and stops
+// the bridges.
+func (d *daemon) run(sigs <-chan os.Signal) error {
+	specs, err := d.loadSpecs()
+	if err != nil {
+		d.log.Error(err.Error())
+		return &Error{Kind: KindConfig, Err: err}
+	}
+	d.connectBus()
+	defer d.closeBus()
+
+	if d.cfg.Mode == ModeAll {
+		d.sup = supervisor.New(d.cfg.Backoff, d.log)
+		for _, s := range specs {
+			d.addSupervised(s)
+		}
+		for _, in := range d.list() {
+			<-in.first
+		}
+	} else {
+		in := d.newInstance(specs[0])
+		br, err := in.start()
+		if err != nil {
+			d.log.Error(explain(err, specs[0].cfg))
+			close(d.done)
+			d.shutdownInstances()
+			return startError(err)
+		}
+		go func() {
+			if err := br.Wait(); err != nil {
+				d.failed <- err
+			}
+		}()
+	}
+	d.dropUnusedFDs()
+
+	err = d.loop(sigs)
+	d.notify.Send("STOPPING=1\nSTATUS=Stopping")
+	d.shutdownInstances()
+	return err
+}
+
+// loop is the main loop: it serves signals, calls, changes, the status
+// ticker, the watchdog and the bus until a stop signal or a failure.
+func (d *daemon) loop(sigs <-chan os.Signal) error {
+	defer close(d.done)
+	d.notify.Send("READY=1\nSTATUS=" + d.statusLine())
+	var wdC <-chan time.Time
+	if iv := d.notify.WatchdogInterval(); iv > 0 {
+		t := time.NewTicker(iv / 2)
+		defer t.Stop()
+		wdC = t.C
+	}
+	statusTick := time.NewTicker(statusInterval)
+	defer statusTick.Stop()
+	// Without a bus (or once it is lost) try again every BusRetry, quietly.
+	var busGone <-chan struct{}
+	var busRetryC <-chan time.Time
+	busRetryT := time.NewTicker(d.cfg.BusRetry)
+	defer busRetryT.Stop()
+	if d.bus != nil {
+		busGone = d.bus.Context().Done()
+	} else {
+		busRetryC = busRetryT.C
+	}
+	unhealthy := ""
+	for {
+		select {
+		case <-busGone:
+			d.log.Warn("Lost the system bus; reconnecting")
+			d.bus.Close()
+			d.bus, busGone = nil, nil
+			d.servers = map[string]*dbusapi.Server{}
+			busRetryT.Reset(d.cfg.BusRetry)
+			busRetryC = busRetryT.C
+		case <-busRetryC:
+			if !d.connectBus() {
+				continue
+			}
+			d.log.Info("Connected to the system bus")
+			busGone, busRetryC = d.bus.Context().Done(), nil
+			for _, in := range d.list() {
+				d.export(in)
+			}
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.reloadAll()
+				continue
+			}
+			d.log.Info(fmt.Sprintf("Stopping on %v", sig))
+			return nil
+		case f := <-d.calls:
+			f()
+		case err := <-d.failed:
+			d.log.Error(fmt.Sprintf("Stopping: %v", err))
+			return &Error{Kind: KindFailure, Err: err}
+		case <-d.changes:
+			d.publish()
+		case <-statusTick.C:
+			d.notify.Send(sdnotify.Status(d.statusLine()))
+		case <-wdC:
+			// Only a healthy relay feeds the watchdog: if a reader or the
+			// link watcher hangs, systemd notices and restarts us.
+			if err := d.health(); err != nil {
+				if err.Error() != unhealthy {
+					d.log.Error(fmt.Sprintf("Unhealthy, not feeding the watchdog: %v", err))
+				}
+				unhealthy = err.Error()
+				continue
+			}
+			unhealthy = ""
+			d.notify.Send("WATCHDOG=1")
+		}
+	}
+}
+
+// errStopping is returned by call once the main loop has ended.
+var errStopping = errors.New("vethd is stopping")
+
+// call runs f on the Run goroutine, between two events of the main loop,
+// and returns its error. It may be called from any goroutine but the Run
+// goroutine.
+func (d *daemon) call(f func() error) error {
+	errc := make(chan error, 1)
+	select {
+	case d.calls <- func() { errc <- f() }:
+		return <-errc
+	case <-d.done:
+		return errStopping
+	}
+}
+
+// connectBus connects to the system bus and reports whether it could;
+// without one, vethd says so once and runs without D-Bus (the main loop
+// tries again every BusRetry).
+func (d *daemon) connectBus() bool {
+	conn, err := d.connect()
+	if err != nil {
+		if !d.busSaid {
+			d.log.Info(fmt.Sprintf("No system bus (%v); running without D-Bus", err))
+			d.busSaid = true
+		}
+		return false
+	}
+	d.bus = conn
+	return true
+}
+
+func (d *daemon) closeBus() {
+	if d.bus != nil {
+		d.bus.Close()
+	}
+}
+
+// newInstance registers a bridge and exports its D-Bus object.
+func (d *daemon) newInstance(s spec) *instance {
+	fdName := "tap"
+	if d.cfg.Mode == ModeAll {
+		fdName = "tap-" + s.cfg.Name
+	}
+	in := newInstance(s, fdName, d.env)
+	d.instances[in.name] = in
+	d.export(in)
+	return in
+}
+
+// export puts in's object on the bus, if there is one.
+func (d *daemon) export(in *instance) {
+	if d.bus == nil {
+		return
+	}
+	srv, err := dbusapi.Export(d.bus, d.busBridge(in))
+	if err != nil {
+		d.log.Warn(fmt.Sprintf("%s: not on D-Bus: %v", in.name, err))
+		return
+	}
+	d.servers[in.name] = srv
+}
+
+// busBridge returns in's D-Bus adapter.
+func (d *daemon) busBridge(in *instance) *busBridge {
+	return &busBridge{in: in, reload: func() error {
+		return d.call(func() error {
+			err := in.reload()
+			d.changed()
+			return err
+		})
+	}}
+}
+
+// addSupervised adds a bridge that the supervisor restarts when it fails.
+func (d *daemon) addSupervised(s spec) {
+	in := d.newInstance(s)
+	d.sup.Start(in.name, in.task)
+}
+
+// remove stops a bridge of --all mode whose file went, takes it off the
+// bus and drops its TAP from the fd store (its interface goes).
+func (d *daemon) remove(in *instance) {
+	d.sup.Stop(in.name)
+	if srv := d.servers[in.name]; srv != nil {
+		srv.Close()
+		delete(d.servers, in.name)
+	}
+	if f := d.fds.take(in.fdName); f != nil {
+		f.Close() // never adopted (its start kept failing)
+	}
+	d.notify.RemoveFD(in.fdName)
+	delete(d.instances, in.name)
+}
+
+// list returns the instances, sorted by name.
+func (d *daemon) list() []*instance {
+	l := make([]*instance, 0, len(d.instances))
+	for _, in := range d.instances {
+		l = append(l, in)
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i].name < l[j].name })
+	return l
+}
+
+// dropUnusedFDs closes the stored descriptors no bridge claims (a bridge
+// removed from the configuration) and has systemd close its copies, so
+// their interfaces go.
+func (d *daemon) dropUnusedFDs() {
+	for name, f := range d.fds.takeUnclaimed(d.claimed) {
+		d.log.Info(fmt.Sprintf("Dropping stored descriptor %s: no such bridge is configured", name))
+		f.Close()
+		d.notify.RemoveFD(name)
+	}
+}
+
+// claimed reports whether a configured bridge stores its TAP under the
+// FDNAME name.
+func (d *daemon) claimed(name string) bool {
+	for _, in := range d.instances {
+		if in.fdName == name {
+			return true
+		}
+	}
+	return false
+}
+
+// changed is every bridge's OnChange: it wakes the main loop. It may be
+// called from any goroutine and never blocks.
+func (d *daemon) changed() {
+	select {
+	case d.changes <- struct{}{}:
+	default:
+	}
+}
+
+// publish sends the state-like properties that changed on D-Bus and the
+// new status line to systemd.
+func (d *daemon) publish() {
+	for _, in := range d.list() {
+		if srv := d.servers[in.name]; srv != nil {
+			srv.Update()
+		}
+	}
+	d.notify.Send(sdnotify.Status(d.statusLine()))
+}
+
+// health is nil when every running bridge is healthy. The bridges are
+// asked at once, so a check takes at most one bridge's timeout.
+func (d *daemon) health() error {
+	ins := d.list()
+	errs := make([]error, len(ins))
+	var wg sync.WaitGroup
+	for i, in := range ins {
+		if br := in.bridge(); br != nil {
+			wg.Go(func() { errs[i] = br.Health() })
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// shutdownInstances stops every bridge and releases the bus names.
+func (d *daemon) shutdownInstances() {
+	if d.sup != nil {
+		d.sup.StopAll()
+	}
+	for _, in := range d.list() {
+		in.stop()
+		if srv := d.servers[in.name]; srv != nil {
+			srv.Close()
+		}
+	}
+}
+
+// reloadAll is SIGHUP: re-read the configuration and apply it without
+// removing interfaces. In --all mode bridges whose file appeared are
+// started and those whose file went are stopped (their interface removed).
+func (d *daemon) reloadAll() {
+	d.notify.Send(sdnotify.Reloading())
+	defer func() { d.notify.Send("READY=1\nSTATUS=" + d.statusLine()) }()
+	switch d.cfg.Mode {
+	case ModeSeed:
+		d.log.Info("Reload: nothing to re-read (started from the command line, not a configuration file)")
+	case ModeInstance:
+		for _, in := range d.list() {
+			if err := in.reload(); err != nil {
+				d.log.Error(fmt.Sprintf("Reload failed; keeping the running configuration: %v", err))
+			}
+		}
+	case ModeAll:
+		names, err := config.Names(d.cfg.ConfigDir)
+		if err != nil {
+			d.log.Error(fmt.Sprintf("Reload failed: %v", err))
+			return
+		}
+		want := map[string]bool{}
+		for _, n := range names {
+			want[n] = true
+		}
+		for _, in := range d.list() {
+			if !want[in.name] {
+				d.log.Info(fmt.Sprintf("Reload: %s is no longer configured; removing it", in.name))
+				d.remove(in)
+				continue
+			}
+			delete(want, in.name)
+			if err := in.reload(); err != nil {
+				d.log.Error(fmt.Sprintf("Reload of %s failed; keeping its running configuration: %v", in.name, err))
+			}
+		}
+		for _, n := range names {
+			if !want[n] {
+				continue
+			}
+			s, err := d.loadSpec(n)
+			if err != nil {
+				d.log.Error(fmt.Sprintf("Reload: not starting %s: %v", n, err))
+				continue
+			}
+			d.log.Info(fmt.Sprintf("Reload: starting new bridge %s", n))
+			d.addSupervised(s)
+		}
+	}
+	d.changed()
+}

@@ -1,0 +1,39 @@
+package bridge
+
+import (
+	"net"
+	"os"
+)
+
+// kernelOpener is the Opener of real devices: OpenTAP, AdoptTAP and
+// OpenParentSocket, in the calling process's network namespace.
+type kernelOpener struct{}
+
+var _ Opener = kernelOpener{}
+
+// CreateTAP creates a TAP with OpenTAP. See Opener.
+func (kernelOpener) CreateTAP(name string) (TAPDevice, error) {
+	t, err := OpenTAP(name)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// AdoptTAP adopts a TAP with AdoptTAP. See Opener.
+func (kernelOpener) AdoptTAP(f *os.File) (TAPDevice, error) {
+	t, err := AdoptTAP(f)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// OpenParentSocket opens the socket with OpenParentSocket. See Opener.
+func (kernelOpener) OpenParentSocket(ifindex int, name string, mac net.HardwareAddr) (ParentIO, error) {
+	s, err := OpenParentSocket(ifindex, name, mac)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
