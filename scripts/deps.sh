@@ -33,7 +33,8 @@ go mod download
 # staticcheck, pinned (scripts/test.sh runs it); built from the module proxy
 # into the Go bin directory once.
 STATICCHECK_VERSION=v0.8.2
-gobin=$(go env GOPATH)/bin
+gobin=$(go env GOBIN)
+[[ -n $gobin ]] || gobin=$(go env GOPATH | cut -d: -f1)/bin
 if [[ "$("$gobin/staticcheck" -version 2>/dev/null)" != *"${STATICCHECK_VERSION#v}"* ]]; then
 	echo "deps: installing staticcheck $STATICCHECK_VERSION"
 	go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"

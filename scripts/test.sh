@@ -16,7 +16,9 @@ if [[ -n $unformatted ]]; then
 	exit 1
 fi
 echo "== staticcheck"
-"$(go env GOPATH)/bin/staticcheck" ./...
+gobin=$(go env GOBIN)
+[[ -n $gobin ]] || gobin=$(go env GOPATH | cut -d: -f1)/bin
+"$gobin/staticcheck" ./...
 echo "== systemd-analyze security (each unit's exposure must be <= 2.0)"
 ./scripts/check-security.sh
 # The root-free tests (everything but test/, which needs root and

@@ -12,9 +12,6 @@ func Bytes(n uint64) string { return si(float64(n), "B") }
 // "0 bit/s", "558 bit/s", "12.3 Mbit/s".
 func BitRate(bytesPerSec float64) string { return si(bytesPerSec*8, "bit/s") }
 
-// ByteRate formats a rate in bytes per second: "0 B/s", "1.5 kB/s".
-func ByteRate(bytesPerSec float64) string { return si(bytesPerSec, "B/s") }
-
 func si(v float64, unit string) string {
 	const k = 1000
 	if v < k {

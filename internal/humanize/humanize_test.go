@@ -19,9 +19,6 @@ func TestRates(t *testing.T) {
 			t.Errorf("BitRate(%v) = %q, want %q", v, got, want)
 		}
 	}
-	if got := ByteRate(1500); got != "1.5 kB/s" {
-		t.Errorf("ByteRate(1500) = %q", got)
-	}
 }
 
 func TestOnOffYesNoSum(t *testing.T) {

@@ -17,7 +17,6 @@ import (
 // (PropertiesChanged, read back by Get); when the bus goes away vethd runs
 // on, and when one comes back it connects and exports the bridge again.
 func TestBusGoneAndBack(t *testing.T) {
-	// The bus first: dbus-daemon sends READY=1 to a $NOTIFY_SOCKET too.
 	bus := dbustest.StartOpen(t)
 	h := newHarness(t)
 	h.writeConf("veth1", "[Bridge]\nParent=eth0\n")
@@ -47,7 +46,7 @@ func TestBusGoneAndBack(t *testing.T) {
 
 	bus.Stop()
 	h.log.WaitLine(t, "vethd: warn: Lost the system bus; reconnecting")
-	bus2 := dbustest.StartOpen(t) // its READY=1 comes to the fake systemd: no matter now
+	bus2 := dbustest.StartOpen(t)
 	addr.Store(bus2.Addr)
 	h.log.WaitLine(t, "vethd: Connected to the system bus")
 	c2 := dbusapi.NewClient(bus2.Conn(t))

@@ -123,7 +123,8 @@ func DropReasons() []DropReason {
 // bytes; a GSO super-frame counts as one packet. A frame is counted as a
 // packet once its write to the other side has succeeded, so whoever reads
 // that side may see the frame a moment before the count. All fields are
-// updated atomically and may be read at any time.
+// updated atomically and may be read at any time; packets are added before
+// bytes, so a reader that sees the bytes sees the packet too.
 type Counters struct {
 	RxPackets, RxBytes atomic.Uint64
 	TxPackets, TxBytes atomic.Uint64
