@@ -1,0 +1,381 @@
+package srcroute
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/vethd/vethd/internal/netlinksafe"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// netlinkControl is the RouteControl of one network namespace: one
+// NETLINK_ROUTE handle whose socket lives in the namespace (so no thread
+// ever enters it) for requests, and sockets of their own, opened in the
+// namespace, for each subscription. It may be used from any goroutine.
+type netlinkControl struct {
+	h  *netlink.Handle
+	ns *netns.NsHandle // nil: the namespace the handle was opened in
+}
+
+var _ RouteControl = (*netlinkControl)(nil)
+
+// OpenNetlink returns the RouteControl of the network namespace ns (nil:
+// the calling thread's), over netlink.
+func OpenNetlink(ns *netns.NsHandle) (RouteControl, error) {
+	var h *netlink.Handle
+	var err error
+	if ns == nil {
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+	} else {
+		h, err = netlink.NewHandleAt(*ns, unix.NETLINK_ROUTE)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	return &netlinkControl{h: h, ns: ns}, nil
+}
+
+// byIndex is what netlink's link calls need of a link: its ifindex.
+func byIndex(index int) netlink.Link {
+	return &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}
+}
+
+// notFoundError is netlink's "no such link" error, which also matches
+// ErrLinkNotFound (and keeps netlink's text).
+type notFoundError struct{ err error }
+
+func (e notFoundError) Error() string        { return e.err.Error() }
+func (e notFoundError) Unwrap() error        { return e.err }
+func (e notFoundError) Is(target error) bool { return target == ErrLinkNotFound }
+
+// Link looks a link up by ifindex. See RouteControl.
+//
+// Equivalent to: `ip link show` and picking index $index.
+func (c *netlinkControl) Link(index int) (Link, error) {
+	l, err := netlinksafe.RetryDump(func() (netlink.Link, error) { return c.h.LinkByIndex(index) })
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return Link{}, notFoundError{err}
+		}
+		return Link{}, err
+	}
+	a := l.Attrs()
+	return Link{Index: a.Index, Name: a.Name, Up: a.RawFlags&unix.IFF_UP != 0, Alias: a.Alias}, nil
+}
+
+// SetAlias sets a link's alias. See RouteControl.
+//
+// Equivalent to: `ip link set $link alias $alias`.
+func (c *netlinkControl) SetAlias(index int, alias string) error {
+	return c.h.LinkSetAlias(byIndex(index), alias)
+}
+
+// Addrs lists a link's addresses. See RouteControl.
+//
+// Equivalent to: `ip addr show dev $link`.
+func (c *netlinkControl) Addrs(index int) ([]Addr, error) {
+	as, err := netlinksafe.RetryDump(func() ([]netlink.Addr, error) { return c.h.AddrList(byIndex(index), netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Addr, 0, len(as))
+	for _, a := range as {
+		if a.IPNet == nil {
+			continue
+		}
+		p, ok := prefixOf(a.IPNet)
+		if !ok {
+			continue
+		}
+		out = append(out, Addr{Prefix: p, Scope: uint8(a.Scope), Flags: uint32(a.Flags)})
+	}
+	return out, nil
+}
+
+// Routes lists a table's routes. See RouteControl.
+//
+// Equivalent to: `ip route show table $table [dev $link] [proto $proto]`
+// and the same with -6.
+func (c *netlinkControl) Routes(table, index int, proto uint8) ([]Route, error) {
+	filter := &netlink.Route{Table: table, LinkIndex: index, Protocol: netlink.RouteProtocol(proto)}
+	mask := uint64(netlink.RT_FILTER_TABLE)
+	if index > 0 {
+		mask |= netlink.RT_FILTER_OIF
+	}
+	if proto > 0 {
+		mask |= netlink.RT_FILTER_PROTOCOL
+	}
+	var out []Route
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := netlinksafe.RetryDump(func() ([]netlink.Route, error) { return c.h.RouteListFiltered(fam, filter, mask) })
+		if err != nil {
+			if fam == netlink.FAMILY_V6 && errors.Is(err, unix.EAFNOSUPPORT) {
+				continue // IPv6 disabled in this kernel
+			}
+			return nil, err
+		}
+		for _, r := range rs {
+			if rt, ok := routeFromNetlink(r); ok {
+				out = append(out, rt)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Rules lists the policy rules. See RouteControl.
+//
+// Equivalent to: `ip rule show; ip -6 rule show`.
+func (c *netlinkControl) Rules() ([]Rule, error) {
+	var out []Rule
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := netlinksafe.RetryDump(func() ([]netlink.Rule, error) { return c.h.RuleList(fam) })
+		if err != nil {
+			if fam == netlink.FAMILY_V6 && errors.Is(err, unix.EAFNOSUPPORT) {
+				continue
+			}
+			return nil, err
+		}
+		for _, r := range rs {
+			ru := Rule{Family: r.Family, Table: r.Table, Priority: r.Priority, Protocol: r.Protocol}
+			if r.Src != nil {
+				if p, ok := prefixOf(r.Src); ok {
+					ru.Src = p
+				}
+			}
+			out = append(out, ru)
+		}
+	}
+	return out, nil
+}
+
+// ruleToNetlink builds netlink's rule for r. It starts from
+// netlink.NewRule(): netlink sends every field of a Rule that is ≥ 0, and
+// a zero Rule{} would be a "goto 0" rule with suppress_prefixlength 0.
+func ruleToNetlink(r Rule) *netlink.Rule {
+	nr := netlink.NewRule()
+	nr.Family = r.Family
+	if r.Src.IsValid() {
+		nr.Src = ipNetOf(r.Src)
+	}
+	nr.Table = r.Table
+	nr.Priority = r.Priority
+	nr.Protocol = r.Protocol
+	return nr
+}
+
+// AddRule adds a rule. See RouteControl.
+//
+// Equivalent to: `ip rule add from $src lookup $table priority $prio protocol $proto`.
+func (c *netlinkControl) AddRule(r Rule) error { return c.h.RuleAdd(ruleToNetlink(r)) }
+
+// DelRule deletes a rule. See RouteControl.
+//
+// Equivalent to: `ip rule del from $src lookup $table priority $prio protocol $proto`.
+func (c *netlinkControl) DelRule(r Rule) error { return c.h.RuleDel(ruleToNetlink(r)) }
+
+// routeToNetlink builds netlink's route for r. Only the onlink flag is
+// sent: the others (linkdown, dead) are the kernel's.
+func routeToNetlink(r Route) *netlink.Route {
+	nr := &netlink.Route{
+		LinkIndex: r.LinkIndex,
+		Dst:       ipNetOf(r.Dst),
+		Table:     r.Table,
+		Protocol:  netlink.RouteProtocol(r.Protocol),
+		Priority:  r.Metric,
+		Scope:     netlink.Scope(r.Scope),
+		Type:      int(r.Type),
+		Family:    r.Family(),
+	}
+	if r.Gw.IsValid() {
+		nr.Gw = net.IP(r.Gw.AsSlice())
+	}
+	if r.OnLink {
+		nr.Flags = unix.RTNH_F_ONLINK
+	}
+	return nr
+}
+
+// AddRoute adds a route (exclusively: NLM_F_CREATE|NLM_F_EXCL). See
+// RouteControl.
+//
+// Equivalent to: `ip route add $dst [via $gw] dev $link table $table proto $proto metric $metric`.
+func (c *netlinkControl) AddRoute(r Route) error { return c.h.RouteAdd(routeToNetlink(r)) }
+
+// DelRoute deletes a route. See RouteControl.
+//
+// Equivalent to: `ip route del $dst [via $gw] dev $link table $table proto $proto metric $metric`.
+func (c *netlinkControl) DelRoute(r Route) error { return c.h.RouteDel(routeToNetlink(r)) }
+
+// routeFromNetlink converts netlink's route; ok is false for one without
+// an IP destination (MPLS).
+func routeFromNetlink(r netlink.Route) (Route, bool) {
+	if r.Dst == nil {
+		return Route{}, false
+	}
+	dst, ok := prefixOf(r.Dst)
+	if !ok {
+		return Route{}, false
+	}
+	rt := Route{
+		Table:     r.Table,
+		Dst:       dst,
+		LinkIndex: r.LinkIndex,
+		Protocol:  uint8(r.Protocol),
+		Metric:    r.Priority,
+		Scope:     uint8(r.Scope),
+		Type:      uint8(r.Type),
+		OnLink:    r.Flags&unix.RTNH_F_ONLINK != 0,
+		MultiPath: len(r.MultiPath) > 0,
+	}
+	if gw, ok := netip.AddrFromSlice(r.Gw); ok {
+		rt.Gw = gw.Unmap()
+	}
+	return rt, true
+}
+
+// prefixOf converts an IPNet (4- or 16-byte IPv4 alike) to a Prefix.
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	ip, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ip = ip.Unmap()
+	ones, bits := n.Mask.Size()
+	if bits == 0 {
+		return netip.Prefix{}, false
+	}
+	p := netip.PrefixFrom(ip, ones)
+	return p, p.IsValid()
+}
+
+// ipNetOf converts a Prefix to an IPNet (4 bytes for IPv4).
+func ipNetOf(p netip.Prefix) *net.IPNet {
+	ip := p.Addr()
+	return &net.IPNet{IP: net.IP(ip.AsSlice()), Mask: net.CIDRMask(p.Bits(), ip.BitLen())}
+}
+
+// Subscribe subscribes to address, route and link notifications, on three
+// sockets of its own opened in the namespace. See RouteControl.
+//
+// Equivalent to: `ip monitor address route link`.
+func (c *netlinkControl) Subscribe() (Subscription, error) {
+	done := make(chan struct{})
+	addrs := make(chan netlink.AddrUpdate, 64)
+	routes := make(chan netlink.RouteUpdate, 64)
+	links := make(chan netlink.LinkUpdate, 64)
+	// Called for errors a subscription survives and for the one that ends
+	// it (its channel then closes, and so does Events, which is how the
+	// Router learns of it).
+	ignore := func(error) {}
+	const rcvbuf = 1 << 20
+	// A subscription that fails to start never closes its channel, and
+	// the ones that started end when done closes; their readers must not
+	// block on a full channel meanwhile (drainAll).
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{
+		Namespace: c.ns, ErrorCallback: ignore, ReceiveBufferSize: rcvbuf}); err != nil {
+		close(done)
+		return nil, fmt.Errorf("subscribe to addresses: %w", err)
+	}
+	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{
+		Namespace: c.ns, ErrorCallback: ignore, ReceiveBufferSize: rcvbuf}); err != nil {
+		close(done)
+		close(routes)
+		close(links)
+		go drainAll(addrs, routes, links)
+		return nil, fmt.Errorf("subscribe to routes: %w", err)
+	}
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{
+		Namespace: c.ns, ErrorCallback: ignore, ReceiveBufferSize: rcvbuf}); err != nil {
+		close(done)
+		close(links)
+		go drainAll(addrs, routes, links)
+		return nil, fmt.Errorf("subscribe to links: %w", err)
+	}
+	s := &netlinkSubscription{events: make(chan Event), done: done}
+	go s.routineMerge(addrs, routes, links)
+	return s, nil
+}
+
+// Close closes the handle. See RouteControl.
+func (c *netlinkControl) Close() error {
+	c.h.Close()
+	return nil
+}
+
+// netlinkSubscription merges netlink's three update streams into Events;
+// its goroutine routineMerge converts and forwards them.
+type netlinkSubscription struct {
+	events    chan Event
+	done      chan struct{} // closed by Close; netlink then closes its sockets
+	closeOnce sync.Once
+}
+
+var _ Subscription = (*netlinkSubscription)(nil)
+
+// routineMerge forwards updates as Events until one stream ends (lost, or
+// closed by Close), then closes Events and keeps reading every stream
+// until all have ended, so that netlink's readers never block.
+func (s *netlinkSubscription) routineMerge(addrs <-chan netlink.AddrUpdate, routes <-chan netlink.RouteUpdate, links <-chan netlink.LinkUpdate) {
+	defer drainAll(addrs, routes, links)
+	defer close(s.events)
+	for {
+		var ev Event
+		select {
+		case u, ok := <-addrs:
+			if !ok {
+				return
+			}
+			ev = Event{Kind: EventAddr, LinkIndex: u.LinkIndex}
+		case u, ok := <-routes:
+			if !ok {
+				return
+			}
+			ev = Event{Kind: EventRoute, LinkIndex: u.LinkIndex, Table: u.Table}
+		case u, ok := <-links:
+			if !ok {
+				return
+			}
+			ev = Event{Kind: EventLink, LinkIndex: int(u.Index)}
+		case <-s.done:
+			return
+		}
+		select {
+		case s.events <- ev:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// drainAll reads the three streams until netlink has closed all of them.
+func drainAll(addrs <-chan netlink.AddrUpdate, routes <-chan netlink.RouteUpdate, links <-chan netlink.LinkUpdate) {
+	for addrs != nil || routes != nil || links != nil {
+		select {
+		case _, ok := <-addrs:
+			if !ok {
+				addrs = nil
+			}
+		case _, ok := <-routes:
+			if !ok {
+				routes = nil
+			}
+		case _, ok := <-links:
+			if !ok {
+				links = nil
+			}
+		}
+	}
+}
+
+// Events returns the notifications. See Subscription.
+func (s *netlinkSubscription) Events() <-chan Event { return s.events }
+
+// Close ends the subscription. See Subscription.
+func (s *netlinkSubscription) Close() { s.closeOnce.Do(func() { close(s.done) }) }
