@@ -10,6 +10,8 @@ BUILDDIR ?= bin
 SBINDIR       ?= $(PREFIX)/sbin
 BINDIR        ?= $(PREFIX)/bin
 UNITDIR       ?= $(PREFIX)/lib/systemd/system
+# systemd reads presets from /usr/lib and /usr/local/lib (and /etc, /run).
+PRESETDIR     ?= $(PREFIX)/lib/systemd/system-preset
 # dbus-daemon reads system policies from /usr/share/dbus-1/system.d and
 # /etc/dbus-1/system.d only: a /usr/local install puts it in /etc.
 # zsh looks in vendor-completions under /usr and site-functions elsewhere.
@@ -25,6 +27,7 @@ DOCDIR        ?= $(PREFIX)/share/doc/vethd
 BASHCOMPDIR   ?= $(PREFIX)/share/bash-completion/completions
 
 UNITS      := vethd@.service vethd.service
+PRESET     := 80-vethd.preset
 DBUSPOLICY := io.github.vethd.Bridge1.conf
 
 .PHONY: all build test demo bench install uninstall clean
@@ -53,6 +56,7 @@ install: build
 		sed 's|^ExecStart=/usr/sbin/vethd|ExecStart=$(SBINDIR)/vethd|' dist/systemd/$$u \
 			>$(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
+	install -D -m 0644 dist/systemd/$(PRESET) $(DESTDIR)$(PRESETDIR)/$(PRESET)
 	install -D -m 0644 dist/dbus/$(DBUSPOLICY) $(DESTDIR)$(DBUSPOLICYDIR)/$(DBUSPOLICY)
 	install -D -m 0644 dist/vethd/veth1.conf.example $(DESTDIR)$(DOCDIR)/examples/veth1.conf
 	install -D -m 0644 docs/vethd.8 $(DESTDIR)$(MANDIR)/man8/vethd.8
@@ -65,6 +69,7 @@ install: build
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/vethd $(DESTDIR)$(BINDIR)/vethctl
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	rm -f $(DESTDIR)$(PRESETDIR)/$(PRESET)
 	rm -f $(DESTDIR)$(DBUSPOLICYDIR)/$(DBUSPOLICY)
 	rm -f $(DESTDIR)$(DOCDIR)/examples/veth1.conf
 	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true

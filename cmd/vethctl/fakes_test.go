@@ -23,6 +23,7 @@ type fakeUnits struct {
 	unit   map[string]unitStatus // Unit answers; default below
 	result map[string]string     // "Start vethd@x.service" → job result; default "done"; "hang": no end
 	errs   map[string]error      // "Enable vethd@x.service" → error
+	pids   map[uint32]string     // UnitByPID answers; "" if absent
 	onCall func(call string)     // called with each call, with mu held, if set
 
 	mu    sync.Mutex // guards calls
@@ -47,7 +48,7 @@ func (f *fakeUnits) mutating() []string {
 	defer f.mu.Unlock()
 	var out []string
 	for _, c := range f.calls {
-		if !strings.HasPrefix(c, "List") && !strings.HasPrefix(c, "Unit ") {
+		if !strings.HasPrefix(c, "List") && !strings.HasPrefix(c, "Unit ") && !strings.HasPrefix(c, "UnitByPID ") {
 			out = append(out, c)
 		}
 	}
@@ -158,6 +159,13 @@ func (f *fakeUnits) ResetFailed(_ context.Context, name string) error {
 	return f.record("ResetFailed " + name)
 }
 
+func (f *fakeUnits) UnitByPID(_ context.Context, pid uint32) (string, error) {
+	if err := f.record(fmt.Sprintf("UnitByPID %d", pid)); err != nil {
+		return "", err
+	}
+	return f.pids[pid], nil
+}
+
 // fakeBridge is a bridge on a fakeBridges bus. Each Get returns the next
 // of counters; the last one sticks.
 type fakeBridge struct {
@@ -165,6 +173,7 @@ type fakeBridge struct {
 	counters []dbusapi.Counters
 	gets     int
 	describe string
+	pid      uint32 // the process that owns its name; 0: the bus does not say
 }
 
 // fakeBridges is a bus with bridges on it. Tests may change it (set)
@@ -266,6 +275,18 @@ func (f *fakeBridges) Describe(_ context.Context, name string) (string, error) {
 		return "", err
 	}
 	return b.describe, nil
+}
+
+func (f *fakeBridges) Owner(_ context.Context, name string) (uint32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("Owner " + name); err != nil {
+		return 0, err
+	}
+	if b, ok := f.bridges[name]; ok {
+		return b.pid, nil
+	}
+	return 0, nil
 }
 
 // testMachineID gives the persistent MAC 22:43:60:c3:5b:4c to veth1.

@@ -18,13 +18,17 @@ systemd's vethd@*.service units (loaded ones in any state, and enabled ones
 not loaded), the bridges on the system bus (run by vethd@NAME.service,
 vethd.service or by hand) and the files CONFIG-DIR/*.conf.
 
-Columns: NAME UNIT STATE PARENT MAC CARRIER. STATE is the bridge's state on
-the bus (starting, waiting-parent, running, degraded, stopping); for a bridge
-not on the bus, the state of vethd@NAME.service if that is not inactive
-(failed, active, activating, ...), else "invalid" if its file cannot be read
-or parsed (the reason goes to standard error; "config_error" with --json),
-else the state of the unit in UNIT (vethd.service's, or inactive), else
-"configured" if it only has a file.
+Columns: NAME UNIT STATE PARENT MAC CARRIER. UNIT is, for a bridge on the
+bus, the unit of the process that runs it (as systemd says: vethd@NAME.service,
+vethd.service, or a session's scope for a vethd run by hand); for one not on
+the bus, the unit that would run it: vethd@NAME.service if that is not
+inactive or is enabled, else vethd.service if that is active, else
+vethd@NAME.service. STATE is the bridge's state on the bus (starting,
+waiting-parent, running, degraded, stopping); for a bridge not on the bus, the
+state of vethd@NAME.service if that is not inactive (failed, active,
+activating, ...), else "invalid" if its file cannot be read or parsed (the
+reason goes to standard error; "config_error" with --json), else the state of
+the unit in UNIT, else "configured" if it only has a file.
 `
 
 // Unit names.
@@ -79,6 +83,8 @@ func enabled(s string) bool {
 type busBridge struct {
 	status   dbusapi.Status
 	counters dbusapi.Counters
+	pid      uint32 // the process that owns its bus name; 0 if unknown
+	unit     string // the unit that process belongs to; "" if unknown
 }
 
 // configFile is a configuration file: the bridge it describes, or why it
@@ -93,6 +99,7 @@ type configFile struct {
 type inventory struct {
 	units   map[string]unitStatus // instance units by bridge name
 	all     *unitStatus           // vethd.service, if loaded
+	owners  map[string]unitStatus // the units of the bridges' processes (busBridge.unit), by unit name
 	bus     map[string]busBridge  // bridges on the bus by name
 	configs map[string]configFile // configuration files by bridge name
 	mid     []byte                // machine ID, nil if unreadable
@@ -107,6 +114,7 @@ type entry struct {
 	Parent    string  `json:"parent"`     // from the bus, else the file; "" if unknown
 	MAC       string  `json:"mac"`        // from the bus, else what the file gives; "" if unknown
 	Carrier   *bool   `json:"carrier"`    // from the bus; null if not on it
+	PID       *uint32 `json:"pid"`        // the process that runs it, from the bus; null if not on it or unknown
 	IfIndex   *int32  `json:"ifindex"`    // from the bus; null if not on it
 	MTU       *uint32 `json:"mtu"`        // from the bus; null if not on it
 	// ConfigError is why the file cannot be read or parsed; "" if it
@@ -117,11 +125,7 @@ type entry struct {
 // gather reads the three sources. A source that cannot be read is left
 // out with a note on stderr.
 func (a *app) gather(ctx context.Context) *inventory {
-	inv := &inventory{
-		units:   map[string]unitStatus{},
-		bus:     map[string]busBridge{},
-		configs: map[string]configFile{},
-	}
+	inv := newInventory()
 	inv.mid, _ = macaddr.ReadMachineID(a.opts.machineIDFile)
 
 	names, err := config.Names(a.opts.configDir)
@@ -147,7 +151,7 @@ func (a *app) gather(ctx context.Context) *inventory {
 			case err != nil:
 				a.warn("%v", err)
 			default:
-				inv.bus[n] = busBridge{status: st, counters: ctr}
+				inv.bus[n] = a.onBus(ctx, b, n, st, ctr)
 			}
 		}
 	}
@@ -166,6 +170,14 @@ func (a *app) gather(ctx context.Context) *inventory {
 		if us.Name == allUnit {
 			inv.all = &us
 		} else if n, ok := instanceName(us.Name); ok {
+			if !live(us.ActiveState) {
+				// Loaded and inactive: enabled (then vethd.service
+				// leaves the bridge to it) or not? ListUnits does not
+				// say; the unit's properties do.
+				if full, err := u.Unit(ctx, us.Name); err == nil {
+					us = full
+				}
+			}
 			inv.units[n] = us
 		}
 	}
@@ -194,7 +206,66 @@ func (a *app) gather(ctx context.Context) *inventory {
 			inv.units[n] = us
 		}
 	}
+	a.findOwners(ctx, u, inv)
 	return inv
+}
+
+func newInventory() *inventory {
+	return &inventory{
+		units:   map[string]unitStatus{},
+		owners:  map[string]unitStatus{},
+		bus:     map[string]busBridge{},
+		configs: map[string]configFile{},
+	}
+}
+
+// onBus returns the bridge name as the bus shows it, with the PID of
+// the process that owns its name (none if the bus does not say).
+func (a *app) onBus(ctx context.Context, b bridges, name string, st dbusapi.Status, ctr dbusapi.Counters) busBridge {
+	bb := busBridge{status: st, counters: ctr}
+	pid, err := b.Owner(ctx, name)
+	if err != nil {
+		a.warn("%v", err)
+	}
+	bb.pid = pid
+	return bb
+}
+
+// findOwners asks systemd which unit each bridge's process on the bus
+// belongs to, and that unit's state, so that list names the unit that
+// really runs the bridge (vethd.service runs a bridge whose
+// vethd@NAME.service is failed, say). A bridge whose unit systemd cannot
+// tell keeps what the unit states suggest (inventory.unitOf).
+func (a *app) findOwners(ctx context.Context, u units, inv *inventory) {
+	for _, n := range sortedKeys(inv.bus) {
+		bb := inv.bus[n]
+		if bb.pid == 0 {
+			continue
+		}
+		unit, err := u.UnitByPID(ctx, bb.pid)
+		if err != nil {
+			a.warn("%v", err)
+			continue
+		}
+		if unit == "" {
+			continue
+		}
+		bb.unit = unit
+		inv.bus[n] = bb
+		if _, seen := inv.owners[unit]; seen {
+			continue
+		}
+		switch in, isInstance := instanceName(unit); {
+		case unit == allUnit && inv.all != nil:
+			inv.owners[unit] = *inv.all
+		case isInstance && inv.units[in].Name == unit:
+			inv.owners[unit] = inv.units[in]
+		default:
+			if us, err := u.Unit(ctx, unit); err == nil {
+				inv.owners[unit] = us
+			}
+		}
+	}
 }
 
 // loadConfig reads the file of bridge name.
@@ -233,7 +304,7 @@ func (inv *inventory) entry(name string) entry {
 	e := entry{Name: name}
 	bb, onBus := inv.bus[name]
 	cf, hasConfig := inv.configs[name]
-	e.Unit, e.UnitState = inv.unitOf(name, onBus || hasConfig)
+	e.Unit, e.UnitState = inv.unitOf(name, bb.unit, onBus || hasConfig)
 	if hasConfig && cf.err != nil {
 		e.ConfigError = cf.err.Error()
 	}
@@ -257,6 +328,9 @@ func (inv *inventory) entry(name string) entry {
 		st := bb.status
 		e.Parent, e.MAC = st.Parent, st.MACAddress
 		e.Carrier, e.IfIndex, e.MTU = &st.Carrier, &st.IfIndex, &st.MTU
+		if bb.pid != 0 {
+			e.PID = &bb.pid
+		}
 	case hasConfig && cf.bridge != nil:
 		e.Parent = cf.bridge.Parent
 		e.MAC = configMAC(cf.bridge, inv.mid)
@@ -267,16 +341,24 @@ func (inv *inventory) entry(name string) entry {
 // unitOf returns the unit that runs (or would run) bridge name and its
 // ActiveState:
 //
-//  1. vethd@NAME.service if it is active, activating, failed, …;
-//  2. else vethd.service if that is, and the bridge is on the bus or has
-//     a file (vethd --all runs every file);
-//  3. else vethd@NAME.service if it is loaded or enabled (inactive);
-//  4. else none.
-func (inv *inventory) unitOf(name string, busOrConfig bool) (unit, state string) {
+//  1. owner, the unit of the process that owns the bridge's bus name, if
+//     systemd told (its state as systemd says, if it could be asked);
+//  2. else vethd@NAME.service if it is active, activating, failed, …;
+//  3. else vethd@NAME.service if it is enabled (inactive): vethd.service
+//     leaves such a bridge to it;
+//  4. else vethd.service if that is live, and the bridge is on the bus or
+//     has a file (vethd --all runs every other file);
+//  5. else vethd@NAME.service if it is loaded (inactive);
+//  6. else none.
+func (inv *inventory) unitOf(name, owner string, busOrConfig bool) (unit, state string) {
 	inst, ok := inv.units[name]
 	switch {
+	case owner != "":
+		return owner, inv.owners[owner].ActiveState
 	case ok && live(inst.ActiveState):
 		return inst.Name, inst.ActiveState
+	case ok && enabled(inst.UnitFileState):
+		return inst.Name, "inactive"
 	case inv.all != nil && live(inv.all.ActiveState) && busOrConfig:
 		return inv.all.Name, inv.all.ActiveState
 	case ok:

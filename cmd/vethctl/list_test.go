@@ -108,7 +108,7 @@ func TestListJSON(t *testing.T) {
 	if err := json.Unmarshal(h.stdout.Bytes(), &got); err != nil {
 		t.Fatalf("decode: %v\n%s", err, h.stdout.String())
 	}
-	keys := []string{"carrier", "config_error", "ifindex", "mac", "mtu", "name", "parent", "state", "unit", "unit_state"}
+	keys := []string{"carrier", "config_error", "ifindex", "mac", "mtu", "name", "parent", "pid", "state", "unit", "unit_state"}
 	for _, e := range got {
 		if e["config_error"] != "" {
 			t.Errorf("%v: config_error %q, want \"\"", e["name"], e["config_error"])
@@ -145,6 +145,8 @@ func TestListMerge(t *testing.T) {
 	active := unitStatus{Name: "vethd@x.service", LoadState: "loaded", ActiveState: "active"}
 	failed := unitStatus{Name: "vethd@x.service", LoadState: "loaded", ActiveState: "failed"}
 	inactive := unitStatus{Name: "vethd@x.service", LoadState: "loaded", ActiveState: "inactive"}
+	enabledInactive := unitStatus{Name: "vethd@x.service", LoadState: "loaded", ActiveState: "inactive", UnitFileState: "enabled"}
+	activating := unitStatus{Name: "vethd@x.service", LoadState: "loaded", ActiveState: "activating"}
 	all := &unitStatus{Name: "vethd.service", LoadState: "loaded", ActiveState: "active"}
 	onBus := busBridge{status: dbusapi.Status{Name: "x", Parent: "eth0", MACAddress: "02:00:00:00:00:02", State: "degraded"}}
 	cfg := configFile{path: "/etc/vethd/x.conf"}
@@ -153,7 +155,8 @@ func TestListMerge(t *testing.T) {
 		unit            *unitStatus
 		all             *unitStatus
 		bus, config     bool
-		badConfig       bool // config, which does not parse
+		badConfig       bool   // config, which does not parse
+		owner           string // the unit of the process on the bus (bus); active
 		wantUnit, state string
 	}{
 		{name: "unit only", unit: &active, wantUnit: "vethd@x.service", state: "active"},
@@ -166,6 +169,12 @@ func TestListMerge(t *testing.T) {
 		{name: "vethd --all, not on bus", all: all, config: true, wantUnit: "vethd.service", state: "active"},
 		{name: "vethd --all, instance failed", unit: &failed, all: all, config: true, wantUnit: "vethd@x.service", state: "failed"},
 		{name: "vethd --all, instance inactive", unit: &inactive, all: all, bus: true, wantUnit: "vethd.service", state: "degraded"},
+		{name: "vethd --all, instance enabled", unit: &enabledInactive, all: all, config: true, wantUnit: "vethd@x.service", state: "inactive"},
+		// The unit of the process on the bus wins over what the units' states suggest.
+		{name: "owner vethd --all, instance failed", unit: &failed, all: all, bus: true, config: true, owner: "vethd.service", wantUnit: "vethd.service", state: "degraded"},
+		{name: "owner vethd --all, instance activating", unit: &activating, all: all, bus: true, config: true, owner: "vethd.service", wantUnit: "vethd.service", state: "degraded"},
+		{name: "owner instance, vethd --all", unit: &active, all: all, bus: true, config: true, owner: "vethd@x.service", wantUnit: "vethd@x.service", state: "degraded"},
+		{name: "owner a scope", bus: true, owner: "session-3.scope", wantUnit: "session-3.scope", state: "degraded"},
 		{name: "bad file", badConfig: true, wantUnit: "", state: "invalid"},
 		{name: "bad file, on bus", badConfig: true, bus: true, wantUnit: "", state: "degraded"},
 		{name: "bad file, unit active", badConfig: true, unit: &active, wantUnit: "vethd@x.service", state: "active"},
@@ -174,12 +183,18 @@ func TestListMerge(t *testing.T) {
 		{name: "bad file, vethd --all", badConfig: true, all: all, wantUnit: "vethd.service", state: "invalid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inv := &inventory{units: map[string]unitStatus{}, bus: map[string]busBridge{}, configs: map[string]configFile{}, all: tc.all}
+			inv := newInventory()
+			inv.all = tc.all
 			if tc.unit != nil {
 				inv.units["x"] = *tc.unit
 			}
 			if tc.bus {
-				inv.bus["x"] = onBus
+				bb := onBus
+				if tc.owner != "" {
+					bb.pid, bb.unit = 42, tc.owner
+					inv.owners[tc.owner] = unitStatus{Name: tc.owner, ActiveState: "active"}
+				}
+				inv.bus["x"] = bb
 			}
 			if tc.config {
 				inv.configs["x"] = cfg
@@ -194,10 +209,70 @@ func TestListMerge(t *testing.T) {
 			if e := es[0]; e.Unit != tc.wantUnit || e.State != tc.state {
 				t.Errorf("unit %q state %q, want %q %q", e.Unit, e.State, tc.wantUnit, tc.state)
 			}
+			if e := es[0]; tc.owner != "" && (e.UnitState != "active" || e.PID == nil || *e.PID != 42) {
+				t.Errorf("unit_state %q pid %v, want the owner's: active, 42", e.UnitState, e.PID)
+			}
 			if e := es[0]; (e.ConfigError != "") != tc.badConfig {
 				t.Errorf("config_error %q", e.ConfigError)
 			}
 		})
+	}
+}
+
+// TestListOwner: list names the unit of the process that owns a bridge's
+// bus name, as systemd tells it, not the instance unit that failed to
+// start beside vethd.service (issue 8); one systemd does not know keeps
+// the guess.
+func TestListOwner(t *testing.T) {
+	h := newHarness(t)
+	h.writeConfig("veth1", eth0Config)
+	h.writeConfig("veth2", eth0Config)
+	h.writeConfig("veth3", eth0Config)
+	h.units.loaded = []unitStatus{
+		{Name: "vethd.service", LoadState: "loaded", ActiveState: "active", SubState: "running"},
+		{Name: "vethd@veth1.service", LoadState: "loaded", ActiveState: "activating", SubState: "auto-restart"},
+		{Name: "vethd@veth2.service", LoadState: "loaded", ActiveState: "active", SubState: "running"},
+		// Loaded, inactive and enabled: vethd.service leaves veth3 to it.
+		{Name: "vethd@veth3.service", LoadState: "loaded", ActiveState: "inactive", SubState: "dead"},
+	}
+	h.units.unit = map[string]unitStatus{
+		"vethd@veth3.service": {Name: "vethd@veth3.service", LoadState: "loaded", ActiveState: "inactive", SubState: "dead", UnitFileState: "enabled"},
+		"session-3.scope":     {Name: "session-3.scope", LoadState: "loaded", ActiveState: "active", SubState: "running"},
+	}
+	h.units.pids = map[uint32]string{100: "vethd.service", 200: "vethd@veth2.service", 300: "session-3.scope"}
+	for name, pid := range map[string]uint32{"veth1": 100, "veth2": 200, "byhand": 300, "unknown": 400} {
+		b := running(name, "eth0", "02:00:00:00:00:01")
+		b.pid = pid
+		h.bridges.bridges[name] = b
+	}
+	h.mustRun(0, "list", "--no-legend")
+	want := `byhand  session-3.scope     running  eth0 02:00:00:00:00:01 on
+unknown vethd.service       running  eth0 02:00:00:00:00:01 on
+veth1   vethd.service       running  eth0 02:00:00:00:00:01 on
+veth2   vethd@veth2.service running  eth0 02:00:00:00:00:01 on
+veth3   vethd@veth3.service inactive eth0 da:0a:4b:35:8f:82 -
+`
+	if got := h.stdout.String(); got != want {
+		t.Errorf("list:\n%s\nwant:\n%s", got, want)
+	}
+	h.mustRun(0, "list", "--json")
+	var es []entry
+	if err := json.Unmarshal(h.stdout.Bytes(), &es); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if e.Name == "veth1" && (e.PID == nil || *e.PID != 100 || e.UnitState != "active") {
+			t.Errorf("veth1: pid %v unit_state %q, want 100, active", e.PID, e.UnitState)
+		}
+	}
+	// show says the same.
+	h.mustRun(0, "show", "veth1")
+	if out := h.stdout.String(); !strings.Contains(out, "Unit: vethd.service\n") {
+		t.Errorf("show veth1:\n%s", out)
+	}
+	h.mustRun(0, "show", "byhand")
+	if out := h.stdout.String(); !strings.Contains(out, "Unit: session-3.scope\n") {
+		t.Errorf("show byhand:\n%s", out)
 	}
 }
 

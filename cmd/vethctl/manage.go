@@ -19,9 +19,10 @@ const addHelp = `Write CONFIG-DIR/NAME.conf for the bridge NAME on the parent NI
 through systemd, enable vethd@NAME.service and reload systemd; with --now,
 also start it and wait until it runs, or, if it runs already (--force), make
 vethd apply the new file (the bridge's D-Bus method Reload). If vethd.service
-(vethd --all) is active or enabled, vethd@NAME.service is not enabled (NAME
-would run twice): with --now, vethd.service is reloaded (or started) to pick
-up the new file, and vethctl waits until NAME is on the bus.
+(vethd --all) is active or enabled, the bridge goes to it instead:
+vethd@NAME.service is not enabled and, with --now, vethd.service is reloaded
+(or started) to pick up the new file, and vethctl waits until NAME is on the
+bus.
 
 Options:
       --parent IF         the NIC whose wire is shared (required)
@@ -245,8 +246,8 @@ func unitRuns(s string) bool { return s == "active" || s == "reloading" }
 // is all, runs every file or would: NAME's instance is not enabled; with
 // --now, vethd.service picks up the new file.
 func (a *app) addAll(ctx context.Context, u units, name string, all unitStatus, o addOptions) error {
-	fmt.Fprintf(a.stdout, "%s runs every %s/*.conf: not enabling %s (it would run %s twice).\n",
-		allUnit, a.opts.configDir, unitName(name), name)
+	fmt.Fprintf(a.stdout, "%s is in use: it runs %s (every %s/*.conf whose own unit is not enabled); not enabling %s.\n",
+		allUnit, name, a.opts.configDir, unitName(name))
 	allRunning := unitRuns(all.ActiveState)
 	op, job := "start", u.Start
 	if allRunning {

@@ -40,11 +40,7 @@ func (a *app) lookup(ctx context.Context, name string) (*about, error) {
 	if err := config.Validate(name); err != nil {
 		return nil, usageErr("%v", err)
 	}
-	inv := &inventory{
-		units:   map[string]unitStatus{},
-		bus:     map[string]busBridge{},
-		configs: map[string]configFile{},
-	}
+	inv := newInventory()
 	inv.mid, _ = macaddr.ReadMachineID(a.opts.machineIDFile)
 	if cf := a.loadConfig(name); !errors.Is(cf.err, fs.ErrNotExist) {
 		inv.configs[name] = cf
@@ -57,13 +53,14 @@ func (a *app) lookup(ctx context.Context, name string) (*about, error) {
 	st, ctr, err := b.Get(ctx, name)
 	switch {
 	case err == nil:
-		inv.bus[name] = busBridge{status: st, counters: ctr}
+		inv.bus[name] = a.onBus(ctx, b, name, st, ctr)
 	case !errors.Is(err, dbusapi.ErrNoSuchBridge):
 		return nil, err
 	}
 
 	units := map[string]unitStatus{}
-	if u, err := a.units(ctx); err != nil {
+	u, err := a.units(ctx)
+	if err != nil {
 		a.warn("%v", err)
 	} else {
 		for _, n := range []string{unitName(name), allUnit} {
@@ -83,6 +80,14 @@ func (a *app) lookup(ctx context.Context, name string) (*about, error) {
 	}
 	if us, ok := units[allUnit]; ok && us.LoadState == "loaded" {
 		inv.all = &us
+	}
+	if u != nil {
+		a.findOwners(ctx, u, inv)
+		for n, us := range inv.owners {
+			if _, seen := units[n]; !seen {
+				units[n] = us
+			}
+		}
 	}
 
 	_, onBus := inv.bus[name]

@@ -77,6 +77,9 @@ type units interface {
 	ReloadUnit(ctx context.Context, name string, wait bool) (string, error)
 	// ResetFailed resets the unit's failed state (Manager.ResetFailedUnit).
 	ResetFailed(ctx context.Context, name string) error
+	// UnitByPID returns the name of the unit the process pid belongs to
+	// (Manager.GetUnitByPID), "" if it belongs to none.
+	UnitByPID(ctx context.Context, pid uint32) (string, error)
 }
 
 // bridges is what vethctl needs from the bridges on the bus: dbusapi.Client's
@@ -96,6 +99,9 @@ type bridges interface {
 	ResetCounters(ctx context.Context, name string) error
 	// Describe returns the daemon's JSON document about the bridge (root).
 	Describe(ctx context.Context, name string) (string, error)
+	// Owner returns the PID of the process that owns the bridge's bus
+	// name (GetConnectionUnixProcessID: anyone), 0 if none does.
+	Owner(ctx context.Context, name string) (uint32, error)
 }
 
 // busTimeout bounds every call on the bus, and the connection to it, as
@@ -327,6 +333,19 @@ func (s *systemd) ResetFailed(ctx context.Context, name string) error {
 	return nil
 }
 
+func (s *systemd) UnitByPID(ctx context.Context, pid uint32) (string, error) {
+	ctx, cancel := callContext(ctx, s.timeout)
+	defer cancel()
+	name, err := s.c.GetUnitNameByPID(ctx, pid)
+	if dbusapi.ErrorName(err) == errNameNoUnitForPID {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("ask systemd which unit PID %d belongs to: %w", pid, callError(err, s.timeout))
+	}
+	return name, nil
+}
+
 // busBridges is bridges over its own connection to the system bus: a
 // dbusapi.Client with a deadline of timeout for every call. It is used
 // from one goroutine.
@@ -395,8 +414,26 @@ func (b *busBridges) Describe(ctx context.Context, name string) (string, error) 
 	return doc, callError(err, b.timeout)
 }
 
-// errNameNoSuchUnit is systemd's error for a unit it does not know.
-const errNameNoSuchUnit = "org.freedesktop.systemd1.NoSuchUnit"
+func (b *busBridges) Owner(ctx context.Context, name string) (uint32, error) {
+	ctx, cancel := callContext(ctx, b.timeout)
+	defer cancel()
+	var pid uint32
+	err := b.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionUnixProcessID", 0, dbusapi.BusName(name)).Store(&pid)
+	if dbusapi.ErrorName(err) == errNameHasNoOwner {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ask the bus which process runs %s: %w", name, callError(err, b.timeout))
+	}
+	return pid, nil
+}
+
+// D-Bus error names that vethctl tells apart.
+const (
+	errNameNoSuchUnit   = "org.freedesktop.systemd1.NoSuchUnit"       // systemd: no such unit
+	errNameNoUnitForPID = "org.freedesktop.systemd1.NoUnitForPID"     // systemd: a process in no unit
+	errNameHasNoOwner   = "org.freedesktop.DBus.Error.NameHasNoOwner" // the bus: no one owns the name
+)
 
 // isAccessDenied reports whether err is a refusal: by the bus policy, the
 // daemon, polkit (dbusapi.IsAccessDenied), or the file system.

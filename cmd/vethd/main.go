@@ -1,7 +1,7 @@
 // Command vethd gives the host another Ethernet card on a wire it is already
 // plugged into: a TAP interface with its own MAC, relayed to a parent NIC.
 //
-//	vethd [-v veth-device] [-e eth-device] [-m mac-address]
+//	vethd [-v veth-device] [-e eth-device] [-m mac-address] [--arp-isolation=no]
 //	vethd --instance NAME     (/etc/vethd/NAME.conf; vethd@NAME.service)
 //	vethd --all               (every /etc/vethd/*.conf; vethd.service)
 package main
@@ -40,6 +40,7 @@ type options struct {
 	name          string
 	parent        string
 	mac           string
+	arpIsolation  string // --arp-isolation: yes (default) or no, as config.ParseBoolean reads it
 	machineIDFile string
 	version       bool
 	instance      string // --instance NAME
@@ -65,6 +66,10 @@ Options:
   -m, --mac POLICY     persistent (default: derived from /etc/machine-id and
                        NAME, the same at every start), random, or an address
                        such as 02:00:5e:10:00:01
+      --arp-isolation yes|no
+                       yes (default): set arp_ignore=1 and arp_announce=2 on
+                       the parent and NAME, so each answers ARP only for its
+                       own addresses; no: leave them as they are
       --machine-id-file PATH
                        read the machine ID for persistent MACs from PATH
                        (default /etc/machine-id)
@@ -94,6 +99,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	for _, n := range []string{"m", "mac"} {
 		fs.StringVar(&o.mac, n, "persistent", "")
 	}
+	fs.StringVar(&o.arpIsolation, "arp-isolation", "yes", "")
 	fs.StringVar(&o.machineIDFile, "machine-id-file", o.machineIDFile, "")
 	fs.BoolVar(&o.version, "version", false, "")
 	fs.StringVar(&o.instance, "instance", "", "")
@@ -110,7 +116,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "v", "name", "e", "parent", "m", "mac":
+		case "v", "name", "e", "parent", "m", "mac", "arp-isolation":
 			o.seedFlags = append(o.seedFlags, "-"+f.Name)
 		}
 	})
@@ -143,8 +149,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	log := slog.New(journal.NewHandler(stderr, journal.StderrIsJournal(), slog.LevelInfo))
+	arp, err := config.ParseBoolean(o.arpIsolation)
+	if err != nil {
+		log.Error(fmt.Sprintf("--arp-isolation: %v", err))
+		return exitConfig
+	}
 	cfg := service.Config{
-		Mode: service.ModeSeed, Name: o.name, Parent: o.parent, MAC: o.mac,
+		Mode: service.ModeSeed, Name: o.name, Parent: o.parent, MAC: o.mac, NoARPIsolation: !arp,
 		ConfigDir: o.configDir, MachineIDFile: o.machineIDFile, Version: version,
 		Log: log, Notifier: sdnotify.New(),
 	}

@@ -17,8 +17,13 @@ func TestParseFlagsDefaultsAndForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.name != "veth0" || o.parent != "eth0" || o.mac != "persistent" {
-		t.Fatalf("defaults = %+v, want veth0 on eth0, persistent MAC", o)
+	if o.name != "veth0" || o.parent != "eth0" || o.mac != "persistent" || o.arpIsolation != "yes" {
+		t.Fatalf("defaults = %+v, want veth0 on eth0, persistent MAC, ARP isolation", o)
+	}
+	for _, args := range [][]string{{"--arp-isolation=no"}, {"--arp-isolation", "no"}, {"-arp-isolation=no"}} {
+		if o, err := parseFlags(args, &bytes.Buffer{}); err != nil || o.arpIsolation != "no" {
+			t.Errorf("%v parsed as %+v, %v", args, o, err)
+		}
 	}
 	for _, args := range [][]string{
 		{"-v", "veth1", "-e", "wan0", "-m", "random"},
@@ -61,6 +66,8 @@ func TestRunUsageAndConfigErrors(t *testing.T) {
 		{[]string{"-m", "00:00:00:00:00:00"}, exitConfig, "all-zero"},
 		{[]string{"-m", "02:00:00"}, exitConfig, "six hex bytes"},
 		{[]string{"--machine-id-file", filepath.Join(t.TempDir(), "none")}, exitConfig, "machine id"},
+		{[]string{"--arp-isolation=maybe"}, exitConfig, `--arp-isolation: "maybe" is not yes or no`},
+		{[]string{"--arp-isolation"}, exitUsage, "arp-isolation"},
 	}
 	for _, tc := range cases {
 		code, _, stderr := runCode(t, tc.args...)
@@ -75,7 +82,7 @@ func TestRunHelpAndVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "vethd [-v veth-device] [-e eth-device] [-m mac-address]") {
 		t.Fatalf("--help: exit %d, output %q", code, out)
 	}
-	for _, f := range []string{"--name", "--parent", "--mac", "--version", "--machine-id-file", "--instance", "--all", "--config-dir"} {
+	for _, f := range []string{"--name", "--parent", "--mac", "--arp-isolation", "--version", "--machine-id-file", "--instance", "--all", "--config-dir"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("--help does not mention %s", f)
 		}
@@ -97,6 +104,7 @@ func TestServiceModeFlags(t *testing.T) {
 		{[]string{"--instance", "veth1", "--all"}, exitUsage, "exclude each other"},
 		{[]string{"--instance", "veth1", "-e", "eth1"}, exitUsage, "-e cannot be combined"},
 		{[]string{"--all", "--mac", "random"}, exitUsage, "-mac cannot be combined"},
+		{[]string{"--instance", "veth1", "--arp-isolation=no"}, exitUsage, "-arp-isolation cannot be combined"},
 		{[]string{"--instance", "veth/1"}, exitConfig, "--instance: "},
 		{[]string{"--instance", "veth1", "--config-dir", dir}, exitConfig, filepath.Join(dir, "veth1.conf") + ":3: Carrier="},
 		{[]string{"--instance", "veth9", "--config-dir", dir}, exitConfig, filepath.Join(dir, "veth9.conf")},

@@ -53,12 +53,16 @@ func (b *busBridge) Describe() string {
 	if s.cfg.MTU != 0 {
 		mtu = fmt.Sprint(s.cfg.MTU)
 	}
+	arp := "no"
+	if s.cfg.ARPIsolation {
+		arp = "yes"
+	}
 	doc := map[string]any{
 		"version": in.env.version,
 		"pid":     os.Getpid(),
 		"config": map[string]any{
 			"file": s.file, "parent": s.cfg.Parent, "mac_address": s.policy.String(),
-			"mtu": mtu, "carrier": carrier,
+			"mtu": mtu, "carrier": carrier, "arp_isolation": arp,
 		},
 		"status":   in.status(),
 		"counters": in.counters(),

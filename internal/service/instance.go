@@ -129,19 +129,22 @@ func (in *instance) start() (Bridge, error) {
 	return br, nil
 }
 
-// storeFD puts br's TAP in systemd's fd store. A new TAP replaces any older
-// entry (one whose interface was deleted); an adopted one is stored again
-// without removing the entry first (systemd ignores a descriptor it holds
-// already), so that a refused store cannot lose the interface.
+// storeFD puts br's TAP in systemd's fd store, replacing any older entry
+// (one whose interface was deleted). An adopted TAP is not stored again:
+// it came from the store, which still holds it, and systemd checks
+// FileDescriptorStoreMax= before it looks for a duplicate, so storing it
+// again into a full store (vethd@.service's 1) logs "Cannot store more
+// fds than FileDescriptorStoreMax=1".
 func (in *instance) storeFD(br Bridge, adopted bool) error {
+	if adopted {
+		return nil
+	}
 	fd, err := br.TAPFd()
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	if !adopted {
-		in.env.notify.RemoveFD(in.fdName)
-	}
+	in.env.notify.RemoveFD(in.fdName)
 	return in.env.notify.StoreFD(in.fdName, fd)
 }
 

@@ -18,17 +18,20 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/vethd/vethd/internal/sdnotify"
+	"github.com/vethd/vethd/pkg/bridge"
 	"github.com/vethd/vethd/pkg/config"
 	"github.com/vethd/vethd/pkg/dbusapi"
 	"github.com/vethd/vethd/pkg/supervisor"
@@ -65,6 +68,11 @@ var _ Notifier = (*sdnotify.Notifier)(nil)
 const (
 	defaultBusRetry = 5 * time.Second  // how often to (re)connect to the system bus
 	statusInterval  = 10 * time.Second // how often STATUS= is refreshed
+	// defaultHandover is how long vethd --instance NAME waits for
+	// vethd.service to hand NAME over.
+	defaultHandover = 15 * time.Second
+	// handoverPoll is how often it looks whether it did.
+	handoverPoll = 100 * time.Millisecond
 )
 
 // Config is what Run is given.
@@ -72,6 +80,8 @@ type Config struct {
 	Mode Mode
 	// Name, Parent and MAC are the seed flags -v, -e and -m (ModeSeed).
 	Name, Parent, MAC string
+	// NoARPIsolation is the seed flag --arp-isolation=no (ModeSeed).
+	NoARPIsolation bool
 	// Instance is the NAME of --instance NAME (ModeInstance).
 	Instance string
 	// ConfigDir is where NAME.conf files are.
@@ -93,6 +103,12 @@ type Config struct {
 	StartBridge StartFunc
 	// ConnectBus connects to the system bus; nil is dbus.ConnectSystemBus.
 	ConnectBus func() (*dbus.Conn, error)
+	// Units asks systemd and the bus, over a connection ConnectBus made,
+	// which unit runs a bridge; nil is the real one (newBusUnits).
+	Units func(conn *dbus.Conn) Units
+	// HandoverTimeout bounds how long vethd --instance NAME waits for
+	// vethd.service to hand NAME over; 0 is 15 s.
+	HandoverTimeout time.Duration
 
 	// BusRetry is how often to try to (re)connect to the bus; 0 is 5 s.
 	BusRetry time.Duration
@@ -127,16 +143,21 @@ type daemon struct {
 	env     *env                   // what instances get
 	sup     *supervisor.Supervisor // --all only
 
-	changes chan struct{} // a bridge changed (buffered 1): publish
-	failed  chan error    // the bridge failed (seed and instance modes; buffered 1)
-	calls   chan func()   // work handed to the Run goroutine (D-Bus Reload)
-	done    chan struct{} // closed when the main loop ends: calls are refused
+	changes   chan struct{} // a bridge changed (buffered 1): publish
+	failed    chan error    // the bridge failed (seed and instance modes; buffered 1)
+	calls     chan func()   // work handed to the Run goroutine (D-Bus Reload)
+	contested chan string   // --all: a bridge's name is in use (contest sends it)
+	done      chan struct{} // closed when the main loop ends: calls are refused
 
 	// Run goroutine only.
 	instances map[string]*instance
 	servers   map[string]*dbusapi.Server // the instances' D-Bus objects, by name
 	bus       *dbus.Conn                 // nil without a system bus
 	busSaid   bool                       // "No system bus" was logged
+	units     Units                      // over bus; nil without one
+	// leftOut are the bridges of --all's files that their own
+	// vethd@NAME.service claims, by name, as last asked.
+	leftOut map[string]Claim
 }
 
 func newDaemon(cfg Config) *daemon {
@@ -158,6 +179,12 @@ func newDaemon(cfg Config) *daemon {
 	if cfg.Backoff == (supervisor.Backoff{}) {
 		cfg.Backoff = supervisor.DefaultBackoff
 	}
+	if cfg.Units == nil {
+		cfg.Units = newBusUnits
+	}
+	if cfg.HandoverTimeout == 0 {
+		cfg.HandoverTimeout = defaultHandover
+	}
 	d := &daemon{
 		cfg:       cfg,
 		log:       cfg.Log,
@@ -167,9 +194,11 @@ func newDaemon(cfg Config) *daemon {
 		changes:   make(chan struct{}, 1),
 		failed:    make(chan error, 1),
 		calls:     make(chan func()),
+		contested: make(chan string),
 		done:      make(chan struct{}),
 		instances: map[string]*instance{},
 		servers:   map[string]*dbusapi.Server{},
+		leftOut:   map[string]Claim{},
 	}
 	d.env = &env{
 		log: d.log, notify: d.notify, fds: d.fds, start: cfg.StartBridge,
@@ -202,19 +231,21 @@ func (d *daemon) run(sigs <-chan os.Signal) error {
 	if d.cfg.Mode == ModeAll {
 		d.sup = supervisor.New(d.cfg.Backoff, d.log)
 		for _, s := range specs {
+			if c, ok := d.instanceClaim(s.cfg.Name); ok {
+				d.leaveOut(s.cfg.Name, c, "")
+				continue
+			}
 			d.addSupervised(s)
 		}
 		for _, in := range d.list() {
 			<-in.first
 		}
 	} else {
-		in := d.newInstance(specs[0])
-		br, err := in.start()
-		if err != nil {
-			d.log.Error(explain(err, specs[0].cfg))
+		br, stopped, err := d.startOne(specs[0], sigs)
+		if err != nil || stopped {
 			close(d.done)
 			d.shutdownInstances()
-			return startError(err)
+			return err
 		}
 		go func() {
 			if err := br.Wait(); err != nil {
@@ -230,11 +261,205 @@ func (d *daemon) run(sigs <-chan os.Signal) error {
 	return err
 }
 
+// startOne starts the bridge of seed and instance modes. With
+// --instance, a bridge that vethd.service runs is taken over first
+// (takeOver). It returns the bridge, or stopped if a stop signal came
+// while it waited, or the *Error to end Run with (logged).
+func (d *daemon) startOne(s spec, sigs <-chan os.Signal) (br Bridge, stopped bool, err error) {
+	name := s.cfg.Name
+	deadline := time.Now().Add(d.cfg.HandoverTimeout)
+	handedOver := false
+	if d.cfg.Mode == ModeInstance {
+		if handedOver, stopped, err = d.takeOver(name, sigs, deadline); err != nil || stopped {
+			return nil, stopped, err
+		}
+	}
+	in := d.newInstance(s)
+	for {
+		br, err = in.start()
+		// vethd.service has let the name go; its TAP goes once systemd
+		// closes its copy in vethd.service's fd store.
+		if err == nil || !handedOver || !errors.Is(err, bridge.ErrNameInUse) || time.Now().After(deadline) {
+			break
+		}
+		if d.pause(sigs, handoverPoll) {
+			return nil, true, nil
+		}
+	}
+	if err == nil {
+		return br, false, nil
+	}
+	if errors.Is(err, bridge.ErrNameInUse) {
+		if pid, unit := d.owner(name); pid != 0 {
+			e := fmt.Errorf("%w: %s is run by %s; not running it twice", err, name, ownerText(pid, unit))
+			d.log.Error(e.Error())
+			if d.cfg.Mode == ModeInstance {
+				// Another vethd runs it: restarting cannot help.
+				return nil, false, &Error{Kind: KindConfig, Err: e}
+			}
+			return nil, false, startError(e)
+		}
+	}
+	d.log.Error(explain(err, s.cfg))
+	return nil, false, startError(err)
+}
+
+// takeOver is vethd@NAME.service's side of coexistence: if vethd.service
+// runs the bridge name (it owns name's bus name), vethd asks it to reload,
+// which makes it hand name over (vethd@NAME.service, starting, claims it),
+// and waits until the bus name is free, for at most until deadline. It
+// reports whether a handover took place, or stopped if a stop signal came
+// on sigs while it waited. A bridge that another vethd runs (by hand, or
+// vethd.service not letting go) is an *Error of KindConfig: two places are
+// configured to run it, and restarting cannot help.
+func (d *daemon) takeOver(name string, sigs <-chan os.Signal, deadline time.Time) (handedOver, stopped bool, err error) {
+	pid, unit := d.owner(name)
+	if pid == 0 || pid == uint32(os.Getpid()) {
+		return false, false, nil
+	}
+	if unit != allUnit {
+		e := fmt.Errorf("%s is run by %s already; not running it twice", name, ownerText(pid, unit))
+		d.log.Error(e.Error())
+		return false, false, &Error{Kind: KindConfig, Err: e}
+	}
+	d.log.Info(fmt.Sprintf("%s is run by %s; asking it to hand %s over to %s", name, ownerText(pid, unit), name, instanceUnit(name)))
+	ctx, cancel := context.WithTimeout(context.Background(), unitsTimeout)
+	err = d.units.Reload(ctx, allUnit)
+	cancel()
+	if err != nil {
+		// A stop of vethd.service under way, say: wait all the same.
+		d.log.Warn(fmt.Sprintf("Could not reload %s: %v", allUnit, err))
+	}
+	for {
+		if p, _ := d.owner(name); p == 0 {
+			d.log.Info(fmt.Sprintf("%s handed %s over", allUnit, name))
+			return true, false, nil
+		}
+		if time.Now().After(deadline) {
+			e := fmt.Errorf("%s did not hand %s over within %s; not running it twice (stop %s, or disable %s)",
+				allUnit, name, d.cfg.HandoverTimeout, allUnit, instanceUnit(name))
+			d.log.Error(e.Error())
+			return false, false, &Error{Kind: KindConfig, Err: e}
+		}
+		if d.pause(sigs, handoverPoll) {
+			return false, true, nil
+		}
+	}
+}
+
+// pause waits for d, or for a stop signal on sigs (true); SIGHUP is
+// ignored (there is nothing to reload yet).
+func (d *daemon) pause(sigs <-chan os.Signal, dur time.Duration) bool {
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return false
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				d.log.Info(fmt.Sprintf("Stopping on %v", sig))
+				return true
+			}
+		}
+	}
+}
+
+// owner returns the process that owns the bridge name's bus name and its
+// unit (Units.Owner); pid 0 if there is none, or no bus to ask.
+func (d *daemon) owner(name string) (pid uint32, unit string) {
+	if d.units == nil {
+		return 0, ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), unitsTimeout)
+	defer cancel()
+	pid, unit, err := d.units.Owner(ctx, name)
+	if err != nil {
+		d.log.Warn(fmt.Sprintf("Cannot tell who runs %s: %v", name, err))
+		return 0, ""
+	}
+	return pid, unit
+}
+
+// ownerText is "vethd.service (PID 123)", or "PID 123" for a process no
+// unit knows.
+func ownerText(pid uint32, unit string) string {
+	if unit == "" {
+		return fmt.Sprintf("PID %d", pid)
+	}
+	return fmt.Sprintf("%s (PID %d)", unit, pid)
+}
+
+// instanceClaim asks systemd whether vethd@NAME.service claims the bridge
+// name (Claim.Claims), for --all. Without a bus, or for a name no unit
+// can have, or if systemd does not answer, nothing is claimed: --all runs
+// every file.
+func (d *daemon) instanceClaim(name string) (Claim, bool) {
+	if d.units == nil || !unitable(name) {
+		return Claim{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), unitsTimeout)
+	defer cancel()
+	c, err := d.units.Claim(ctx, name)
+	if err != nil {
+		d.log.Warn(fmt.Sprintf("Cannot tell whether %s runs %s (%v); running it here", instanceUnit(name), name, err))
+		return Claim{}, false
+	}
+	return c, c.Claims()
+}
+
+// leaveOut records that --all leaves the bridge name to its own unit,
+// which claims it as c, and logs it when that is news; what is what a
+// reload does with it ("" at start).
+func (d *daemon) leaveOut(name string, c Claim, what string) {
+	old, was := d.leftOut[name]
+	d.leftOut[name] = c
+	if was && old == c {
+		return
+	}
+	prefix := ""
+	if what != "" {
+		prefix = what + ": "
+	}
+	d.log.Info(fmt.Sprintf("%sLeaving %s to %s (%s): not running it in this process", prefix, name, instanceUnit(name), c))
+}
+
+// contest is called by a supervised bridge (--all) whose start found its
+// interface name in use: the Run goroutine asks whether vethd@NAME.service
+// claims it now (checkContest). It may be called from any goroutine and
+// does not block.
+func (d *daemon) contest(name string) {
+	go func() {
+		select {
+		case d.contested <- name:
+		case <-d.done:
+		}
+	}()
+}
+
+// checkContest hands the bridge name over to vethd@NAME.service if that
+// claims it now: the two started it at once, say. Otherwise the
+// supervisor keeps trying.
+func (d *daemon) checkContest(name string) {
+	in := d.instances[name]
+	if in == nil {
+		return
+	}
+	c, ok := d.instanceClaim(name)
+	if !ok {
+		return
+	}
+	d.log.Info(fmt.Sprintf("%s is in use and %s claims it (%s): stopping it here", name, instanceUnit(name), c))
+	d.remove(in)
+	d.leaveOut(name, c, "")
+	d.changed()
+}
+
 // loop is the main loop: it serves signals, calls, changes, the status
 // ticker, the watchdog and the bus until a stop signal or a failure.
 func (d *daemon) loop(sigs <-chan os.Signal) error {
 	defer close(d.done)
-	d.notify.Send("READY=1\nSTATUS=" + d.statusLine())
+	d.notify.Send("READY=1\nSTATUS=" + d.status())
 	var wdC <-chan time.Time
 	if iv := d.notify.WatchdogInterval(); iv > 0 {
 		t := time.NewTicker(iv / 2)
@@ -260,6 +485,7 @@ func (d *daemon) loop(sigs <-chan os.Signal) error {
 			d.log.Warn("Lost the system bus; reconnecting")
 			d.bus.Close()
 			d.bus, busGone = nil, nil
+			d.units = nil
 			d.servers = map[string]*dbusapi.Server{}
 			busRetryT.Reset(d.cfg.BusRetry)
 			busRetryC = busRetryT.C
@@ -281,13 +507,15 @@ func (d *daemon) loop(sigs <-chan os.Signal) error {
 			return nil
 		case f := <-d.calls:
 			f()
+		case name := <-d.contested:
+			d.checkContest(name)
 		case err := <-d.failed:
 			d.log.Error(fmt.Sprintf("Stopping: %v", err))
 			return &Error{Kind: KindFailure, Err: err}
 		case <-d.changes:
 			d.publish()
 		case <-statusTick.C:
-			d.notify.Send(sdnotify.Status(d.statusLine()))
+			d.notify.Send(sdnotify.Status(d.status()))
 		case <-wdC:
 			// Only a healthy relay feeds the watchdog: if a reader or the
 			// link watcher hangs, systemd notices and restarts us.
@@ -333,6 +561,7 @@ func (d *daemon) connectBus() bool {
 		return false
 	}
 	d.bus = conn
+	d.units = d.cfg.Units(conn)
 	return true
 }
 
@@ -379,23 +608,33 @@ func (d *daemon) busBridge(in *instance) *busBridge {
 }
 
 // addSupervised adds a bridge that the supervisor restarts when it fails.
+// A start that finds the name in use asks whether vethd@NAME.service has
+// it (contest).
 func (d *daemon) addSupervised(s spec) {
 	in := d.newInstance(s)
-	d.sup.Start(in.name, in.task)
+	d.sup.Start(in.name, func(ctx context.Context) error {
+		err := in.task(ctx)
+		if errors.Is(err, bridge.ErrNameInUse) {
+			d.contest(in.name)
+		}
+		return err
+	})
 }
 
-// remove stops a bridge of --all mode whose file went, takes it off the
-// bus and drops its TAP from the fd store (its interface goes).
+// remove stops a bridge of --all mode (its file went, or its own unit
+// claims it), drops its TAP from the fd store (its interface goes) and
+// then takes it off the bus: once the name is free, the interface is gone
+// or going, which vethd@NAME.service's takeOver relies on.
 func (d *daemon) remove(in *instance) {
 	d.sup.Stop(in.name)
-	if srv := d.servers[in.name]; srv != nil {
-		srv.Close()
-		delete(d.servers, in.name)
-	}
 	if f := d.fds.take(in.fdName); f != nil {
 		f.Close() // never adopted (its start kept failing)
 	}
 	d.notify.RemoveFD(in.fdName)
+	if srv := d.servers[in.name]; srv != nil {
+		srv.Close()
+		delete(d.servers, in.name)
+	}
 	delete(d.instances, in.name)
 }
 
@@ -414,7 +653,13 @@ func (d *daemon) list() []*instance {
 // their interfaces go.
 func (d *daemon) dropUnusedFDs() {
 	for name, f := range d.fds.takeUnclaimed(d.claimed) {
-		d.log.Info(fmt.Sprintf("Dropping stored descriptor %s: no such bridge is configured", name))
+		why := "no such bridge is configured"
+		if n, ok := strings.CutPrefix(name, "tap-"); ok && d.cfg.Mode == ModeAll {
+			if _, left := d.leftOut[n]; left {
+				why = fmt.Sprintf("%s runs %s", instanceUnit(n), n)
+			}
+		}
+		d.log.Info(fmt.Sprintf("Dropping stored descriptor %s: %s", name, why))
 		f.Close()
 		d.notify.RemoveFD(name)
 	}
@@ -429,6 +674,29 @@ func (d *daemon) claimed(name string) bool {
 		}
 	}
 	return false
+}
+
+// status is the STATUS= text: statusLine, and in --all mode the
+// bridges left to their own units. Run goroutine only.
+func (d *daemon) status() string {
+	if len(d.leftOut) == 0 {
+		return d.statusLine()
+	}
+	s := d.statusLine()
+	if len(d.instances) == 0 {
+		s = "No bridges of its own"
+	}
+	return s + "; left to their own units: " + strings.Join(sortedNames(d.leftOut), ", ")
+}
+
+// sortedNames returns m's keys, sorted.
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // changed is every bridge's OnChange: it wakes the main loop. It may be
@@ -448,7 +716,7 @@ func (d *daemon) publish() {
 			srv.Update()
 		}
 	}
-	d.notify.Send(sdnotify.Status(d.statusLine()))
+	d.notify.Send(sdnotify.Status(d.status()))
 }
 
 // health is nil when every running bridge is healthy. The bridges are
@@ -484,7 +752,7 @@ func (d *daemon) shutdownInstances() {
 // started and those whose file went are stopped (their interface removed).
 func (d *daemon) reloadAll() {
 	d.notify.Send(sdnotify.Reloading())
-	defer func() { d.notify.Send("READY=1\nSTATUS=" + d.statusLine()) }()
+	defer func() { d.notify.Send("READY=1\nSTATUS=" + d.status()) }()
 	switch d.cfg.Mode {
 	case ModeSeed:
 		d.log.Info("Reload: nothing to re-read (started from the command line, not a configuration file)")
@@ -504,6 +772,11 @@ func (d *daemon) reloadAll() {
 		for _, n := range names {
 			want[n] = true
 		}
+		for n := range d.leftOut {
+			if !want[n] {
+				delete(d.leftOut, n)
+			}
+		}
 		for _, in := range d.list() {
 			if !want[in.name] {
 				d.log.Info(fmt.Sprintf("Reload: %s is no longer configured; removing it", in.name))
@@ -511,6 +784,12 @@ func (d *daemon) reloadAll() {
 				continue
 			}
 			delete(want, in.name)
+			if c, ok := d.instanceClaim(in.name); ok {
+				d.log.Info(fmt.Sprintf("Reload: handing %s over to %s (%s): stopping it in this process", in.name, instanceUnit(in.name), c))
+				d.remove(in)
+				d.leftOut[in.name] = c
+				continue
+			}
 			if err := in.reload(); err != nil {
 				d.log.Error(fmt.Sprintf("Reload of %s failed; keeping its running configuration: %v", in.name, err))
 			}
@@ -519,12 +798,22 @@ func (d *daemon) reloadAll() {
 			if !want[n] {
 				continue
 			}
+			c, claimed := d.instanceClaim(n)
+			if claimed {
+				d.leaveOut(n, c, "Reload")
+				continue
+			}
 			s, err := d.loadSpec(n)
 			if err != nil {
 				d.log.Error(fmt.Sprintf("Reload: not starting %s: %v", n, err))
 				continue
 			}
-			d.log.Info(fmt.Sprintf("Reload: starting new bridge %s", n))
+			if _, was := d.leftOut[n]; was {
+				delete(d.leftOut, n)
+				d.log.Info(fmt.Sprintf("Reload: %s no longer claims %s (%s); starting it here", instanceUnit(n), n, c))
+			} else {
+				d.log.Info(fmt.Sprintf("Reload: starting new bridge %s", n))
+			}
 			d.addSupervised(s)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 
 // spec is one bridge's resolved configuration.
 type spec struct {
-	cfg    bridge.Config // Name, Parent, MAC, MTU, CarrierOn, WaitParent
+	cfg    bridge.Config // Name, Parent, MAC, MTU, CarrierOn, WaitParent, ARPIsolation
 	policy macaddr.Policy
 	file   string // "" in seed mode
 }
@@ -58,7 +58,10 @@ func (d *daemon) loadSpecs() ([]spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []spec{{cfg: bridge.Config{Name: d.cfg.Name, Parent: d.cfg.Parent, MAC: mac}, policy: policy}}, nil
+	return []spec{{
+		cfg:    bridge.Config{Name: d.cfg.Name, Parent: d.cfg.Parent, MAC: mac, ARPIsolation: !d.cfg.NoARPIsolation},
+		policy: policy,
+	}}, nil
 }
 
 // loadSpec reads ConfigDir/NAME.conf and resolves its MAC address. It is
@@ -80,6 +83,7 @@ func (d *daemon) loadSpec(name string) (spec, error) {
 		cfg: bridge.Config{
 			Name: c.Name, Parent: c.Parent, MAC: mac, MTU: c.MTU,
 			CarrierOn: c.Carrier == config.CarrierOn, WaitParent: true,
+			ARPIsolation: !c.NoARPIsolation,
 		},
 		policy: c.MAC,
 		file:   c.File,

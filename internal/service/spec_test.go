@@ -1,6 +1,7 @@
 package service
 
 import (
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -56,5 +57,42 @@ func TestInstanceSpec(t *testing.T) {
 	d = newDaemon(Config{Mode: ModeAll, ConfigDir: dir, MachineIDFile: mid})
 	if _, err := d.loadSpecs(); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "veth3.conf")+":3: MTU=") {
 		t.Errorf("--all with a bad file: %v", err)
+	}
+}
+
+func TestSpecARPIsolation(t *testing.T) {
+	d := newDaemon(Config{Mode: ModeSeed, Name: "veth1", Parent: "eth0", MAC: "02:00:5e:10:00:01"})
+	specs, err := d.loadSpecs()
+	if err != nil || !specs[0].cfg.ARPIsolation {
+		t.Errorf("seed default: %+v %v, want ARP isolation on", specs, err)
+	}
+	d = newDaemon(Config{Mode: ModeSeed, Name: "veth1", Parent: "eth0", MAC: "02:00:5e:10:00:01", NoARPIsolation: true})
+	if specs, err = d.loadSpecs(); err != nil || specs[0].cfg.ARPIsolation {
+		t.Errorf("--arp-isolation=no: %+v %v, want ARP isolation off", specs, err)
+	}
+
+	dir := t.TempDir()
+	mid := filepath.Join(dir, "machine-id")
+	os.WriteFile(mid, []byte("3d1219c7c4c5404aaa1d2a6d2adfdaa4\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "veth1.conf"), []byte("[Bridge]\nParent=eth0\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "veth2.conf"), []byte("[Bridge]\nParent=eth0\nARPIsolation=no\n"), 0o644)
+	d = newDaemon(Config{Mode: ModeAll, ConfigDir: dir, MachineIDFile: mid})
+	specs, err = d.loadSpecs()
+	if err != nil || len(specs) != 2 || !specs[0].cfg.ARPIsolation || specs[1].cfg.ARPIsolation {
+		t.Fatalf("specs %+v %v, want veth1 isolated and veth2 not", specs, err)
+	}
+
+	// Describe's config says it.
+	for i, want := range []string{"yes", "no"} {
+		in := newInstance(specs[i], "tap", &env{version: "test"})
+		var doc struct {
+			Config map[string]any `json:"config"`
+		}
+		if err := json.Unmarshal([]byte((&busBridge{in: in}).Describe()), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if got := doc.Config["arp_isolation"]; got != want {
+			t.Errorf("Describe of %s: arp_isolation %v, want %q (config %v)", specs[i].cfg.Name, got, want, doc.Config)
+		}
 	}
 }

@@ -4,10 +4,11 @@
 // in step with the parent. It knows nothing of D-Bus or systemd.
 //
 // A Bridge reaches the kernel through two small interfaces carried in its
-// Config: LinkControl (netlink: lookups, MAC, MTU, up, link notifications)
-// and Opener (the TAP and the parent socket). Left nil they are the real
-// ones; package bridgetest has fakes of both, over channel-backed frame I/O,
-// so that a whole bridge's life can be tested without root.
+// Config: LinkControl (netlink: lookups, MAC, MTU, up, IPv4 settings,
+// addresses, link notifications) and Opener (the TAP and the parent
+// socket). Left nil they are the real ones; package bridgetest has fakes
+// of both, over channel-backed frame I/O, so that a whole bridge's life can
+// be tested without root.
 package bridge
 
 import (
@@ -17,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,8 +55,19 @@ type Config struct {
 	Name string
 	// Parent is the name of the NIC whose wire is shared.
 	Parent string
-	// MAC is the virtual interface's address. It may be nil only when
-	// TAP is set: the adopted interface then keeps its address.
+	// MAC is the virtual interface's address, given to a TAP that Start
+	// creates. An adopted TAP (TAP set) keeps the address it has, which
+	// may be one someone else set since (see "MAC changes" below): MAC,
+	// if not nil, is only compared with it, and a difference logged.
+	// Reconfigure sets MAC when it differs from the interface's.
+	//
+	// MAC changes: when someone else gives the interface a new address
+	// (`ip link set veth1 address …`, NetworkManager's cloned MAC), the
+	// bridge follows it: it re-opens the parent socket for the new address
+	// (filter and unicast membership), moves the relay's source check to
+	// it, announces the interface's addresses at it on the wire, and
+	// reports it in Status.MAC. A multicast or all-zero address is not
+	// followed (the kernel refuses to set one on a TAP anyway).
 	MAC net.HardwareAddr
 	// MTU, if not zero, is used instead of following the parent's MTU.
 	MTU int
@@ -64,6 +77,14 @@ type Config struct {
 	// WaitParent makes a missing parent a state (waiting-parent) instead of
 	// an error: the bridge attaches when a link of that name appears.
 	WaitParent bool
+	// ARPIsolation makes the parent and the TAP each answer ARP only for
+	// their own addresses and use only those as the sender of their ARP
+	// requests (no "ARP flux"): it raises their net.ipv4.conf.IF.arp_ignore
+	// to 1 and arp_announce to 2, leaving higher values, on the TAP when it
+	// is created or adopted and on the parent whenever the bridge attaches
+	// to one. Turned off (also by Reconfigure), it leaves the values as they
+	// are. The values stay after the bridge is closed.
+	ARPIsolation bool
 	// TAP, if not nil, is an open TAP descriptor to adopt instead of
 	// creating the interface, such as the one systemd's fd store hands
 	// back after a restart: the interface keeps its ifindex and addresses.
@@ -80,7 +101,8 @@ type Config struct {
 	Opener Opener
 	// Log receives the bridge's events; nil discards them.
 	Log *slog.Logger
-	// OnChange, if not nil, is called (from the bridge's own goroutine)
+	// OnChange, if not nil, is called (from any of the bridge's
+	// goroutines, including the relay readers: it must not block)
 	// after a state-like property changed.
 	OnChange func()
 }
@@ -127,8 +149,11 @@ type Bridge struct {
 	relay    *Relay
 	counters Counters // atomic: see Counters
 
-	// Owned by routineWatchLinks: the configuration as last applied.
-	cfg Config
+	// Owned by routineWatchLinks: the configuration as last applied
+	// (cfg.MAC is the interface's address as the bridge last saw it, which
+	// may be one it followed), and the last address it refused to follow.
+	cfg    Config
+	badMAC net.HardwareAddr
 
 	// state is what routineWatchLinks (or Start before it) sets up and
 	// everyone reads; the relay's error reports write LastError.
@@ -145,9 +170,10 @@ type Bridge struct {
 	fatal     chan error // the error that ended the bridge, for Wait
 }
 
-// Start creates the TAP (or adopts Config.TAP), sets its MAC, MTU and
-// carrier, brings it up, opens the parent socket and starts relaying. It
-// returns ErrNoParent if the parent does not exist (unless WaitParent),
+// Start creates the TAP (or adopts Config.TAP, which keeps its MAC), sets
+// its MAC, MTU and carrier, brings it up, sets ARP isolation if asked,
+// opens the parent socket and starts relaying. It returns ErrNoParent if
+// the parent does not exist (unless WaitParent),
 // ErrNameInUse if the name is taken, ErrNotTAP for a TAP to adopt that is
 // no longer one, and an error wrapping ifname.ErrInvalid for a bad name. On error nothing is
 // left behind (an adopted TAP is closed: the interface goes once no other
@@ -267,10 +293,11 @@ func Start(cfg Config) (_ *Bridge, err error) {
 	b.state.st.StartedAt = time.Now()
 	b.state.Unlock()
 	if parent != nil {
-		if err = b.attach(*parent); err != nil {
+		if err = b.attach(*parent, isolateTAP); err != nil {
 			return nil, err
 		}
 	} else {
+		b.isolateARP(nil, true)
 		b.detach()
 		b.log.Warn(fmt.Sprintf("Parent %s does not exist; %s has no carrier until it appears", cfg.Parent, cfg.Name))
 	}
@@ -302,11 +329,12 @@ func (b *Bridge) setupTAPLink(name string, mac net.HardwareAddr, mtu int) (Link,
 	return b.links.LinkByIndex(l.Index)
 }
 
-// adoptLink brings an adopted TAP's link in line with cfg: MAC (unless
-// nil), MTU and up, changing only what differs, so that its addresses and
-// any DHCP lease stay. A renamed interface keeps its name.
+// adoptLink brings an adopted TAP's link in line with cfg: MTU and up,
+// changing only what differs, so that its addresses and any DHCP lease
+// stay. A renamed interface keeps its name, and the interface keeps its MAC
+// address (see Config.MAC).
 //
-// Equivalent to: `ip link set $name address $mac mtu $mtu up`.
+// Equivalent to: `ip link set $name mtu $mtu up`.
 func (b *Bridge) adoptLink(tap TAPDevice, cfg Config, parent *Link) (Link, error) {
 	name := tap.Name()
 	if name != cfg.Name {
@@ -317,10 +345,12 @@ func (b *Bridge) adoptLink(tap TAPDevice, cfg Config, parent *Link) (Link, error
 		return Link{}, fmt.Errorf("find %s: %w", name, err)
 	}
 	if cfg.MAC != nil && !bytes.Equal(l.HardwareAddr, cfg.MAC) {
-		// A TAP takes a new address while up (IFF_LIVE_ADDR_CHANGE).
-		if err := b.links.LinkSetHardwareAddr(l.Index, cfg.MAC); err != nil {
-			return Link{}, fmt.Errorf("set %s mac %s: %w", name, cfg.MAC, err)
-		}
+		// The interface stays as it was, also its address: someone
+		// else may have set it while the bridge ran, and what they
+		// built on it (a DHCP lease, a NetworkManager profile) must
+		// survive a restart.
+		b.log.Warn(fmt.Sprintf("Adopted %s keeps its MAC address mac=%s, not the configured %s; a reload sets the configured one",
+			name, journal.Quote(l.HardwareAddr.String()), cfg.MAC))
 	}
 	mtu := cfg.MTU
 	if mtu == 0 && parent != nil {
@@ -345,11 +375,27 @@ func (b *Bridge) adoptLink(tap TAPDevice, cfg Config, parent *Link) (Link, error
 	return b.links.LinkByIndex(l.Index)
 }
 
-// attach opens the parent socket on parent and hands it to the relay.
-func (b *Bridge) attach(parent Link) error {
+// attachFlags say what attach does besides attaching.
+type attachFlags int
+
+const (
+	// isolateTAP sets ARP isolation (if on) on the TAP too, not only on the parent.
+	isolateTAP attachFlags = 1 << iota
+	// announceMAC announces the TAP's addresses at its MAC on the new
+	// socket before the relay uses it (the MAC is new).
+	announceMAC
+)
+
+// attach sets ARP isolation (if on) on parent, opens the parent socket on
+// it and hands it to the relay.
+func (b *Bridge) attach(parent Link, flags attachFlags) error {
+	b.isolateARP(&parent, flags&isolateTAP != 0)
 	sock, err := b.opener.OpenParentSocket(parent.Index, parent.Name, b.cfg.MAC)
 	if err != nil {
 		return err
+	}
+	if flags&announceMAC != 0 {
+		b.announce(sock, parent.Name, b.cfg.MAC)
 	}
 	b.relay.SetParent(sock)
 	carrier := parent.Carrier()
@@ -503,6 +549,8 @@ func (b *Bridge) handleEvent(ev LinkEvent) {
 	switch {
 	case l.Index == st.IfIndex && ev.Deleted:
 		b.tapGone()
+	case l.Index == st.IfIndex:
+		b.tapChanged(l)
 	case st.State == StateWaitingParent && !ev.Deleted && l.Name == b.cfg.Parent && l.Index != st.IfIndex:
 		// (Not the TAP itself renamed to the parent's name: that would loop.)
 		b.parentAppeared(l)
@@ -513,6 +561,183 @@ func (b *Bridge) handleEvent(ev LinkEvent) {
 	}
 }
 
+// tapChanged follows a change of the TAP's own link: a new MAC address,
+// set by someone else. The notification may be older than a change the
+// bridge made itself (Start, Reconfigure), so it only says "look": the
+// link as it is now decides.
+func (b *Bridge) tapChanged(l Link) {
+	if len(l.HardwareAddr) != 6 || bytes.Equal(l.HardwareAddr, b.cfg.MAC) {
+		return
+	}
+	cur, err := b.links.LinkByIndex(l.Index)
+	if err != nil || len(cur.HardwareAddr) != 6 || bytes.Equal(cur.HardwareAddr, b.cfg.MAC) {
+		return // (gone: its deletion is on its way)
+	}
+	b.followMAC(cur.HardwareAddr)
+}
+
+// followMAC makes mac, the TAP's new address, the one the bridge relays
+// for: a parent socket for it replaces the old one (the kernel filter and
+// the unicast membership are the socket's), the interface's addresses are
+// announced at it on the wire, and the relay's source check moves to it.
+// The carrier stays as it is: the link did not go away.
+func (b *Bridge) followMAC(mac net.HardwareAddr) {
+	mac = append(net.HardwareAddr(nil), mac...)
+	if why := badMAC(mac); why != "" {
+		if !bytes.Equal(mac, b.badMAC) {
+			b.badMAC = mac
+			b.log.Warn(fmt.Sprintf("MAC address of %s changed by someone else to %s, %s: not following it; frames are relayed for %s",
+				b.name, mac, why, b.cfg.MAC))
+		}
+		return
+	}
+	b.badMAC = nil
+	b.log.Info(fmt.Sprintf("MAC address of %s changed by someone else; following it mac=%s old_mac=%s",
+		b.name, journal.Quote(mac.String()), journal.Quote(b.cfg.MAC.String())))
+	st := b.Status()
+	var sock ParentIO
+	if st.ParentIfIndex != 0 {
+		s, err := b.opener.OpenParentSocket(st.ParentIfIndex, st.Parent, mac)
+		if err != nil {
+			// The old socket stays: the interface can send, but
+			// receives only broadcast and multicast until a new
+			// socket opens (the parent comes back, a reload).
+			b.setError(fmt.Errorf("follow the MAC address of %s to %s: %w", b.name, mac, err))
+		} else {
+			sock = s
+			b.announce(sock, st.Parent, mac)
+		}
+	}
+	b.cfg.MAC = mac
+	b.relay.SetMAC(mac)
+	if sock != nil {
+		b.relay.SetParent(sock)
+	}
+	b.state.Lock()
+	b.state.st.MAC = mac
+	if sock != nil {
+		b.state.sock = sock
+	}
+	b.state.Unlock()
+	b.changed()
+}
+
+// badMAC says why mac cannot be an interface's address, or "" if it can.
+func badMAC(mac net.HardwareAddr) string {
+	if mac[0]&1 != 0 {
+		return "a multicast address"
+	}
+	if bytes.Equal(mac, make(net.HardwareAddr, len(mac))) {
+		return "the all-zero address"
+	}
+	return ""
+}
+
+// announce sends, on sock (a new parent socket on the parent named
+// parent, not yet the relay's), an announcement of each of the TAP's
+// addresses at mac, its new address (see announcement). Failures are
+// logged: the neighbours then learn the new address when their entries
+// expire.
+func (b *Bridge) announce(sock ParentIO, parent string, mac net.HardwareAddr) {
+	addrs, err := b.links.LinkAddrs(b.Status().IfIndex)
+	if err != nil {
+		b.log.Warn(fmt.Sprintf("Cannot list the addresses of %s to announce them err=%s", b.name, journal.Quote(err.Error())))
+		return
+	}
+	var sent []string
+	for _, a := range addrs {
+		f := announcement(mac, a)
+		if f == nil {
+			continue
+		}
+		if err := sock.WriteFrame(f); err != nil {
+			b.log.Warn(fmt.Sprintf("Cannot announce %s of %s on %s err=%s", a, b.name, parent, journal.Quote(err.Error())))
+			return
+		}
+		sent = append(sent, a.String())
+	}
+	if len(sent) > 0 {
+		b.log.Info(fmt.Sprintf("Announced the addresses of %s at its MAC address on %s addresses=%s",
+			b.name, parent, journal.Quote(strings.Join(sent, ","))))
+	}
+}
+
+// devConfMin is a lower bound for one of a link's IPv4 settings.
+type devConfMin struct {
+	id  DevConf
+	min uint32
+}
+
+// arpIsolationMin is what ARP isolation asks of a link's IPv4 settings,
+// in the order they are logged: at least these values (higher ones are
+// left as they are, as the kernel's max() with conf/all would).
+func arpIsolationMin() [2]devConfMin {
+	return [2]devConfMin{{DevConfARPIgnore, 1}, {DevConfARPAnnounce, 2}}
+}
+
+// isolateARP sets ARP isolation, if on, on parent (unless nil) and, if
+// withTAP, on the TAP, and logs in one line what the links now have.
+// Failures are errors of the bridge's (LastError), not fatal: it relays
+// all the same.
+func (b *Bridge) isolateARP(parent *Link, withTAP bool) {
+	if !b.cfg.ARPIsolation {
+		return
+	}
+	var names, values []string
+	isolate := func(index int, name string) {
+		conf, err := b.isolateLink(index)
+		if err != nil {
+			b.setError(fmt.Errorf("set ARP isolation on %s: %w", name, err))
+			return
+		}
+		var v []string
+		for _, m := range arpIsolationMin() {
+			v = append(v, fmt.Sprintf("%s=%d", m.id, conf[m.id]))
+		}
+		names, values = append(names, name), append(values, strings.Join(v, " "))
+	}
+	if parent != nil {
+		isolate(parent.Index, parent.Name)
+	}
+	if withTAP {
+		isolate(b.Status().IfIndex, b.name)
+	}
+	switch {
+	case len(names) == 0:
+	case len(names) == 1 || values[0] == values[1]:
+		b.log.Info(fmt.Sprintf("ARP isolation on %s: %s", strings.Join(names, " and "), values[0]))
+	default:
+		b.log.Info(fmt.Sprintf("ARP isolation on %s (%s) and %s (%s)", names[0], values[0], names[1], values[1]))
+	}
+}
+
+// isolateLink raises link index's arp_ignore and arp_announce to what ARP
+// isolation needs, setting only what is lower (a set that changes nothing
+// still makes the kernel announce the link), and returns the values the
+// link has then.
+//
+// Equivalent to: `sysctl net.ipv4.conf.$link.arp_ignore=1
+// net.ipv4.conf.$link.arp_announce=2` where lower.
+func (b *Bridge) isolateLink(index int) (InetConf, error) {
+	cur, err := b.links.LinkInetConf(index)
+	if err != nil {
+		return nil, err
+	}
+	set, now := InetConf{}, InetConf{}
+	for _, m := range arpIsolationMin() {
+		now[m.id] = cur[m.id]
+		if cur[m.id] < m.min {
+			set[m.id], now[m.id] = m.min, m.min
+		}
+	}
+	if len(set) > 0 {
+		if err := b.links.LinkSetInetConf(index, set); err != nil {
+			return nil, err
+		}
+	}
+	return now, nil
+}
+
 // tapGone ends the bridge: someone deleted its interface.
 func (b *Bridge) tapGone() {
 	b.fail(fmt.Errorf("%s was deleted by someone else", b.name))
@@ -521,7 +746,7 @@ func (b *Bridge) tapGone() {
 // parentAppeared attaches to l, a link of the parent's name that appeared
 // while the bridge waited for one.
 func (b *Bridge) parentAppeared(l Link) {
-	if err := b.attach(l); err != nil {
+	if err := b.attach(l, 0); err != nil {
 		b.setError(fmt.Errorf("attach to %s: %w", l.Name, err))
 		return
 	}
@@ -572,9 +797,14 @@ func (b *Bridge) parentChanged(l Link) {
 	}
 }
 
-// resync looks at the parent again after notifications may have been lost.
+// resync looks at the TAP's address and the parent again after
+// notifications may have been lost.
 func (b *Bridge) resync() {
 	st := b.Status()
+	if l, err := b.links.LinkByIndex(st.IfIndex); err == nil {
+		b.tapChanged(l)
+		st = b.Status()
+	}
 	if st.ParentIfIndex != 0 {
 		if l, err := b.links.LinkByIndex(st.ParentIfIndex); err == nil {
 			b.parentChanged(l)
@@ -582,6 +812,9 @@ func (b *Bridge) resync() {
 			b.parentGone()
 		}
 		return
+	}
+	if st.State != StateWaitingParent {
+		return // (stopping: Close is under way)
 	}
 	if l, err := b.links.LinkByName(b.cfg.Parent); err == nil && l.Index != st.IfIndex {
 		b.parentAppeared(l)
@@ -681,10 +914,10 @@ func (b *Bridge) do(f func() error) error {
 
 // Health reports whether the bridge is alive: both relay readers running
 // and the link watcher answering within watcherTimeout. It is what the
-// service's watchdog pings are made of.
+// service's watchdog pings are made of. A closed bridge answers ErrClosed.
 func (b *Bridge) Health() error {
 	select {
-	case <-b.done: // the readers stop when closed: that is not a failure
+	case <-b.done: // the readers stop when closed: say so, not "reader stopped"
 		return fmt.Errorf("%s: %w", b.name, ErrClosed)
 	default:
 	}
@@ -698,10 +931,13 @@ func (b *Bridge) Health() error {
 }
 
 // Reconfigure applies a new configuration without removing the TAP:
-// Parent, MAC, MTU, CarrierOn and WaitParent may change; Name may not, and
-// TAP, Links, Opener, Log and OnChange are ignored. A new parent or MAC
-// closes the parent socket and opens a new one (a missing new parent is
-// waited for); MTU and carrier are set in place.
+// Parent, MAC, MTU, CarrierOn, WaitParent and ARPIsolation may change;
+// Name may not, and TAP, Links, Opener, Log and OnChange are ignored. A new
+// parent, or a MAC other than the interface has (also one the bridge
+// followed), closes the parent socket and opens a new one (a missing new
+// parent is waited for; a new MAC is announced); MTU and carrier are set
+// in place. ARP isolation turned on is set on both links at once; turned
+// off, nothing is lowered.
 func (b *Bridge) Reconfigure(nc Config) error {
 	if nc.Name != b.name {
 		return fmt.Errorf("%s: the name cannot change (to %q) without re-creating the interface", b.name, nc.Name)
@@ -737,7 +973,11 @@ func (b *Bridge) reconfigure(nc Config) error {
 		b.state.Unlock()
 		b.log.Info(fmt.Sprintf("MAC address of %s changed mac=%s", b.name, journal.Quote(mac.String())))
 	}
-	b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent = nc.MTU, nc.CarrierOn, nc.WaitParent
+	isolate := nc.ARPIsolation && !b.cfg.ARPIsolation // turned on: set it on both links now
+	if !nc.ARPIsolation && b.cfg.ARPIsolation {
+		b.log.Info(fmt.Sprintf("ARP isolation of %s off; arp_ignore and arp_announce of %s and %s stay as they are", b.name, b.cfg.Parent, b.name))
+	}
+	b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent, b.cfg.ARPIsolation = nc.MTU, nc.CarrierOn, nc.WaitParent, nc.ARPIsolation
 	if parentChanged {
 		b.log.Info(fmt.Sprintf("Parent of %s changed from %s to %s", b.name, b.cfg.Parent, nc.Parent))
 		b.cfg.Parent = nc.Parent
@@ -749,9 +989,17 @@ func (b *Bridge) reconfigure(nc Config) error {
 		if st.ParentIfIndex != 0 {
 			b.detach()
 		}
+		var flags attachFlags
+		if isolate {
+			flags |= isolateTAP
+		}
+		if macChanged {
+			flags |= announceMAC
+		}
 		if l, err := b.links.LinkByName(b.cfg.Parent); err != nil {
+			b.isolateARP(nil, isolate)
 			b.log.Warn(fmt.Sprintf("Parent %s does not exist; %s has no carrier until it appears", b.cfg.Parent, b.name))
-		} else if err := b.attach(l); err != nil {
+		} else if err := b.attach(l, flags); err != nil {
 			b.setError(fmt.Errorf("attach to %s: %w", b.cfg.Parent, err))
 		} else {
 			b.log.Info(fmt.Sprintf("Attached %s into %s mac=%s", b.name, b.cfg.Parent, journal.Quote(b.cfg.MAC.String())))
@@ -760,6 +1008,15 @@ func (b *Bridge) reconfigure(nc Config) error {
 			b.setMTU(b.cfg.MTU)
 		}
 		return nil
+	}
+	if isolate {
+		var parent *Link
+		if st.ParentIfIndex != 0 {
+			if l, err := b.links.LinkByIndex(st.ParentIfIndex); err == nil {
+				parent = &l
+			}
+		}
+		b.isolateARP(parent, true)
 	}
 	carrier := b.tapCarrier(st.ParentCarrier)
 	if carrier != st.Carrier {

@@ -138,21 +138,21 @@ func (h *lcHarness) waitState(s bridge.State) bridge.Status {
 	return h.wait(string(s), func(st bridge.Status) bool { return st.State == s })
 }
 
-// sync sends a marker notification for the attached parent (index), as
-// the table has it but for a promiscuity of its own, and waits until the
-// bridge has applied it. The bridge handles notifications in order, and
-// can learn the marker from nothing else: every notification sent before
-// has been handled in full.
+// sync gives the attached parent (index) a promiscuity of its own, a
+// marker, and waits until the bridge has applied the notification. The
+// bridge handles notifications in order, and can learn the marker from
+// nothing else: every notification sent before has been handled in full.
+// (The marker goes into the table, so that a notification sent after it,
+// of a change the bridge makes meanwhile, carries it too.)
 func (h *lcHarness) sync(index int) {
 	h.t.Helper()
-	l, ok := h.n.LookupIndex(index)
-	if !ok {
+	if _, ok := h.n.LookupIndex(index); !ok {
 		h.t.Fatalf("sync: no link %d", index)
 	}
 	h.markers++
-	l.Promiscuity = 1000 + h.markers
-	h.n.Emit(bridge.LinkEvent{Link: l})
-	h.wait(fmt.Sprintf("marker %d", l.Promiscuity), func(st bridge.Status) bool { return st.Promiscuity == l.Promiscuity })
+	marker := 1000 + h.markers
+	h.n.SetPromiscuity(index, marker)
+	h.wait(fmt.Sprintf("marker %d", marker), func(st bridge.Status) bool { return st.Promiscuity == marker })
 }
 
 // tapLink returns the fake's link of the bridge's TAP.
@@ -776,21 +776,38 @@ func TestAdopt(t *testing.T) {
 	}
 }
 
-func TestAdoptSetsMAC(t *testing.T) {
+// TestAdoptKeepsMAC: an adopted interface keeps the address it has (one
+// someone set while the last bridge ran, say), whatever MAC says; the
+// difference is logged, and Reconfigure sets MAC.
+func TestAdoptKeepsMAC(t *testing.T) {
 	h := newLCHarness(t)
 	l, f := h.n.AddTAP(bridge.Link{Name: "veth0", MTU: 1400, HardwareAddr: lcMAC2, Up: true})
 	cfg := h.config()
 	cfg.TAP = f
 	b := h.start(cfg)
-	if st := b.Status(); !bytes.Equal(st.MAC, lcMAC1) || !bytes.Equal(h.tapLink().HardwareAddr, lcMAC1) {
+	if st := b.Status(); !bytes.Equal(st.MAC, lcMAC2) || !bytes.Equal(h.tapLink().HardwareAddr, lcMAC2) {
 		t.Errorf("status %+v", st)
 	}
-	// Only what differs is changed: the MTU and the up flag are right.
-	if c := h.n.Calls("LinkSetMTU", "LinkSetUp"); len(c) != 0 {
+	// Only what differs is changed, and the MAC not at all: the MTU and
+	// the up flag are right.
+	if c := h.n.Calls("LinkSetMTU", "LinkSetUp", "LinkSetHardwareAddr"); len(c) != 0 {
 		t.Errorf("calls %q", c)
+	}
+	if s := h.n.Socket(); !bytes.Equal(s.MAC, lcMAC2) {
+		t.Errorf("socket MAC %s", s.MAC)
+	}
+	want := fmt.Sprintf("WARN Adopted veth0 keeps its MAC address mac=%s, not the configured %s; a reload sets the configured one\n", lcMAC2, lcMAC1)
+	if got := h.log.String(); got != want {
+		t.Errorf("log %q, want %q", got, want)
+	}
+	if err := b.Reconfigure(h.config()); err != nil {
+		t.Fatalf("Reconfigure: %v", err)
 	}
 	if c := h.n.Calls("LinkSetHardwareAddr"); !slices.Equal(c, []string{fmt.Sprintf("LinkSetHardwareAddr %d %s", l.Index, lcMAC1)}) {
 		t.Errorf("calls %q", c)
+	}
+	if st := b.Status(); !bytes.Equal(st.MAC, lcMAC1) || !bytes.Equal(h.n.Socket().MAC, lcMAC1) {
+		t.Errorf("after Reconfigure: status %+v, socket %+v", st, h.n.Socket())
 	}
 }
 
@@ -969,7 +986,8 @@ func TestFramesCounted(t *testing.T) {
 	lcCheckFlow(t, tap, sock, lcMAC1)
 	c := b.Counters()
 	// Counted after the write: wait for the counts.
-	lcWaitFor(t, "a packet each way", func() bool { return c.TxPackets.Load() == 1 && c.RxPackets.Load() == 1 })
+	// Bytes are added after packets: wait for the bytes.
+	lcWaitFor(t, "a packet each way", func() bool { return c.TxBytes.Load() > 0 && c.RxBytes.Load() > 0 })
 	if n := c.TxDrops[bridge.DropSpoof].Load(); n != 1 {
 		t.Errorf("%d spoof drops, want 1", n)
 	}

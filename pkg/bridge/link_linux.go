@@ -5,19 +5,25 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/vethd/vethd/internal/journal"
 	"github.com/vethd/vethd/internal/netlinksafe"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 // netlinkLinks is the LinkControl of the calling process's network
-// namespace: one NETLINK_ROUTE handle for requests, and a socket of its own
-// for each subscription. It may be used from any goroutine.
+// namespace: one NETLINK_ROUTE handle for requests, one more NETLINK_ROUTE
+// socket for the IPv4 settings (which netlink's handle cannot send: see
+// inetconf_linux.go), and a socket of its own for each subscription. It may
+// be used from any goroutine (nl locks a shared socket per request).
 type netlinkLinks struct {
-	h *netlink.Handle
+	h    *netlink.Handle
+	conf *nl.SocketHandle
 	// log receives the errors a subscription survives (at debug level).
 	log *slog.Logger
 }
@@ -31,7 +37,12 @@ func newNetlinkLinks(log *slog.Logger) (*netlinkLinks, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	return &netlinkLinks{h: h, log: log}, nil
+	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	return &netlinkLinks{h: h, conf: &nl.SocketHandle{Socket: s}, log: log}, nil
 }
 
 // linkFromNetlink converts netlink's view of a link into the bridge's.
@@ -113,6 +124,26 @@ func (c *netlinkLinks) LinkSetUp(index int) error {
 	return c.h.LinkSetUp(byIndex(index))
 }
 
+// LinkAddrs lists a link's usable addresses. See LinkControl.
+//
+// Equivalent to: `ip address show dev $link -tentative -dadfailed`.
+func (c *netlinkLinks) LinkAddrs(index int) ([]netip.Addr, error) {
+	as, err := netlinksafe.RetryDump(func() ([]netlink.Addr, error) { return c.h.AddrList(byIndex(index), netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, lookupError(err)
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+			continue
+		}
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out, nil
+}
+
 // LinkSubscribe subscribes to link notifications (RTNLGRP_LINK) on a
 // socket of its own, in the calling process's network namespace. See
 // LinkControl.
@@ -145,6 +176,7 @@ func (c *netlinkLinks) LinkSubscribe() (LinkSubscription, error) {
 // Close closes the handle. See LinkControl.
 func (c *netlinkLinks) Close() error {
 	c.h.Close()
+	c.conf.Close()
 	return nil
 }
 

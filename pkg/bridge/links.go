@@ -2,7 +2,9 @@ package bridge
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 )
 
@@ -34,6 +36,32 @@ type LinkEvent struct {
 	Deleted bool
 }
 
+// DevConf names one of a link's IPv4 settings, net.ipv4.conf.IF.NAME, by
+// its IPV4_DEVCONF_* id of <linux/ip.h> (which golang.org/x/sys/unix does
+// not define): the attribute type in IFLA_AF_SPEC → AF_INET →
+// IFLA_INET_CONF.
+type DevConf int
+
+const (
+	DevConfARPAnnounce DevConf = 18 // IPV4_DEVCONF_ARP_ANNOUNCE: arp_announce
+	DevConfARPIgnore   DevConf = 19 // IPV4_DEVCONF_ARP_IGNORE: arp_ignore
+)
+
+// String returns the setting's sysctl name (arp_ignore), or devconf-ID for
+// one the bridge does not use.
+func (c DevConf) String() string {
+	switch c {
+	case DevConfARPAnnounce:
+		return "arp_announce"
+	case DevConfARPIgnore:
+		return "arp_ignore"
+	}
+	return fmt.Sprintf("devconf-%d", int(c))
+}
+
+// InetConf is a set of a link's IPv4 settings (see DevConf).
+type InetConf map[DevConf]uint32
+
 // ErrLinkNotFound is wrapped by the error of a LinkControl lookup when no
 // such link exists.
 var ErrLinkNotFound = errors.New("link not found")
@@ -52,6 +80,12 @@ type LinkControl interface {
 	LinkSetMTU(index, mtu int) error
 	// LinkSetUp brings link index up (IFF_UP).
 	LinkSetUp(index int) error
+	// LinkInetConf returns link index's own IPv4 settings (net.ipv4.conf.IF.*), not the effective ones (the kernel also weighs conf/all).
+	LinkInetConf(index int) (InetConf, error)
+	// LinkSetInetConf sets some of link index's IPv4 settings; the kernel then announces the link as changed (RTM_NEWLINK), changed or not.
+	LinkSetInetConf(index int, conf InetConf) error
+	// LinkAddrs returns link index's usable addresses, IPv4 and IPv6 (not tentative, not failed duplicate detection).
+	LinkAddrs(index int) ([]netip.Addr, error)
 	// LinkSubscribe starts delivering the notifications of every link's changes.
 	LinkSubscribe() (LinkSubscription, error)
 	// Close releases the control; subscriptions it started are closed separately.

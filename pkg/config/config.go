@@ -8,6 +8,7 @@
 //	MACAddress=persistent
 //	MTU=inherit
 //	Carrier=follow
+//	ARPIsolation=yes
 //
 // go-systemd's unit parser decides what the file says; a line scan of the
 // same bytes (scan.go) finds the line of each section and key, so that every
@@ -55,6 +56,10 @@ type Bridge struct {
 	MAC        macaddr.Policy // MACAddress= parsed with macaddr.Parse
 	MTU        int            // MTU=: 0 means "inherit" (default) = follow the parent
 	Carrier    Carrier        // Carrier=: follow (default) | on
+	// NoARPIsolation is ARPIsolation=no: vethd leaves the parent's and the
+	// interface's arp_ignore and arp_announce alone. The zero value is the
+	// default, ARPIsolation=yes.
+	NoARPIsolation bool
 }
 
 // section is the one section a configuration file has.
@@ -62,13 +67,14 @@ const section = "Bridge"
 
 // Key names, in the order Marshal writes them.
 const (
-	keyParent     = "Parent"
-	keyMACAddress = "MACAddress"
-	keyMTU        = "MTU"
-	keyCarrier    = "Carrier"
+	keyParent       = "Parent"
+	keyMACAddress   = "MACAddress"
+	keyMTU          = "MTU"
+	keyCarrier      = "Carrier"
+	keyARPIsolation = "ARPIsolation"
 )
 
-var knownKeys = []string{keyParent, keyMACAddress, keyMTU, keyCarrier}
+var knownKeys = []string{keyParent, keyMACAddress, keyMTU, keyCarrier, keyARPIsolation}
 
 // MTU limits: the IPv4 minimum (RFC 791) and the largest the kernel takes
 // for a TAP interface.
@@ -232,6 +238,7 @@ func Parse(r io.Reader, path, name string) (*Bridge, error) {
 	b.reset(keyMACAddress)
 	b.reset(keyMTU)
 	b.reset(keyCarrier)
+	b.reset(keyARPIsolation)
 	parentLine := 0
 	for i, s := range sections {
 		if s.Section != section {
@@ -268,6 +275,8 @@ func (b *Bridge) reset(key string) {
 		b.MTU = 0
 	case keyCarrier:
 		b.Carrier = CarrierFollow
+	case keyARPIsolation:
+		b.NoARPIsolation = false
 	}
 }
 
@@ -317,6 +326,12 @@ func (b *Bridge) set(key, raw string) error {
 			return withHint(err, v)
 		}
 		b.Carrier = c
+	case keyARPIsolation:
+		on, err := ParseBoolean(v)
+		if err != nil {
+			return withHint(err, v)
+		}
+		b.NoARPIsolation = !on
 	}
 	return nil
 }
@@ -368,6 +383,19 @@ func ParseCarrier(v string) (Carrier, error) {
 		return CarrierOn, nil
 	}
 	return "", fmt.Errorf("%q is not %s or %s", v, CarrierFollow, CarrierOn)
+}
+
+// ParseBoolean reads a yes/no value (ARPIsolation=, vethd's
+// --arp-isolation) as systemd reads booleans: 1, yes, y, true, t or on;
+// 0, no, n, false, f or off; in any case.
+func ParseBoolean(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "1", "yes", "y", "true", "t", "on":
+		return true, nil
+	case "0", "no", "n", "false", "f", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not yes or no", v)
 }
 
 // value turns a value as go-systemd returns it into what systemd reads:
@@ -444,6 +472,10 @@ func (b *Bridge) Marshal() []byte {
 	if carrier == "" {
 		carrier = CarrierFollow
 	}
+	arp := "yes"
+	if b.NoARPIsolation {
+		arp = "no"
+	}
 
 	var buf bytes.Buffer
 	if Validate(b.Name) == nil {
@@ -457,11 +489,13 @@ func (b *Bridge) Marshal() []byte {
 	buf.WriteString("#   MACAddress=  persistent | random | an address like 02:00:5e:10:00:01\n")
 	fmt.Fprintf(&buf, "#   MTU=         inherit | %d..%d\n", minMTU, maxMTU)
 	fmt.Fprintf(&buf, "#   Carrier=     %s | %s\n", CarrierFollow, CarrierOn)
+	buf.WriteString("#   ARPIsolation= yes | no (no: leave the parent's arp_ignore, arp_announce alone)\n")
 	_, _ = io.Copy(&buf, unit.Serialize([]*unit.UnitOption{
 		unit.NewUnitOption(section, keyParent, b.Parent),
 		unit.NewUnitOption(section, keyMACAddress, mac),
 		unit.NewUnitOption(section, keyMTU, mtu),
 		unit.NewUnitOption(section, keyCarrier, string(carrier)),
+		unit.NewUnitOption(section, keyARPIsolation, arp),
 	}))
 	return buf.Bytes()
 }

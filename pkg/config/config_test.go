@@ -54,12 +54,17 @@ func TestParseGood(t *testing.T) {
 		{"minimal", "[Bridge]\nParent=eth0\n", nil},
 		{"no final newline", "[Bridge]\nParent=eth0", nil},
 		{"all keys, defaults written out",
-			"[Bridge]\nParent=eth0\nMACAddress=persistent\nMTU=inherit\nCarrier=follow\n", nil},
+			"[Bridge]\nParent=eth0\nMACAddress=persistent\nMTU=inherit\nCarrier=follow\nARPIsolation=yes\n", nil},
 		{"all keys set",
-			"[Bridge]\nParent=enp3s0\nMACAddress=02:00:5e:10:00:01\nMTU=9000\nCarrier=on\n",
+			"[Bridge]\nParent=enp3s0\nMACAddress=02:00:5e:10:00:01\nMTU=9000\nCarrier=on\nARPIsolation=no\n",
 			func(b *Bridge) {
 				b.Parent, b.MACAddress, b.MAC, b.MTU, b.Carrier = "enp3s0", "02:00:5e:10:00:01", explicit, 9000, CarrierOn
+				b.NoARPIsolation = true
 			}},
+		{"ARPIsolation as systemd reads booleans", "[Bridge]\nParent=eth0\nARPIsolation=Off\n",
+			func(b *Bridge) { b.NoARPIsolation = true }},
+		{"ARPIsolation on", "[Bridge]\nParent=eth0\nARPIsolation=0\nARPIsolation=TRUE\n", nil},
+		{"ARPIsolation reset", "[Bridge]\nParent=eth0\nARPIsolation=no\nARPIsolation=\n", nil},
 		{"MACAddress random", "[Bridge]\nParent=eth0\nMACAddress=random\n",
 			func(b *Bridge) { b.MACAddress, b.MAC = "random", macaddr.Policy{Kind: macaddr.Random} }},
 		{"MACAddress keeps its spelling", "[Bridge]\nParent=eth0\nMACAddress=02-00-5E-10-00-01\n",
@@ -143,9 +148,9 @@ func TestParseErrors(t *testing.T) {
 		{name: "section names are case-sensitive", text: "[bridge]\nParent=eth0\n",
 			want: testPath + `:1: unknown section "[bridge]"…`, line: 1},
 		{name: "unknown key", text: "[Bridge]\nParent=eth0\nMAC=02:00:5e:10:00:01\n",
-			want: testPath + ":3: MAC=: unknown key; known keys are Parent, MACAddress, MTU, Carrier", line: 3, key: "MAC"},
+			want: testPath + ":3: MAC=: unknown key; known keys are Parent, MACAddress, MTU, Carrier, ARPIsolation", line: 3, key: "MAC"},
 		{name: "key in the wrong case", text: "[Bridge]\nparent=eth0\n",
-			want: testPath + ":2: parent=: unknown key; known keys are Parent, MACAddress, MTU, Carrier; did you mean Parent= (keys are case-sensitive)?",
+			want: testPath + ":2: parent=: unknown key; known keys are Parent, MACAddress, MTU, Carrier, ARPIsolation; did you mean Parent= (keys are case-sensitive)?",
 			line: 2, key: "parent"},
 		{name: "no key", text: "[Bridge]\nParent=eth0\n=eth1\n",
 			want: testPath + ":3: line begins with '=': no key is named", line: 3},
@@ -199,6 +204,11 @@ func TestParseErrors(t *testing.T) {
 			want: testPath + `:5: MTU=: "big"…`, line: 5, key: "MTU"},
 		{name: "Carrier", text: "[Bridge]\nParent=eth0\nCarrier=off\n",
 			want: testPath + `:3: Carrier=: "off" is not follow or on`, line: 3, key: "Carrier"},
+		{name: "ARPIsolation", text: "[Bridge]\nParent=eth0\n\nARPIsolation=maybe\n",
+			want: testPath + `:4: ARPIsolation=: "maybe" is not yes or no`, line: 4, key: "ARPIsolation"},
+		{name: "ARPIsolation with a trailing comment", text: "[Bridge]\nParent=eth0\nARPIsolation=no # VIPs on lo\n",
+			want: testPath + `:3: ARPIsolation=: "no # VIPs on lo" is not yes or no; '#' starts a comment only at the beginning of a line…`,
+			line: 3, key: "ARPIsolation"},
 		{name: "syntax: no '='", text: "[Bridge]\nParent eth0\n",
 			want: testPath + `:2: "Parent eth0" is not a Key=value line (nor a comment: those begin with '#' or ';')`, line: 2},
 		{name: "syntax: no '=' at the end of the file", text: "[Bridge]\nParent=eth0\nMTU",
@@ -285,6 +295,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 	texts := []string{
 		"[Bridge]\nParent=eth0\n",
 		"[Bridge]\nParent=enp3s0\nMACAddress=02-00-5E-10-00-01\nMTU=9000\nCarrier=on\n",
+		"[Bridge]\nParent=eth0\nARPIsolation=off\n",
 		"[Bridge]\nParent=eth0\nMACAddress=Random\nMTU=0068\nCarrier=FOLLOW\n",
 		"[Bridge]\nParent=eth0\nMACAddress=00:16:3e:00:00:01\n",
 		"[Bridge]\nParent=#x=y[z]\n",
@@ -311,7 +322,7 @@ func TestMarshalBuiltInCode(t *testing.T) {
 	out := b.Marshal()
 	for _, want := range []string{
 		"# vethd bridge veth2:",
-		"\n[Bridge]\nParent=eth1\nMACAddress=02:00:5e:10:00:02\nMTU=inherit\nCarrier=follow\n",
+		"\n[Bridge]\nParent=eth1\nMACAddress=02:00:5e:10:00:02\nMTU=inherit\nCarrier=follow\nARPIsolation=yes\n",
 	} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("Marshal() =\n%s\nwithout %q", out, want)
@@ -321,7 +332,7 @@ func TestMarshalBuiltInCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Parent != "eth1" || got.MAC.String() != "02:00:5e:10:00:02" || got.MTU != 0 || got.Carrier != CarrierFollow {
+	if got.Parent != "eth1" || got.MAC.String() != "02:00:5e:10:00:02" || got.MTU != 0 || got.Carrier != CarrierFollow || got.NoARPIsolation {
 		t.Errorf("Parse(Marshal()) = %+v", got)
 	}
 

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,6 +47,22 @@ func TestParseCarrier(t *testing.T) {
 	for _, v := range []string{"", "off", "true", " on", "follows"} {
 		if _, err := ParseCarrier(v); err == nil || err.Error() != strings.ReplaceAll(`Q is not follow or on`, "Q", `"`+v+`"`) {
 			t.Errorf("ParseCarrier(%q): %v", v, err)
+		}
+	}
+}
+
+func TestParseBoolean(t *testing.T) {
+	for v, want := range map[string]bool{
+		"1": true, "yes": true, "Y": true, "true": true, "t": true, "ON": true,
+		"0": false, "no": false, "n": false, "False": false, "f": false, "off": false,
+	} {
+		if got, err := ParseBoolean(v); err != nil || got != want {
+			t.Errorf("ParseBoolean(%q) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"", "maybe", "2", " yes", "yess"} {
+		if _, err := ParseBoolean(v); err == nil || err.Error() != fmt.Sprintf("%q is not yes or no", v) {
+			t.Errorf("ParseBoolean(%q): %v", v, err)
 		}
 	}
 }

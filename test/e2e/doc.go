@@ -12,17 +12,25 @@
 //
 //	systemd-nspawn -D / --volatile=yes --private-network --register=no \
 //	    --keep-unit -M vethd-e2e-PID-N \
-//	    --overlay-ro=/usr:STAGE/usr:HARNESS/usr:/usr \
+//	    --overlay-ro=/usr:STAGE/usr:/usr [--bind=ETC:/etc] \
 //	    -b systemd.mask=systemd-firstboot.service
 //
 // so it has its own network namespace (nothing is attached to the machine's
 // interfaces; its "eth0" is a veth made inside it by [Container.LAN]), a
 // throwaway tmpfs for / and /etc, and the installed layout under /usr:
-// units in /usr/lib/systemd/system, the D-Bus policy in
-// /usr/share/dbus-1/system.d, binaries in /usr/sbin and /usr/bin. HARNESS
-// holds only a preset that keeps vethd's units disabled: a container with an
-// empty /etc boots as a first boot and would otherwise enable them through
-// `systemctl preset-all`. Tests enable what they test.
+// units in /usr/lib/systemd/system, the preset in
+// /usr/lib/systemd/system-preset, the D-Bus policy in
+// /usr/share/dbus-1/system.d, binaries in /usr/sbin and /usr/bin. There is
+// no preset of the harness's own: a container with an empty /etc boots as a
+// first boot and runs `systemctl preset-all` with the presets this machine
+// and the stage install, as a freshly installed system would (Debian has no
+// preset that disables anything of vethd's: only vethd's own 80-vethd.preset
+// keeps vethd.service disabled). Tests enable what they test.
+//
+// [BootWith] with an ETC directory ([EtcDir]) binds it as /etc instead:
+// powered off ([Container.Poweroff]) and booted again over the same ETC,
+// the container reboots with the state it had (enabled units, /etc/vethd,
+// the machine ID), which is how the tests check what a reboot does.
 //
 // Tests talk to the container with `nsenter -t PID -a` (PID = its init), see
 // [Container.Run]. Configs go to /etc/vethd/NAME.conf with

@@ -46,26 +46,14 @@ var containerEnv = []string{
 	"PAGER=cat",
 }
 
-// harnessPreset keeps vethd's units disabled in a container: with an empty
-// /etc it boots as a first boot, and `systemctl preset-all` would enable
-// every unit that has an [Install] section.
-const harnessPreset = `# vethd end-to-end harness: tests enable what they test.
-disable vethd.service
-disable vethd@.service
-`
-
 var (
-	// suiteDir holds this run's files (the stage, the harness layer, the
-	// build); set by TestMain when root.
+	// suiteDir holds this run's files (the stage, the build, the /etc of
+	// containers that reboot); set by TestMain when root.
 	suiteDir string
 
 	stageOnce sync.Once
 	stageDir  string
 	stageErr  error
-
-	harnessOnce sync.Once
-	harnessDir  string
-	harnessErr  error
 
 	// containerSeq numbers the containers of this run.
 	containerSeq atomic.Int32
@@ -200,24 +188,19 @@ func stageInstall(t *testing.T) string {
 	return stageDir
 }
 
-// harnessLayer returns the directory whose usr/ goes over the stage: only
-// the preset that keeps vethd's units disabled.
-func harnessLayer(t *testing.T) string {
+// EtcDir returns a new, empty directory of this run to be a container's
+// /etc (BootOptions.Etc): the first Boot over it is a first boot, the next
+// ones are reboots of the same machine.
+func EtcDir(t *testing.T) string {
 	t.Helper()
-	harnessOnce.Do(func() {
-		dir := filepath.Join(suiteDir, "harness")
-		presetDir := filepath.Join(dir, "usr/lib/systemd/system-preset")
-		if err := os.MkdirAll(presetDir, 0o755); err != nil {
-			harnessErr = err
-			return
-		}
-		harnessErr = os.WriteFile(filepath.Join(presetDir, "00-vethd-e2e.preset"), []byte(harnessPreset), 0o644)
-		harnessDir = dir
-	})
-	if harnessErr != nil {
-		t.Fatalf("harness layer: %v", harnessErr)
+	dir, err := os.MkdirTemp(suiteDir, "etc-")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return harnessDir
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // Container is a booted systemd-nspawn container of this machine's OS with
@@ -234,9 +217,10 @@ type Container struct {
 
 	pid   int    // the container's init, as seen from the host
 	pidNS string // its PID namespace ("pid:[4026532181]")
-	// layers are the host directories stacked over /usr; no host mount may
-	// name them once the container is gone.
+	// layers are the host directories stacked over /usr or bound into it;
+	// no host mount may name them once the container is gone.
 	layers []string
+	shut   bool // shutdown ran
 }
 
 // lockedBuffer is a bytes.Buffer for concurrent writers.
@@ -257,27 +241,47 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
+// BootOptions are BootWith's.
+type BootOptions struct {
+	// Etc, if set, is a host directory (EtcDir) bound as the container's
+	// /etc instead of the tmpfs of --volatile=yes, so that the machine's
+	// state (machine ID, enabled units, /etc/vethd) outlives a poweroff:
+	// booting over it again is a reboot, not a first boot.
+	Etc string
+}
+
 // Boot starts a container with stage's usr/ over /usr, waits until its
 // systemd reports running or degraded, and registers a cleanup that powers
-// it off and checks that nothing is left behind.
+// it off and checks that nothing is left behind. Its /etc is empty, so it
+// boots as a first boot: systemd runs `systemctl preset-all`, with the
+// presets the stage installed (vethd's own) and this machine's.
 func Boot(t *testing.T, stage string) *Container {
+	t.Helper()
+	return BootWith(t, stage, BootOptions{})
+}
+
+// BootWith is Boot with options.
+func BootWith(t *testing.T, stage string, o BootOptions) *Container {
 	t.Helper()
 	requireRoot(t)
 	if fi, err := os.Stat(filepath.Join(stage, "usr")); err != nil || !fi.IsDir() {
 		t.Fatalf("stage %s has no usr/ directory", stage)
 	}
-	harness := harnessLayer(t)
 	c := &Container{
 		Name:    fmt.Sprintf("%s%d-%d", namePrefix, os.Getpid(), containerSeq.Add(1)),
 		console: &lockedBuffer{},
 		done:    make(chan struct{}),
-		layers:  []string{stage, harness},
+		layers:  []string{stage},
 	}
-	c.nspawn = exec.Command("systemd-nspawn",
-		"-D", "/", "--volatile=yes", "--private-network",
+	args := []string{"-D", "/", "--volatile=yes", "--private-network",
 		"--register=no", "--keep-unit", "-M", c.Name,
-		"--overlay-ro=/usr:"+filepath.Join(stage, "usr")+":"+filepath.Join(harness, "usr")+":/usr",
-		"-b", "systemd.mask=systemd-firstboot.service")
+		"--overlay-ro=/usr:" + filepath.Join(stage, "usr") + ":/usr"}
+	if o.Etc != "" {
+		args = append(args, "--bind="+o.Etc+":/etc")
+		c.layers = append(c.layers, o.Etc)
+	}
+	args = append(args, "-b", "systemd.mask=systemd-firstboot.service")
+	c.nspawn = exec.Command("systemd-nspawn", args...)
 	c.nspawn.Env = nspawnEnv()
 	c.nspawn.Stdout = c.console
 	c.nspawn.Stderr = c.console
@@ -491,6 +495,10 @@ func (c *Container) run(stdin io.Reader, args ...string) (string, error) {
 // checks that nothing of it is left in the host.
 func (c *Container) shutdown(t *testing.T) {
 	t.Helper()
+	if c.shut {
+		return
+	}
+	c.shut = true
 	if t.Failed() && c.pid != 0 && !c.exited() {
 		if out, err := c.RunErr("systemctl", "--failed", "--no-legend"); err == nil && out != "" {
 			t.Logf("container %s: failed units:\n%s", c.Name, out)
@@ -522,6 +530,16 @@ func (c *Container) shutdown(t *testing.T) {
 	}
 	for _, leak := range c.leftovers(clean) {
 		t.Error(leak)
+	}
+}
+
+// Poweroff powers the container off now, as its cleanup would, and checks
+// that nothing is left (to boot it again: BootOptions.Etc).
+func (c *Container) Poweroff(t *testing.T) {
+	t.Helper()
+	c.shutdown(t)
+	if !c.exited() {
+		t.Fatalf("container %s did not power off", c.Name)
 	}
 }
 
@@ -816,13 +834,21 @@ var stagedFiles = []string{
 	"/usr/bin/vethctl",
 	"/usr/lib/systemd/system/vethd@.service",
 	"/usr/lib/systemd/system/vethd.service",
+	"/usr/lib/systemd/system-preset/80-vethd.preset",
 	"/usr/share/dbus-1/system.d/io.github.vethd.Bridge1.conf",
 }
 
+// presetAllLine is what systemd says at a first boot once it ran
+// `systemctl preset-all` (enable-only, into the empty /etc).
+const presetAllLine = "Populated /etc with preset unit settings."
+
 // TestE2EBoot boots a container over the staged install and checks the
 // harness itself: the system runs, the installed files are the staged ones,
-// the units load and stay disabled until enabled, and the LAN hands out a
-// DHCP lease to the container's eth0.
+// the units load, and the LAN hands out a DHCP lease to the container's
+// eth0. And the shipped preset: the first boot ran `systemctl preset-all`,
+// which left vethd.service (and every vethd@NAME.service) disabled and
+// inactive, as docs/design.md (Coexistence) says, and `systemctl preset`
+// keeps them so.
 func TestE2EBoot(t *testing.T) {
 	stage := stageInstall(t)
 	c := Boot(t, stage)
@@ -861,14 +887,35 @@ func TestE2EBoot(t *testing.T) {
 			if !strings.Contains(start, "path=/usr/sbin/vethd ") {
 				t.Errorf("%s: ExecStart=%s, want /usr/sbin/vethd", u, start)
 			}
-			// The harness preset wins over first-boot preset-all.
-			if en, _ := c.RunErr("systemctl", "is-enabled", u); strings.TrimSpace(en) == "enabled" {
-				t.Errorf("%s is enabled at boot", u)
+			// 80-vethd.preset wins over the first boot's preset-all.
+			if en, _ := c.RunErr("systemctl", "is-enabled", u); strings.TrimSpace(en) != "disabled" {
+				t.Errorf("%s is %s after the first boot, want disabled", u, strings.TrimSpace(en))
 			}
 			if act, _ := c.RunErr("systemctl", "is-active", u); strings.TrimSpace(act) != "inactive" {
 				t.Errorf("%s is %s at boot, want inactive", u, strings.TrimSpace(act))
 			}
 		}
+		// Said before journald runs: on the console.
+		if !strings.Contains(c.Console(), presetAllLine) {
+			t.Errorf("the first boot did not run preset-all (the console lacks %q):\n%s", presetAllLine, c.Console())
+		}
+		if out := c.Run(t, "systemctl", "list-unit-files", "--no-legend", "--no-pager", "vethd.service"); !strings.Contains(out, "disabled") || strings.Count(out, "disabled") != 2 {
+			t.Errorf("list-unit-files vethd.service: %q, want state and preset disabled", out)
+		}
+		c.Run(t, "systemctl", "preset", "vethd.service")
+		if en, _ := c.RunErr("systemctl", "is-enabled", "vethd.service"); strings.TrimSpace(en) != "disabled" {
+			t.Errorf("systemctl preset vethd.service made it %s", strings.TrimSpace(en))
+		}
+		// preset-all (full: enable and disable) keeps vethd.service
+		// disabled and leaves an instance the admin enabled alone.
+		c.Run(t, "systemctl", "enable", "vethd@veth9.service")
+		c.Run(t, "systemctl", "preset-all")
+		for u, want := range map[string]string{"vethd.service": "disabled", "vethd@veth9.service": "enabled"} {
+			if en, _ := c.RunErr("systemctl", "is-enabled", u); strings.TrimSpace(en) != want {
+				t.Errorf("after systemctl preset-all %s is %s, want %s", u, strings.TrimSpace(en), want)
+			}
+		}
+		c.Run(t, "systemctl", "disable", "vethd@veth9.service")
 		if out, err := c.RunErr("systemd-analyze", "verify", "--man=no", "vethd@veth1.service", "vethd.service"); err != nil {
 			t.Errorf("systemd-analyze verify: %v", err)
 		} else if out != "" {

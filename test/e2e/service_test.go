@@ -150,6 +150,9 @@ func TestE2EService(t *testing.T) {
 	if j := c.journal(u1); !strings.Contains(j, "Adopted veth1 from systemd's fd store") {
 		t.Errorf("journal does not say the TAP was adopted")
 	}
+	if j := c.Run(t, "journalctl", "-b", "--no-pager", "-o", "cat"); strings.Contains(j, fdStoreWarning) {
+		t.Errorf("restart: systemd warned about the fd store: %s", grepLines(j, fdStoreWarning))
+	}
 	c.Run(t, "ip", "netns", "exec", lan.Netns, "ping", "-c", "1", "-W", "2", veth1Addr.Addr().String())
 
 	// 5. reload applies an edited file in place.
@@ -334,6 +337,9 @@ func TestE2EAll(t *testing.T) {
 	}
 
 	c.Run(t, "systemctl", "restart", u)
+	if j := c.Run(t, "journalctl", "-b", "--no-pager", "-o", "cat"); strings.Contains(j, fdStoreWarning) {
+		t.Errorf("restart: systemd warned about the fd store: %s", grepLines(j, fdStoreWarning))
+	}
 	if got1, got2 := c.sysfs("veth1", "ifindex"), c.sysfs("veth2", "ifindex"); got1 != idx1 || got2 != idx2 {
 		t.Errorf("restart changed ifindexes %s,%s → %s,%s", idx1, idx2, got1, got2)
 	}

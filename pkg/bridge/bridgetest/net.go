@@ -2,8 +2,11 @@ package bridgetest
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,14 +28,18 @@ const subscriptionDepth = 256
 // and parent sockets (bridge.Opener) are Pipes. Every change to the table,
 // made by the bridge or by the test (Add, Remove, Rename, SetCarrier, …),
 // is sent to every subscription as the kernel would, unless it happens
-// inside Quiet. Every call of the bridge's (LinkControl, Opener, and the
+// inside Quiet; so is every LinkSetInetConf, changed or not, as the kernel
+// does. Each link also has IPv4 settings (all 0 when it is added, as with
+// the kernel's defaults) and addresses (SetAddrs). Every call of the bridge's (LinkControl, Opener, and the
 // TAPs' SetCarrier and Dup) is recorded (Calls), and can be made to fail
 // (Fail). The zero Net is not usable: call NewNet. All methods may be called
 // from any goroutine.
 type Net struct {
 	mu        sync.Mutex
 	links     map[int]bridge.Link
-	taps      map[int]*tapIface // the TAP interfaces, by ifindex
+	inet      map[int]bridge.InetConf // the links' IPv4 settings (missing: 0)
+	addrs     map[int][]netip.Addr    // the links' addresses
+	taps      map[int]*tapIface       // the TAP interfaces, by ifindex
 	lastIndex int
 	subs      []*subscription // live subscriptions
 	quiet     int             // >0: inside Quiet, no events
@@ -60,6 +67,8 @@ type tapIface struct {
 func NewNet() *Net {
 	return &Net{
 		links:     map[int]bridge.Link{1: {Index: 1, Name: "lo", MTU: 65536, Up: true, LowerUp: true}},
+		inet:      map[int]bridge.InetConf{},
+		addrs:     map[int][]netip.Addr{},
 		taps:      map[int]*tapIface{},
 		lastIndex: 1,
 		fails:     map[string]error{},
@@ -253,6 +262,8 @@ func (n *Net) remove(index int) {
 		panic(fmt.Sprintf("bridgetest: no link with index %d", index))
 	}
 	delete(n.links, index)
+	delete(n.inet, index)
+	delete(n.addrs, index)
 	if t := n.taps[index]; t != nil {
 		delete(n.taps, index)
 		if t.dev != nil {
@@ -313,6 +324,57 @@ func (n *Net) SetUp(index int, up bool) {
 // SetMTU sets link index's MTU, as `ip link set $link mtu $mtu` would.
 func (n *Net) SetMTU(index, mtu int) {
 	n.mustModify(index, func(l *bridge.Link) { l.MTU = mtu })
+}
+
+// SetHardwareAddr sets link index's MAC address, as `ip link set $link
+// address $mac` would (by someone other than the bridge: the call is not
+// recorded).
+func (n *Net) SetHardwareAddr(index int, mac net.HardwareAddr) {
+	n.mustModify(index, func(l *bridge.Link) { l.HardwareAddr = append(net.HardwareAddr(nil), mac...) })
+}
+
+// SetInetConf sets some of link index's IPv4 settings, as a write to
+// /proc/sys/net/ipv4/conf/IF/ would: no notification is sent.
+func (n *Net) SetInetConf(index int, conf bridge.InetConf) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.links[index]; !ok {
+		panic(fmt.Sprintf("bridgetest: no link with index %d", index))
+	}
+	n.setInet(index, conf)
+}
+
+// setInet merges conf into link index's settings. n.mu is held.
+func (n *Net) setInet(index int, conf bridge.InetConf) {
+	if n.inet[index] == nil {
+		n.inet[index] = bridge.InetConf{}
+	}
+	maps.Copy(n.inet[index], conf)
+}
+
+// InetConf returns a copy of link index's IPv4 settings that are not 0.
+func (n *Net) InetConf(index int) bridge.InetConf {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := bridge.InetConf{}
+	for id, v := range n.inet[index] {
+		if v != 0 {
+			c[id] = v
+		}
+	}
+	return c
+}
+
+// SetAddrs gives link index the addresses addrs (in place of those it had),
+// as `ip address add` would; no notification is sent (the bridge does not
+// follow addresses).
+func (n *Net) SetAddrs(index int, addrs ...netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.links[index]; !ok {
+		panic(fmt.Sprintf("bridgetest: no link with index %d", index))
+	}
+	n.addrs[index] = slices.Clone(addrs)
 }
 
 // SetPromiscuity sets link index's promiscuity count.
@@ -428,6 +490,58 @@ func (n *Net) LinkSetUp(index int) error {
 		return err
 	}
 	return n.modifyLocked(index, func(l *bridge.Link) { l.Up = true })
+}
+
+// LinkInetConf returns a copy of link index's IPv4 settings. See
+// bridge.LinkControl.
+func (n *Net) LinkInetConf(index int) (bridge.InetConf, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.call("LinkInetConf", index); err != nil {
+		return nil, err
+	}
+	if _, ok := n.links[index]; !ok {
+		return nil, fmt.Errorf("link %d: %w", index, bridge.ErrLinkNotFound)
+	}
+	return maps.Clone(n.inet[index]), nil
+}
+
+// LinkSetInetConf sets some of link index's IPv4 settings and, as the
+// kernel does, notifies the link as changed whether or not any value
+// changed. It is recorded as "LinkSetInetConf INDEX NAME=VALUE …", the
+// settings in id order. See bridge.LinkControl.
+func (n *Net) LinkSetInetConf(index int, conf bridge.InetConf) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(conf))
+	args := []any{index}
+	for _, id := range ids {
+		args = append(args, fmt.Sprintf("%s=%d", id, conf[id]))
+	}
+	if err := n.call("LinkSetInetConf", args...); err != nil {
+		return err
+	}
+	l, ok := n.links[index]
+	if !ok {
+		return fmt.Errorf("link %d: %w", index, unix.ENODEV)
+	}
+	n.setInet(index, conf)
+	n.emit(bridge.LinkEvent{Link: l})
+	return nil
+}
+
+// LinkAddrs returns link index's addresses (SetAddrs). See
+// bridge.LinkControl.
+func (n *Net) LinkAddrs(index int) ([]netip.Addr, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.call("LinkAddrs", index); err != nil {
+		return nil, err
+	}
+	if _, ok := n.links[index]; !ok {
+		return nil, fmt.Errorf("link %d: %w", index, bridge.ErrLinkNotFound)
+	}
+	return slices.Clone(n.addrs[index]), nil
 }
 
 // LinkSubscribe starts a subscription. See bridge.LinkControl.
