@@ -22,18 +22,7 @@ import (
 // bus goes away vethd runs on and comes back on the new bus.
 func TestDBusObject(t *testing.T) {
 	l := NewLAN(t, LANConfig{})
-	// A bus like the system bus with vethd's policy, its socket and
-	// config under l.Dir, so that the leak check would find the daemon.
-	bus := dbustest.StartIn(t, l.Dir, dbustest.PolicyFile(t))
-	dir := confDir(t, l)
-	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\n")
-	needVethd(t)
-	p := startProcWith(t, l.Host, "vethd --instance veth1", func(c *exec.Cmd) {
-		c.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Addr)
-	}, vethdBin, "--instance", "veth1", "--config-dir", dir)
-	if err := p.WaitLine("Attached veth1 into eth0", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	bus, dir, p := startOnBus(t, l, "[Bridge]\nParent=eth0\n")
 
 	conn := bus.Conn(t)
 	c := dbusapi.NewClient(conn)
@@ -160,4 +149,24 @@ func TestDBusObject(t *testing.T) {
 	if !p.Running() {
 		t.Error("vethd exited when the bus went away")
 	}
+}
+
+// startOnBus starts a bus like the system bus with vethd's policy (its
+// socket and config under l.Dir, so that the leak check would find the
+// daemon) and vethd --instance veth1 on it, configured by conf, and waits
+// until veth1 is attached. It returns the bus, the configuration
+// directory and the process.
+func startOnBus(t *testing.T, l *LAN, conf string) (*dbustest.Bus, string, *Proc) {
+	t.Helper()
+	bus := dbustest.StartIn(t, l.Dir, dbustest.PolicyFile(t))
+	dir := confDir(t, l)
+	writeConf(t, dir, "veth1", conf)
+	needVethd(t)
+	p := startProcWith(t, l.Host, "vethd --instance veth1", func(c *exec.Cmd) {
+		c.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Addr)
+	}, vethdBin, "--instance", "veth1", "--config-dir", dir)
+	if err := p.WaitLine("Attached veth1 into eth0", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return bus, dir, p
 }

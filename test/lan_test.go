@@ -60,28 +60,7 @@ func NewLAN(t *testing.T, cfg LANConfig) *LAN {
 	if cfg.DHCP || cfg.RA {
 		needTools(t, "dnsmasq")
 	}
-	x := int(lanSeq.Add(1))
-	if x > 250 {
-		t.Fatalf("too many LANs in one run")
-	}
-	dir, err := os.MkdirTemp(suiteRoot, fmt.Sprintf("lan%d-", x))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	id := fmt.Sprintf("%s%d", nsPrefix, x)
-	l := &LAN{
-		X:       x,
-		Dir:     dir,
-		cfg:     cfg,
-		t:       t,
-		Router4: netip.AddrFrom4([4]byte{198, 18, byte(x), 1}),
-		Router6: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::1", x)),
-		Prefix6: netip.MustParsePrefix(fmt.Sprintf("2001:db8:%x::/64", x)),
-		LAN0MAC: net.HardwareAddr{0x02, 0x7e, 0x00, 0x00, byte(x), 0x01},
-	}
-	l.LANNS = newNetns(t, id+"-lan")
-	l.Host = newNetns(t, id+"-host")
+	l := newLANNamespaces(t, cfg)
 
 	// The host namespace gets two (or more) interfaces on one subnet: eth0
 	// and the virtual ones. Linux by default answers ARP for any local
@@ -112,6 +91,35 @@ func NewLAN(t *testing.T, cfg LANConfig) *LAN {
 	if cfg.DHCP || cfg.RA {
 		l.startDnsmasq()
 	}
+	return l
+}
+
+// newLANNamespaces makes the next LAN's numbers, directory and its two
+// namespaces (LAN and host), with nothing in them yet.
+func newLANNamespaces(t *testing.T, cfg LANConfig) *LAN {
+	t.Helper()
+	x := int(lanSeq.Add(1))
+	if x > 250 {
+		t.Fatalf("too many LANs in one run")
+	}
+	dir, err := os.MkdirTemp(suiteRoot, fmt.Sprintf("lan%d-", x))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	id := fmt.Sprintf("%s%d", nsPrefix, x)
+	l := &LAN{
+		X:       x,
+		Dir:     dir,
+		cfg:     cfg,
+		t:       t,
+		Router4: netip.AddrFrom4([4]byte{198, 18, byte(x), 1}),
+		Router6: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::1", x)),
+		Prefix6: netip.MustParsePrefix(fmt.Sprintf("2001:db8:%x::/64", x)),
+		LAN0MAC: net.HardwareAddr{0x02, 0x7e, 0x00, 0x00, byte(x), 0x01},
+	}
+	l.LANNS = newNetns(t, id+"-lan")
+	l.Host = newNetns(t, id+"-host")
 	return l
 }
 

@@ -2,9 +2,7 @@ package integration
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -26,27 +24,7 @@ func NewPlainLAN(t *testing.T) *LAN {
 	t.Helper()
 	needRoot(t)
 	needTools(t, "ip")
-	x := int(lanSeq.Add(1))
-	if x > 250 {
-		t.Fatalf("too many LANs in one run")
-	}
-	dir, err := os.MkdirTemp(suiteRoot, fmt.Sprintf("lan%d-", x))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	id := fmt.Sprintf("%s%d", nsPrefix, x)
-	l := &LAN{
-		X:       x,
-		Dir:     dir,
-		t:       t,
-		Router4: netip.AddrFrom4([4]byte{198, 18, byte(x), 1}),
-		Router6: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::1", x)),
-		Prefix6: netip.MustParsePrefix(fmt.Sprintf("2001:db8:%x::/64", x)),
-		LAN0MAC: net.HardwareAddr{0x02, 0x7e, 0x00, 0x00, byte(x), 0x01},
-	}
-	l.LANNS = newNetns(t, id+"-lan")
-	l.Host = newNetns(t, id+"-host")
+	l := newLANNamespaces(t, LANConfig{})
 	l.createWire("eth0")
 	return l
 }

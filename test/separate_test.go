@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/vethd/vethd/internal/sdnotify/sdnotifytest"
 	"github.com/vethd/vethd/pkg/dbusapi"
-	"github.com/vethd/vethd/pkg/dbusapi/dbustest"
 )
 
 // Tests of "a separate NIC" (issue 8): no ARP flux, and a MAC address
@@ -153,17 +151,8 @@ func captured(p *Proc, substr string) []string {
 // MAC, no frame reaches veth1 any more.
 func TestMACChangeFollowed(t *testing.T) {
 	l := NewPlainLAN(t)
-	bus := dbustest.StartIn(t, l.Dir, dbustest.PolicyFile(t))
-	dir := confDir(t, l)
-	writeConf(t, dir, "veth1", "[Bridge]\nParent=eth0\n")
-	needVethd(t)
 	needTools(t, "ping")
-	p := startProcWith(t, l.Host, "vethd --instance veth1", func(c *exec.Cmd) {
-		c.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Addr)
-	}, vethdBin, "--instance", "veth1", "--config-dir", dir)
-	if err := p.WaitLine("Attached veth1 into eth0", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	bus, _, p := startOnBus(t, l, "[Bridge]\nParent=eth0\n")
 	conn := bus.Conn(t)
 	c := dbusapi.NewClient(conn)
 	waitFor(t, 5*time.Second, "veth1 on the bus", func() (bool, string) {
