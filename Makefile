@@ -15,13 +15,23 @@ PRESETDIR     ?= $(PREFIX)/lib/systemd/system-preset
 # dbus-daemon reads system policies from /usr/share/dbus-1/system.d and
 # /etc/dbus-1/system.d only: a /usr/local install puts it in /etc.
 # zsh looks in vendor-completions under /usr and site-functions elsewhere.
+# udev, NetworkManager and systemd-networkd read /usr/lib and /etc only,
+# so a /usr/local install puts their files in /etc too.
 ifeq ($(PREFIX),/usr)
 DBUSPOLICYDIR ?= /usr/share/dbus-1/system.d
 ZSHCOMPDIR    ?= /usr/share/zsh/vendor-completions
+UDEVRULESDIR  ?= /usr/lib/udev/rules.d
+NMCONFDIR     ?= /usr/lib/NetworkManager/conf.d
+NETWORKDDIR   ?= /usr/lib/systemd/network
 else
 DBUSPOLICYDIR ?= /etc/dbus-1/system.d
 ZSHCOMPDIR    ?= $(PREFIX)/share/zsh/site-functions
+UDEVRULESDIR  ?= /etc/udev/rules.d
+NMCONFDIR     ?= /etc/NetworkManager/conf.d
+NETWORKDDIR   ?= /etc/systemd/network
 endif
+# dhclient (isc-dhcp-client) runs the exit hooks in /etc/dhcp only.
+DHCLIENTHOOKDIR ?= /etc/dhcp/dhclient-exit-hooks.d
 MANDIR        ?= $(PREFIX)/share/man
 DOCDIR        ?= $(PREFIX)/share/doc/vethd
 BASHCOMPDIR   ?= $(PREFIX)/share/bash-completion/completions
@@ -29,6 +39,9 @@ BASHCOMPDIR   ?= $(PREFIX)/share/bash-completion/completions
 UNITS      := vethd@.service vethd.service
 PRESET     := 80-vethd.preset
 DBUSPOLICY := io.github.vethd.Bridge1.conf
+UDEVRULES  := 86-vethd.rules
+NMCONF     := vethd.conf
+NETWORKD   := 10-vethd-peer.network
 
 .PHONY: all build test demo bench install uninstall clean
 
@@ -58,6 +71,10 @@ install: build
 	done
 	install -D -m 0644 dist/systemd/$(PRESET) $(DESTDIR)$(PRESETDIR)/$(PRESET)
 	install -D -m 0644 dist/dbus/$(DBUSPOLICY) $(DESTDIR)$(DBUSPOLICYDIR)/$(DBUSPOLICY)
+	install -D -m 0644 dist/dhclient/vethd $(DESTDIR)$(DHCLIENTHOOKDIR)/vethd
+	install -D -m 0644 dist/udev/$(UDEVRULES) $(DESTDIR)$(UDEVRULESDIR)/$(UDEVRULES)
+	install -D -m 0644 dist/NetworkManager/$(NMCONF) $(DESTDIR)$(NMCONFDIR)/$(NMCONF)
+	install -D -m 0644 dist/networkd/$(NETWORKD) $(DESTDIR)$(NETWORKDDIR)/$(NETWORKD)
 	install -D -m 0644 dist/vethd/veth1.conf.example $(DESTDIR)$(DOCDIR)/examples/veth1.conf
 	install -D -m 0644 docs/vethd.8 $(DESTDIR)$(MANDIR)/man8/vethd.8
 	install -D -m 0644 docs/vethctl.1 $(DESTDIR)$(MANDIR)/man1/vethctl.1
@@ -71,6 +88,8 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
 	rm -f $(DESTDIR)$(PRESETDIR)/$(PRESET)
 	rm -f $(DESTDIR)$(DBUSPOLICYDIR)/$(DBUSPOLICY)
+	rm -f $(DESTDIR)$(DHCLIENTHOOKDIR)/vethd $(DESTDIR)$(UDEVRULESDIR)/$(UDEVRULES)
+	rm -f $(DESTDIR)$(NMCONFDIR)/$(NMCONF) $(DESTDIR)$(NETWORKDDIR)/$(NETWORKD)
 	rm -f $(DESTDIR)$(DOCDIR)/examples/veth1.conf
 	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 	rm -f $(DESTDIR)$(MANDIR)/man8/vethd.8 $(DESTDIR)$(MANDIR)/man1/vethctl.1 $(DESTDIR)$(MANDIR)/man5/vethd.conf.5

@@ -5,7 +5,8 @@
 # removes (also on failure or Ctrl-C):
 #   paths       wire     the bare veth wire: the address sits on the parent eth0
 #               macvlan  kernel macvlan (mode bridge) mv0 on eth0
-#               vethd    vethd's TAP veth1 on eth0
+#               vethd    vethd's TAP veth1 on eth0 (--kind=tap)
+#               vethd-veth  vethd's veth-pair NIC veth1 on eth0 (--kind=veth)
 #   directions  up   = host -> LAN (iperf3 client sends)
 #               down = LAN -> host (iperf3 -R)
 #   conditions  default    the veth pair's default offloads
@@ -23,7 +24,7 @@
 # Environment (all optional):
 #   BENCH_SECONDS=5                        iperf3 duration per measurement
 #   BENCH_CONDITIONS="default nic-like mtu-nogro"
-#   BENCH_ONLY="wire macvlan vethd"        paths to measure (e.g. BENCH_ONLY=vethd)
+#   BENCH_ONLY="wire macvlan vethd vethd-veth"  paths to measure (e.g. BENCH_ONLY=vethd)
 #   BENCH_PINGS=50                         ping count per path
 #   BENCH_PING_INTERVAL=0.01               seconds between pings (0 = flood-like)
 #   BENCH_OUT=FILE                         also write the result tables to FILE
@@ -45,7 +46,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$ROOT/scripts/lib.sh"   # kill_wait, remove_netns, missing_packages, apt_install
 SECS="${BENCH_SECONDS:-5}"
 CONDITIONS="${BENCH_CONDITIONS:-default nic-like mtu-nogro}"
-PATHS="${BENCH_ONLY:-wire macvlan vethd}"
+PATHS="${BENCH_ONLY:-wire macvlan vethd vethd-veth}"
 PATHS="${PATHS//,/ }"
 CONDITIONS="${CONDITIONS//,/ }"
 PINGS="${BENCH_PINGS:-50}"
@@ -55,8 +56,10 @@ STANDIN="${VETHD_STANDIN:-}"
 LAN="vb-$$-lan"
 HOST="vb-$$-host"
 LAN_IP=198.18.0.1
-declare -A SRC=([wire]=198.18.0.2 [macvlan]=198.18.0.3 [vethd]=198.18.0.4)
-declare -A DEV=([wire]=eth0 [macvlan]=mv0 [vethd]=veth1)
+declare -A SRC=([wire]=198.18.0.2 [macvlan]=198.18.0.3 [vethd]=198.18.0.4 [vethd-veth]=198.18.0.5)
+declare -A DEV=([wire]=eth0 [macvlan]=mv0 [vethd]=veth1 [vethd-veth]=veth1)
+declare -A KIND=([vethd]=tap [vethd-veth]=veth)
+is_vethd() { [[ "$1" == vethd || "$1" == vethd-veth ]]; }
 IPERF_PORT=5201
 
 TMP=""
@@ -76,7 +79,7 @@ for c in $CONDITIONS; do
   case "$c" in default|nic-like|mtu-nogro) ;; *) die "unknown condition '$c'";; esac
 done
 for p in $PATHS; do
-  case "$p" in wire|macvlan|vethd) ;; *) die "unknown path '$p' in BENCH_ONLY";; esac
+  case "$p" in wire|macvlan|vethd|vethd-veth) ;; *) die "unknown path '$p' in BENCH_ONLY";; esac
 done
 [[ -z "$STANDIN" || "$STANDIN" == macvlan ]] || die "VETHD_STANDIN must be 'macvlan'"
 [[ $(id -u) -eq 0 ]] || die "needs root (try: sudo $0)"
@@ -118,7 +121,7 @@ fi
 TMP="$(mktemp -d /tmp/vethd-bench.XXXXXX)"
 CLK_TCK="$(getconf CLK_TCK)"
 
-if [[ " $PATHS " == *" vethd "* && -z "$STANDIN" ]]; then
+if [[ " $PATHS " == *" vethd"* && -z "$STANDIN" ]]; then
   if [[ -n "${VETHD:-}" ]]; then
     [[ -x "$VETHD" ]] || die "VETHD=$VETHD is not an executable"
   else
@@ -156,11 +159,8 @@ setup_lan() { # CONDITION
   ip -n "$LAN"  link set lo up
   ip -n "$HOST" link set lo up
   ip -n "$LAN"  addr add "$LAN_IP/24" dev lan0
-  # Several NICs on one subnet: answer ARP only for the receiving interface's
-  # own addresses (else eth0 would claim mv0's / veth1's address and the
-  # traffic would bypass the path under test); loose reverse-path filter.
-  in_host sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-                    net.ipv4.conf.all.rp_filter=2
+  # No sysctls: each path holds the only address in the host namespace while
+  # it is measured, and measure_ping checks that the LAN sees its MAC.
   case "$1" in
     default) ;;
     nic-like)
@@ -190,12 +190,12 @@ path_up() { # PATH COND: create the path's interface and give it the address
     macvlan)
       ip -n "$HOST" link add mv0 link eth0 type macvlan mode bridge || return 1
       ip -n "$HOST" link set mv0 up || return 1 ;;
-    vethd)
+    vethd|vethd-veth)
       if [[ -n "$STANDIN" ]]; then
         ip -n "$HOST" link add veth1 link eth0 type macvlan mode bridge || return 1
         ip -n "$HOST" link set veth1 up || return 1
       else
-        ip netns exec "$HOST" "$VETHD" -v veth1 -e eth0 2>"$TMP/vethd-$2.log" &
+        ip netns exec "$HOST" "$VETHD" -v veth1 -e eth0 --kind="${KIND[$1]}" 2>"$TMP/vethd-$2.log" &
         VETHD_PID=$!   # `ip netns exec` execs: this is vethd's own PID
         n=100
         until grep -q 'Attached veth1 into eth0' "$TMP/vethd-$2.log"; do
@@ -217,7 +217,7 @@ path_down() { # PATH COND
   case "$1" in
     wire) ip -n "$HOST" addr del "${SRC[wire]}/24" dev eth0 ;;
     macvlan) ip -n "$HOST" link del mv0 ;;
-    vethd)
+    vethd|vethd-veth)
       if [[ -n "$STANDIN" ]]; then
         ip -n "$HOST" link del veth1
       elif [[ -n "$VETHD_PID" ]]; then
@@ -231,10 +231,13 @@ path_down() { # PATH COND
         wait "$VETHD_PID" || rc=$?
         [[ $rc -eq 0 ]] || fail "vethd exited with status $rc after SIGTERM ($2)"
         VETHD_PID=""
-        if ip -n "$HOST" link show veth1 >/dev/null 2>&1; then
-          fail "veth1 still exists after vethd exited ($2)"
-          ip -n "$HOST" link del veth1 2>/dev/null || true
-        fi
+        local l
+        for l in veth1 vd-veth1; do
+          if ip -n "$HOST" link show "$l" >/dev/null 2>&1; then
+            fail "$l still exists after vethd exited ($2/$1)"
+            ip -n "$HOST" link del "$l" 2>/dev/null || true
+          fi
+        done
       fi ;;
   esac
 }
@@ -263,10 +266,10 @@ measure_ping() { # PATH COND
 measure_iperf() { # PATH COND DIR
   local p=$1 c=$2 d=$3 json="$TMP/iperf3-$2-$1-$3.json" t0=0 t1=0 rev=() bps bytes err retr
   [[ "$d" == down ]] && rev=(-R)
-  [[ "$p" == vethd && -n "$VETHD_PID" ]] && t0="$(proc_cpu_ticks "$VETHD_PID")"
+  is_vethd "$p" && [[ -n "$VETHD_PID" ]] && t0="$(proc_cpu_ticks "$VETHD_PID")"
   timeout --foreground $((SECS + 20)) ip netns exec "$HOST" iperf3 -c "$LAN_IP" -p "$IPERF_PORT" \
     -B "${SRC[$p]}" -t "$SECS" -P 1 --connect-timeout 3000 -J "${rev[@]}" >"$json" 2>&1 || true
-  [[ "$p" == vethd && -n "$VETHD_PID" ]] && t1="$(proc_cpu_ticks "$VETHD_PID")"
+  is_vethd "$p" && [[ -n "$VETHD_PID" ]] && t1="$(proc_cpu_ticks "$VETHD_PID")"
   err="$(jq -r '.error // empty' "$json" 2>/dev/null || echo "no JSON from iperf3")"
   bps="$(jq -r '.end.sum_received.bits_per_second // empty' "$json" 2>/dev/null || true)"
   bytes="$(jq -r '.end.sum_received.bytes // empty' "$json" 2>/dev/null || true)"
@@ -277,11 +280,11 @@ measure_iperf() { # PATH COND DIR
     return
   fi
   GBPS[$c,$p,$d]="$(awk -v b="$bps" 'BEGIN {printf "%.2f", b / 1e9}')"
-  if [[ "$p" == vethd && -n "$VETHD_PID" ]]; then
-    CPU[$c,$d]="$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v by="$bytes" \
+  if is_vethd "$p" && [[ -n "$VETHD_PID" ]]; then
+    CPU[$c,$p,$d]="$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v by="$bytes" \
                    'BEGIN {printf "%.2f", (t / hz) / (by / 1e9)}')"
   fi
-  log "  $(printf '%-9s %-7s %-4s %6s Gbit/s %6s retransmits' "$c" "$p" "$d" "${GBPS[$c,$p,$d]}" "$retr")${CPU[$c,$d]:+  vethd ${CPU[$c,$d]} CPU s/GB}"
+  log "  $(printf '%-9s %-7s %-4s %6s Gbit/s %6s retransmits' "$c" "$p" "$d" "${GBPS[$c,$p,$d]}" "$retr")${CPU[$c,$p,$d]:+  vethd ${CPU[$c,$p,$d]} CPU s/GB}"
 }
 
 # ------------------------------------------------------------------- run ---
@@ -302,9 +305,9 @@ for c in $CONDITIONS; do
     measure_ping "$p" "$c"
     measure_iperf "$p" "$c" up
     measure_iperf "$p" "$c" down
-    if [[ "$p" == vethd && -n "$VETHD_PID" ]]; then
-      RSS[$c]="$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$VETHD_PID/status" 2>/dev/null || true)"
-      HWM[$c]="$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$VETHD_PID/status" 2>/dev/null || true)"
+    if is_vethd "$p" && [[ -n "$VETHD_PID" ]]; then
+      RSS[$c,$p]="$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$VETHD_PID/status" 2>/dev/null || true)"
+      HWM[$c,$p]="$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$VETHD_PID/status" 2>/dev/null || true)"
     fi
     path_down "$p" "$c"
   done
@@ -315,34 +318,28 @@ ELAPSED=$((SECONDS - START))
 
 # ---------------------------------------------------------------- report ---
 report() {
-  local c d p w m v r
-  printf '\nThroughput, Gbit/s, one TCP stream, %ss each (up = host->LAN, down = LAN->host)\n\n' "$SECS"
-  printf '| %-9s | %-4s | %7s | %7s | %7s | %13s | %14s |\n' \
-    condition dir wire macvlan vethd vethd/macvlan "vethd CPU s/GB"
-  printf '|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ------ --------: --------: --------: --------------: ---------------:
+  local c d w m v x
+  printf '\nThroughput, Gbit/s, one TCP stream, %ss each (up = host->LAN, down = LAN->host);\n' "$SECS"
+  printf 'vethd = the TAP kind, vethd-veth = the veth-pair kind; ratios against macvlan\n\n'
+  printf '| %-9s | %-4s | %7s | %7s | %7s | %10s | %7s | %7s | %8s | %9s |\n' \
+    condition dir wire macvlan vethd vethd-veth tap/mv veth/mv "tap s/GB" "veth s/GB"
+  printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ------ --------: --------: --------: -----------: --------: --------: ---------: ----------:
   for c in $CONDITIONS; do
     for d in up down; do
-      w="${GBPS[$c,wire,$d]:--}"; m="${GBPS[$c,macvlan,$d]:--}"; v="${GBPS[$c,vethd,$d]:--}"
-      r=-
-      if [[ "$m" =~ ^[0-9.]+$ && "$v" =~ ^[0-9.]+$ ]]; then
-        r="$(awk -v a="$v" -v b="$m" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')"
-      fi
-      printf '| %-9s | %-4s | %7s | %7s | %7s | %13s | %14s |\n' "$c" "$d" "$w" "$m" "$v" "$r" "${CPU[$c,$d]:--}"
+      w="${GBPS[$c,wire,$d]:--}"; m="${GBPS[$c,macvlan,$d]:--}"
+      v="${GBPS[$c,vethd,$d]:--}"; x="${GBPS[$c,vethd-veth,$d]:--}"
+      printf '| %-9s | %-4s | %7s | %7s | %7s | %10s | %7s | %7s | %8s | %9s |\n' "$c" "$d" "$w" "$m" "$v" "$x" \
+        "$(ratio "$v" "$m")" "$(ratio "$x" "$m")" "${CPU[$c,vethd,$d]:--}" "${CPU[$c,vethd-veth,$d]:--}"
     done
   done
   printf '\nLatency: ping -c %s -i %s, average round trip in microseconds; vethd memory\n\n' "$PINGS" "$PING_INTERVAL"
-  printf '| %-9s | %6s | %7s | %6s | %17s | %15s |\n' \
-    condition wire macvlan vethd "vethd - macvlan" "vethd RSS (peak)"
-  printf '|%s|%s|%s|%s|%s|%s|\n' ----------- -------: --------: -------: ------------------: ----------------:
+  printf '| %-9s | %6s | %7s | %6s | %10s | %8s | %9s | %16s | %16s |\n' \
+    condition wire macvlan vethd vethd-veth "tap - mv" "veth - mv" "tap RSS (peak)" "veth RSS (peak)"
+  printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ----------- -------: --------: -------: -----------: ---------: ----------: -----------------: -----------------:
   for c in $CONDITIONS; do
-    w="${RTT[$c,wire]:--}"; m="${RTT[$c,macvlan]:--}"; v="${RTT[$c,vethd]:--}"
-    r=-
-    if [[ "$m" =~ ^[0-9.]+$ && "$v" =~ ^[0-9.]+$ ]]; then
-      r="$(awk -v a="$v" -v b="$m" 'BEGIN {printf "%+.0f", a - b}')"
-    fi
-    p=-
-    [[ -n "${RSS[$c]:-}" ]] && p="${RSS[$c]} MiB (${HWM[$c]:-?})"
-    printf '| %-9s | %6s | %7s | %6s | %17s | %15s |\n' "$c" "$w" "$m" "$v" "$r" "$p"
+    w="${RTT[$c,wire]:--}"; m="${RTT[$c,macvlan]:--}"; v="${RTT[$c,vethd]:--}"; x="${RTT[$c,vethd-veth]:--}"
+    printf '| %-9s | %6s | %7s | %6s | %10s | %8s | %9s | %16s | %16s |\n' "$c" "$w" "$m" "$v" "$x" \
+      "$(delta "$v" "$m")" "$(delta "$x" "$m")" "$(mem "$c" vethd)" "$(mem "$c" vethd-veth)"
   done
   printf '\nWire offloads per condition (ethtool -k; veth1/mv0 as created):\n'
   for c in $CONDITIONS; do printf '  %-9s %s\n' "$c" "${OFFLOADS[$c]}"; done
@@ -350,6 +347,19 @@ report() {
     "$(nproc)" "$(uname -r)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$ELAPSED" \
     "$([[ -n "$STANDIN" ]] && echo ', VETHD_STANDIN=macvlan')"
 }
+# ratio A B: A/B to two places, or - when either is not a number
+ratio() {
+  if [[ "$1" =~ ^[0-9.]+$ && "$2" =~ ^[0-9.]+$ ]]; then
+    awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'
+  else echo -; fi
+}
+# delta A B: A-B in whole units with a sign, or -
+delta() {
+  if [[ "$1" =~ ^[0-9.]+$ && "$2" =~ ^[0-9.]+$ ]]; then awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.0f", a - b}'
+  else echo -; fi
+}
+# mem COND PATH: "RSS MiB (peak)" of vethd on that path, or -
+mem() { if [[ -n "${RSS[$1,$2]:-}" ]]; then echo "${RSS[$1,$2]} MiB (${HWM[$1,$2]:-?})"; else echo -; fi; }
 if [[ -n "${BENCH_OUT:-}" ]]; then report | tee "$BENCH_OUT"; else report; fi
 
 if ((FAILURES)); then

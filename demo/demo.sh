@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # demo/demo.sh - show in ~20 seconds what vethd does: one network cable, two
-# DHCP leases, two MAC addresses.
+# DHCP leases, two MAC addresses, and each address really on its own card:
+# the LAN's ARP table maps it to that card's MAC, its replies and the host's
+# own traffic from it leave by that card (captured on the LAN side).
 #
 # Run as root (`make demo`, or `sudo ./demo/demo.sh`). Everything happens on a
 # small LAN made of network namespaces and a veth pair that this script
@@ -10,6 +12,8 @@
 # used, no default route is set, and the DHCP server and clients run only
 # inside the namespaces. dhclient runs with a tiny script of ours instead of
 # the stock dhclient-script, so the host's /etc/resolv.conf is left alone.
+# No sysctl is set: what two NICs on one subnet need (ARP isolation, source
+# routing) vethd sets up by itself, and the demo shows it.
 #
 # Environment (all optional):
 #   VETHD=/path/to/vethd    use this binary instead of building ./bin/vethd
@@ -33,7 +37,7 @@ TMP=""
 VETHD_PID=""
 DNSMASQ_PID=""
 STEP=0
-STEPS=10
+STEPS=11
 FAILED_SAID=""
 
 # ---------------------------------------------------------------- output ---
@@ -92,12 +96,12 @@ EOF
 
 step "Check the tools"
 # dnsmasq-base, not "dnsmasq": no system DNS service
-mapfile -t need < <(missing_packages ip=iproute2 ping=iputils-ping dnsmasq=dnsmasq-base dhclient=isc-dhcp-client)
+mapfile -t need < <(missing_packages ip=iproute2 ping=iputils-ping dnsmasq=dnsmasq-base dhclient=isc-dhcp-client tcpdump=tcpdump)
 if ((${#need[@]})); then
   say "installing: ${need[*]}"
   apt_install "${need[@]}" || die "could not install ${need[*]}"
 fi
-say "ip, ping, dnsmasq (DHCP server) and dhclient (DHCP client): present"
+say "ip, ping, dnsmasq (DHCP server), dhclient (DHCP client) and tcpdump: present"
 
 TMP="$(mktemp -d /tmp/vethd-demo.XXXXXX)"
 
@@ -135,15 +139,10 @@ ip -n "$HOST" link set lo up
 ip -n "$LAN"  addr add "$LAN_IP/24" dev lan0
 ip -n "$LAN"  link set lan0 up
 ip -n "$HOST" link set eth0 up
-# Two NICs on one subnet ("weak host" model): by default Linux answers an ARP
-# request for any of its addresses on any interface, so eth0 would also claim
-# veth1's address with eth0's MAC and the LAN would send veth1's traffic to the
-# wrong card. arp_ignore=1: answer only for addresses configured on the
-# interface the request came in on. arp_announce=2: ARP with the sending
-# interface's own address. rp_filter=2 (loose): a reply for veth1 may arrive on
-# veth1 although the first route to the LAN goes out through eth0.
-in_host sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-                  net.ipv4.conf.all.rp_filter=2
+# Nothing else: no sysctl, no rule. Two NICs on one subnet need ARP isolation
+# (else eth0 answers ARP for veth1's address too, with eth0's MAC) and source
+# routing (else whatever veth1's address sends leaves by eth0, the first route
+# to the LAN); vethd sets up both, as the next steps show.
 say "namespace $LAN : the LAN (think: your ISP or office network), lan0 = $LAN_IP/24"
 say "namespace $HOST: this machine, with one network card: eth0"
 say "one cable between them: eth0 <-> lan0"
@@ -197,6 +196,29 @@ EOF
     >"$TMP/dhclient-$ifc.log" 2>&1 \
     || { show <"$TMP/dhclient-$ifc.log"; die "no DHCP lease on $ifc"; }
 }
+# capture FILTER COUNT CMD...: run CMD in the foreground while tcpdump on the
+# LAN's lan0 captures COUNT frames matching FILTER into $TMP/cap.txt.
+capture() {
+  local filter=$1 count=$2 cap
+  shift 2
+  : >"$TMP/cap.err"
+  in_lan timeout 8 tcpdump -Z root -l -nn -e -i lan0 -c "$count" "$filter" >"$TMP/cap.txt" 2>"$TMP/cap.err" &
+  cap=$!
+  for _ in $(seq 50); do grep -q listening "$TMP/cap.err" && break; sleep 0.1; done
+  "$@" >"$TMP/cmd.txt" 2>&1 || { show <"$TMP/cmd.txt"; die "$* failed"; }
+  wait "$cap" || true
+}
+# frames: the captured frames as "SRC-MAC > DST-MAC: IP > IP: what".
+frames() { sed -E 's/^[0-9:.]+ //; s/, ethertype [^:]*: /: /; s/, id [0-9]+, seq [0-9]+, length [0-9]+$//' "$TMP/cap.txt"; }
+# only_from MAC WHAT: fail unless every captured frame came from MAC.
+only_from() {
+  local srcs
+  srcs="$(awk '{print $2}' "$TMP/cap.txt" | sort -u | tr '\n' ' ')"
+  [[ "$srcs" == "$1 " ]] || die "$2: frames from ${srcs:-nobody}, not only from $1"
+}
+# tx_of IFACE: the packets the host's kernel has sent out of IFACE.
+tx_of() { in_host cat "/sys/class/net/$1/statistics/tx_packets"; }
+
 addr_of() { ip -n "$HOST" -4 -o addr show dev "$1" | awk '{split($4, a, "/"); print a[1]; exit}'; }
 mac_in_host() { ip -n "$HOST" -o link show dev "$1" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'; }
 
@@ -218,11 +240,16 @@ if [[ -z "$STANDIN" ]]; then
   done
   grep -q 'Attached veth1 into eth0' "$TMP/vethd.log" \
     || { show <"$TMP/vethd.log"; die "vethd did not attach within 10 s"; }
-  grep -m1 'Attached veth1 into eth0' "$TMP/vethd.log" | show
+  grep -E -m2 'ARP isolation|Attached veth1 into eth0' "$TMP/vethd.log" | show
 else
   step "Start the stand-in: kernel macvlan veth1 on eth0 (instead of vethd)"
   ip -n "$HOST" link add veth1 link eth0 type macvlan mode bridge
+  # The kernel's macvlan isolates nothing by itself: do by hand what vethd does.
+  for ifc in eth0 veth1; do
+    in_host sysctl -qw "net.ipv4.conf.$ifc.arp_ignore=1" "net.ipv4.conf.$ifc.arp_announce=2"
+  done
   ip -n "$HOST" link set veth1 up
+  say "by hand for the stand-in: arp_ignore=1, arp_announce=2 on eth0 and veth1"
 fi
 VETH1_MAC="$(mac_in_host veth1)"
 [[ -n "$VETH1_MAC" ]] || die "veth1 does not exist"
@@ -238,13 +265,54 @@ say "veth1 got ${G}$VETH1_IP${N}: a second lease, on the same cable"
 say "this machine now has two NICs on the LAN:"
 ip -n "$HOST" -br -4 addr show | grep -v '^lo' | show
 ip -n "$HOST" -br link show | grep -v '^lo' | show
+if [[ -z "$STANDIN" ]]; then
+  TABLE=""
+  for _ in $(seq 50); do
+    ip -n "$HOST" rule show | grep -q "from $VETH1_IP lookup .* proto 118" && break
+    sleep 0.1
+  done
+  ALIAS="$(in_host cat /sys/class/net/veth1/ifalias 2>/dev/null || true)"
+  TABLE="${ALIAS#vethd table=}"
+  [[ -n "$TABLE" && "$TABLE" != "$ALIAS" ]] || die "vethd does not route veth1 (alias: '$ALIAS')"
+  say "vethd routes what comes from veth1's address out of veth1 (table $TABLE):"
+  { ip -n "$HOST" rule show | grep "proto 118"; ip -n "$HOST" route show table "$TABLE"; } | show
+  ip -n "$HOST" rule show | grep -q "from $VETH1_IP lookup $TABLE proto 118" \
+    || die "no source rule for $VETH1_IP"
+else
+  TABLE=100
+  ip -n "$HOST" rule add from "$VETH1_IP" lookup "$TABLE"
+  ip -n "$HOST" route add "${LAN_IP%.*}.0/24" dev veth1 table "$TABLE"
+  say "by hand for the stand-in: ip rule add from $VETH1_IP lookup $TABLE, and veth1's subnet in it"
+fi
 
-step "Each address answers, from its own interface (ping -I)"
+step "The LAN pings each address: each answers from its own card"
 for ifc in eth0 veth1; do
-  out="$(in_host ping -c 3 -i 0.2 -W 2 -I "$ifc" "$LAN_IP" 2>&1)" \
-    || { printf '%s\n' "$out" | show; die "ping -I $ifc $LAN_IP failed"; }
-  printf '%s\n' "$out" | awk -v i="$ifc" '/packets transmitted/ {print "ping -I " i " '"$LAN_IP"': " $0}' | show
+  [[ $ifc == eth0 ]] && ip=$ETH0_IP mac=$ETH0_MAC || ip=$VETH1_IP mac=$VETH1_MAC
+  before="$(tx_of veth1)"
+  capture "icmp[icmptype] == icmp-echoreply and src host $ip" 3 \
+    in_lan ping -c 3 -i 0.2 -W 2 "$ip"
+  after="$(tx_of veth1)"
+  say "\$ ping $ip (from the LAN): 3 answered; the replies on the cable:"
+  frames | show
+  only_from "$mac" "echo replies from $ip"
+  if [[ $ifc == veth1 ]]; then
+    ((after - before >= 3)) || die "veth1 sent $((after - before)) packets, want the 3 replies"
+    say "replies from ${G}$ip${N} come from ${G}$mac${N} (veth1); veth1's packet counter: $before -> $after"
+  else
+    say "replies from $ip come from $mac (eth0)"
+  fi
 done
+
+step "This machine sends from veth1's address: out by veth1"
+before="$(tx_of veth1)"
+capture "icmp[icmptype] == icmp-echo and src host $VETH1_IP" 3 \
+  in_host ping -c 3 -i 0.2 -W 2 -I "$VETH1_IP" "$LAN_IP"
+after="$(tx_of veth1)"
+say "\$ ping -I $VETH1_IP $LAN_IP (a socket bound to the address; routing picks the card): 3 answered"
+frames | show
+only_from "$VETH1_MAC" "echo requests from $VETH1_IP"
+((after - before >= 3)) || die "veth1 sent $((after - before)) packets, want the 3 requests"
+say "sent from ${G}$VETH1_MAC${N} (veth1); veth1's packet counter: $before -> $after"
 
 step "The LAN's point of view: two machines, two MACs, one cable"
 say "the DHCP server's lease table:"
@@ -261,7 +329,7 @@ ip -n "$LAN" neigh show dev lan0 | grep -qi "^$ETH0_IP .*lladdr $ETH0_MAC" \
 say "$VETH1_IP lives at ${G}$VETH1_MAC${N}: to the LAN, veth1 is a separate card"
 
 if [[ -z "$STANDIN" ]]; then
-  step "Stop vethd (SIGTERM): it removes veth1 and exits"
+  step "Stop vethd (SIGTERM): it removes veth1 and its routing, and exits"
   kill -TERM "$VETHD_PID"
   for _ in $(seq 30); do kill -0 "$VETHD_PID" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$VETHD_PID" 2>/dev/null && die "vethd still running 3 s after SIGTERM"
@@ -269,13 +337,17 @@ if [[ -z "$STANDIN" ]]; then
   VETHD_PID=""
   [[ $rc -eq 0 ]] || { show <"$TMP/vethd.log"; die "vethd exited with status $rc"; }
   ip -n "$HOST" link show veth1 >/dev/null 2>&1 && die "veth1 still exists after vethd exited"
-  say "vethd exited 0 and veth1 is gone"
+  ip -n "$HOST" rule show | grep -q "proto 118" && die "vethd's rules are still there"
+  grep -m1 'Detached veth1' "$TMP/vethd.log" | show
+  tx="$(sed -n 's/.*Detached veth1 .* tx_packets=\([0-9]*\).*/\1/p' "$TMP/vethd.log")"
+  ((${tx:-0} >= 6)) || die "vethd relayed ${tx:-0} frames from veth1, want at least the 6 above"
+  say "vethd relayed $tx frames from veth1 to the cable; it exited 0, veth1 and its rules are gone"
 else
   step "Remove the stand-in veth1"
   ip -n "$HOST" link del veth1
   say "veth1 is gone"
 fi
 
-printf '\n%sOK%s: one cable, two NICs, two DHCP leases (eth0 %s, veth1 %s).\n' \
+printf '\n%sOK%s: one cable, two NICs, two DHCP leases (eth0 %s, veth1 %s),\neach answering and sending from its own MAC.\n' \
   "$G$B" "$N" "$ETH0_IP" "$VETH1_IP"
 printf 'Cleaning up the namespaces...\n'

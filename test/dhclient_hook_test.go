@@ -135,7 +135,7 @@ func (e *dhclientEnv) release(t *testing.T, l *LAN, p *Proc, link string) {
 // table as "proto dhcp", the remote's pings are answered through veth1,
 // and the release removes it again.
 func TestDHClientHook(t *testing.T) {
-	s := newSrcLAN(t, "1", LANConfig{DHCP: true})
+	s := newSrcLAN(t, "1", LANConfig{DHCP: true}, noRouting)
 	e := newDHClientEnv(t, s.LAN)
 	r, _ := s.startRouter(t, nil)
 	table := r.Table()

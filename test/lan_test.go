@@ -63,19 +63,13 @@ func NewLAN(t *testing.T, cfg LANConfig) *LAN {
 	l := newLANNamespaces(t, cfg)
 
 	// The host namespace gets two (or more) interfaces on one subnet: eth0
-	// and the virtual ones. Linux by default answers ARP for any local
-	// address on any interface ("ARP flux"), which would make the LAN map
-	// veth1's address to eth0's MAC; arp_ignore=1 answers only on the
-	// interface that holds the address, arp_announce=2 uses that
-	// interface's address as the ARP source. With two routes to the same
-	// subnet, strict reverse-path filtering would drop replies arriving on
-	// the "other" interface: rp_filter=0. These are set before any link is
-	// created so that "default" is what every new link inherits.
+	// and the virtual ones. Nothing is set here to make that work: vethd
+	// isolates ARP on both (arp_ignore/arp_announce, per device) and routes
+	// the virtual NIC's addresses out of it by itself, whatever rp_filter
+	// the namespace inherits (tests that emulate a distribution's set it).
+	// Only SLAAC is turned on for whatever link appears (the TAP is
+	// created by vethd), as a host that takes router advertisements has it.
 	for _, scope := range []string{"all", "default"} {
-		l.Host.Sysctl(t, "net.ipv4.conf."+scope+".arp_ignore", "1")
-		l.Host.Sysctl(t, "net.ipv4.conf."+scope+".arp_announce", "2")
-		l.Host.Sysctl(t, "net.ipv4.conf."+scope+".rp_filter", "0")
-		// SLAAC on whatever link appears (the TAP is created by vethd).
 		l.Host.Sysctl(t, "net.ipv6.conf."+scope+".accept_ra", "1")
 		l.Host.Sysctl(t, "net.ipv6.conf."+scope+".autoconf", "1")
 	}
@@ -344,9 +338,15 @@ func (l *LAN) SpawnVethd(t *testing.T, args ...string) *Proc {
 }
 
 // AddMacvlan creates a kernel macvlan (bridge mode) on the parent: the
-// stand-in used to check the harness itself.
+// stand-in used to check the harness itself. The kernel's macvlan does not
+// isolate ARP by itself (vethd does), so the control sets, deliberately,
+// on both links what vethd sets: arp_ignore=1, arp_announce=2.
 func (l *LAN) AddMacvlan(t *testing.T, name, parent string) {
 	t.Helper()
 	l.Host.IP(t, "link", "add", name, "link", parent, "type", "macvlan", "mode", "bridge")
+	for _, dev := range []string{parent, name} {
+		l.Host.Sysctl(t, "net.ipv4.conf."+dev+".arp_ignore", "1")
+		l.Host.Sysctl(t, "net.ipv4.conf."+dev+".arp_announce", "2")
+	}
 	l.Host.IP(t, "link", "set", name, "up")
 }

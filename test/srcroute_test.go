@@ -167,10 +167,16 @@ type srcLAN struct {
 	hostPort         int // a TCP listener in the host namespace (all addresses)
 }
 
-// newSrcLAN builds the LAN with rp_filter=rp (net.ipv4.conf.all) on the
-// host. That emulates a distribution's default (RHEL's is 1); the product
-// must work with any.
-func newSrcLAN(t *testing.T, rp string, cfg LANConfig) *srcLAN {
+// noRouting turns vethd's own source routing off, for the tests of
+// pkg/srcroute that run a Router of their own.
+const noRouting = "--source-routing=no"
+
+// newSrcLAN builds the LAN with rp_filter=rp (net.ipv4.conf.all; "" leaves
+// the namespace's default) on the host. That emulates a distribution's
+// default (RHEL's is 1); the product must work with any. vethd runs with
+// vethdArgs: the tests of pkg/srcroute give --source-routing=no and run a
+// Router of their own, TestDaemon* nothing (vethd routes by default).
+func newSrcLAN(t *testing.T, rp string, cfg LANConfig, vethdArgs ...string) *srcLAN {
 	t.Helper()
 	l := NewLAN(t, cfg)
 	s := &srcLAN{LAN: l,
@@ -180,10 +186,12 @@ func newSrcLAN(t *testing.T, rp string, cfg LANConfig) *srcLAN {
 		Remote4: netip.AddrFrom4([4]byte{198, 19, byte(l.X), 1}),
 		Remote6: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:ffff::1", l.X)),
 	}
-	l.Host.Sysctl(t, "net.ipv4.conf.all.rp_filter", rp)
+	if rp != "" {
+		l.Host.Sysctl(t, "net.ipv4.conf.all.rp_filter", rp)
+	}
 	l.LANNS.IP(t, "addr", "add", s.Remote4.String()+"/32", "dev", "lo")
 	l.LANNS.IP(t, "-6", "addr", "add", s.Remote6.String()+"/128", "dev", "lo")
-	s.vethd = l.StartVethd(t, "veth1", "eth0")
+	s.vethd = l.StartVethd(t, "veth1", "eth0", vethdArgs...)
 	s.ethMAC, s.virtMAC = l.MAC(t, "eth0").String(), l.MAC(t, "veth1").String()
 	s.cap = captureLAN(t, l)
 	s.lanPort = listenTCP(t, l.LANNS)
@@ -458,7 +466,7 @@ func tableOf(t *testing.T, ns *Netns, table int) []string {
 func TestSourceRouting(t *testing.T) {
 	for _, rp := range []string{"0", "1", "2"} {
 		t.Run("rp_filter="+rp, func(t *testing.T) {
-			s := newSrcLAN(t, rp, LANConfig{})
+			s := newSrcLAN(t, rp, LANConfig{}, noRouting)
 			s.addressStatic(t)
 			table := srcroute.DefaultTable("veth1")
 
@@ -566,7 +574,7 @@ func waitTable(t *testing.T, ns *Netns, table int, present bool, routes ...strin
 // that goes and comes back, veth1 down and up (IPv4 routes flushed, IPv6
 // addresses gone).
 func TestSourceRoutingFollows(t *testing.T) {
-	s := newSrcLAN(t, "1", LANConfig{})
+	s := newSrcLAN(t, "1", LANConfig{}, noRouting)
 	s.addressStatic(t)
 	table := srcroute.DefaultTable("veth1")
 	s.startRouter(t, nil)
@@ -739,7 +747,7 @@ func newKillable(t *testing.T, s *srcLAN) *killable {
 // them, and so does the next Router's start. Rules of someone else (an
 // admin's rule into the table, another bridge's table) stay.
 func TestSourceRoutingLeftovers(t *testing.T) {
-	s := newSrcLAN(t, "1", LANConfig{})
+	s := newSrcLAN(t, "1", LANConfig{}, noRouting)
 	s.addressStatic(t)
 	table := srcroute.DefaultTable("veth1")
 	rule := func(a netip.Addr) string { return fmt.Sprintf("32000: from %s lookup %d proto 118", a, table) }
@@ -795,7 +803,10 @@ func TestSourceRoutingLeftovers(t *testing.T) {
 	s.Host.IP(t, "rule", "add", "from", s.Addr4(77).String(), "lookup", fmt.Sprint(table), "priority", "32000")
 	s.Host.IP(t, "rule", "add", "from", s.Addr4(78).String(), "lookup", fmt.Sprint(table+1), "priority", "32000", "protocol", "118")
 
-	s.vethd = s.StartVethd(t, "veth1", "eth0")
+	// vethd --source-routing=no removes its table's leftovers at the
+	// start (Cleanup, TestDaemonSourceRoutingOff); here the next Router is
+	// to find them, so this vethd is pointed at a table of its own.
+	s.vethd = s.StartVethd(t, "veth1", "eth0", noRouting, fmt.Sprintf("--route-table=%d", table+2))
 	if idx := s.Host.MustLink(t, "veth1").Attrs().Index; idx == oldIndex {
 		t.Fatalf("veth1 re-created with the same ifindex %d", idx)
 	}

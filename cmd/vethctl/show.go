@@ -180,6 +180,12 @@ func (a *app) showLines(name string, ab *about) [][2]string {
 	}
 	st, c := bb.status, bb.counters
 	add("Interface Index", strconv.Itoa(int(st.IfIndex)))
+	if st.Kind != "" { // "" from a vethd older than the property
+		add("Kind", st.Kind)
+	}
+	if st.Namespace != "" {
+		add("Namespace", st.Namespace)
+	}
 	add("MAC Address", fmt.Sprintf("%s (%s)", st.MACAddress, st.MACPolicy))
 	add("MTU", strconv.FormatUint(uint64(st.MTU), 10))
 	add("Carrier", humanize.OnOff(st.Carrier))

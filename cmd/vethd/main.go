@@ -2,6 +2,7 @@
 // plugged into: a TAP interface with its own MAC, relayed to a parent NIC.
 //
 //	vethd [-v veth-device] [-e eth-device] [-m mac-address] [--arp-isolation=no]
+//	      [--source-routing=no] [--route-table=N] [--route-priority=N] [--kind=tap|veth] [--netns=NAME|PATH]
 //	vethd --instance NAME     (/etc/vethd/NAME.conf; vethd@NAME.service)
 //	vethd --all               (every /etc/vethd/*.conf; vethd.service)
 package main
@@ -41,6 +42,11 @@ type options struct {
 	parent        string
 	mac           string
 	arpIsolation  string // --arp-isolation: yes (default) or no, as config.ParseBoolean reads it
+	srcRouting    string // --source-routing: yes (default) or no
+	routeTable    string // --route-table: auto (default) or N, as config.ParseRouteTable reads it
+	routePriority string // --route-priority: "" (default) or N
+	kind          string // --kind: "" (default: config.DefaultKind), tap or veth
+	netns         string // --netns: "" (vethd's own), a name under /run/netns or an absolute path
 	machineIDFile string
 	version       bool
 	instance      string // --instance NAME
@@ -70,6 +76,20 @@ Options:
                        yes (default): set arp_ignore=1 and arp_announce=2 on
                        the parent and NAME, so each answers ARP only for its
                        own addresses; no: leave them as they are
+      --source-routing yes|no
+                       yes (default): traffic from NAME's addresses leaves
+                       by NAME (a rule per address into a table of NAME's
+                       routes); no: no rules, no table
+      --route-table auto|N
+                       the table of NAME's routes (default auto: derived
+                       from NAME, 1000000..1999999)
+      --route-priority N
+                       the priority of the source rules (default 32000)
+      --kind tap|veth  what NAME is: a TAP interface (default) or one end
+                       of a veth pair (the other end is vd-NAME)
+      --netns NAME|PATH
+                       create NAME in the network namespace /run/netns/NAME
+                       or PATH (waits for it to appear)
       --machine-id-file PATH
                        read the machine ID for persistent MACs from PATH
                        (default /etc/machine-id)
@@ -100,6 +120,11 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		fs.StringVar(&o.mac, n, "persistent", "")
 	}
 	fs.StringVar(&o.arpIsolation, "arp-isolation", "yes", "")
+	fs.StringVar(&o.srcRouting, "source-routing", "yes", "")
+	fs.StringVar(&o.routeTable, "route-table", "auto", "")
+	fs.StringVar(&o.routePriority, "route-priority", "", "")
+	fs.StringVar(&o.kind, "kind", "", "")
+	fs.StringVar(&o.netns, "netns", "", "")
 	fs.StringVar(&o.machineIDFile, "machine-id-file", o.machineIDFile, "")
 	fs.BoolVar(&o.version, "version", false, "")
 	fs.StringVar(&o.instance, "instance", "", "")
@@ -116,7 +141,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "v", "name", "e", "parent", "m", "mac", "arp-isolation":
+		case "v", "name", "e", "parent", "m", "mac", "arp-isolation",
+			"source-routing", "route-table", "route-priority", "kind", "netns":
 			o.seedFlags = append(o.seedFlags, "-"+f.Name)
 		}
 	})
@@ -154,10 +180,38 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error(fmt.Sprintf("--arp-isolation: %v", err))
 		return exitConfig
 	}
+	routing, err := config.ParseBoolean(o.srcRouting)
+	if err != nil {
+		log.Error(fmt.Sprintf("--source-routing: %v", err))
+		return exitConfig
+	}
+	table, err := config.ParseRouteTable(o.routeTable)
+	if err != nil {
+		log.Error(fmt.Sprintf("--route-table: %v", err))
+		return exitConfig
+	}
+	priority := 0
+	if o.routePriority != "" {
+		if priority, err = config.ParseRoutePriority(o.routePriority); err != nil {
+			log.Error(fmt.Sprintf("--route-priority: %v", err))
+			return exitConfig
+		}
+	}
+	if o.kind != "" {
+		if _, err := config.ParseKind(o.kind); err != nil {
+			log.Error(fmt.Sprintf("--kind: %v", err))
+			return exitConfig
+		}
+	}
+	if _, err := config.NamespacePath(o.netns); err != nil {
+		log.Error(fmt.Sprintf("--netns: %v", err))
+		return exitConfig
+	}
 	cfg := service.Config{
 		Mode: service.ModeSeed, Name: o.name, Parent: o.parent, MAC: o.mac, NoARPIsolation: !arp,
+		NoSourceRouting: !routing, RouteTable: table, RoutePriority: priority, Kind: o.kind, Namespace: o.netns,
 		ConfigDir: o.configDir, MachineIDFile: o.machineIDFile, Version: version,
-		Log: log, Notifier: sdnotify.New(),
+		Log: log, Notifier: sdnotify.New(), Routes: service.SourceRoutes{},
 	}
 	switch {
 	case o.instance != "":

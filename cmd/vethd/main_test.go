@@ -20,6 +20,10 @@ func TestParseFlagsDefaultsAndForms(t *testing.T) {
 	if o.name != "veth0" || o.parent != "eth0" || o.mac != "persistent" || o.arpIsolation != "yes" {
 		t.Fatalf("defaults = %+v, want veth0 on eth0, persistent MAC, ARP isolation", o)
 	}
+	if o, err := parseFlags([]string{"--source-routing=no", "--route-table", "100", "--route-priority=5", "--kind=veth", "--netns", "ctr"}, &bytes.Buffer{}); err != nil ||
+		o.srcRouting != "no" || o.routeTable != "100" || o.routePriority != "5" || o.kind != "veth" || o.netns != "ctr" {
+		t.Errorf("routing and kind flags: %+v, %v", o, err)
+	}
 	for _, args := range [][]string{{"--arp-isolation=no"}, {"--arp-isolation", "no"}, {"-arp-isolation=no"}} {
 		if o, err := parseFlags(args, &bytes.Buffer{}); err != nil || o.arpIsolation != "no" {
 			t.Errorf("%v parsed as %+v, %v", args, o, err)
@@ -68,6 +72,15 @@ func TestRunUsageAndConfigErrors(t *testing.T) {
 		{[]string{"--machine-id-file", filepath.Join(t.TempDir(), "none")}, exitConfig, "machine id"},
 		{[]string{"--arp-isolation=maybe"}, exitConfig, `--arp-isolation: "maybe" is not yes or no`},
 		{[]string{"--arp-isolation"}, exitUsage, "arp-isolation"},
+		{[]string{"--source-routing=maybe"}, exitConfig, `--source-routing: "maybe" is not yes or no`},
+		{[]string{"--route-table=254"}, exitConfig, "--route-table: 254 is one of the kernel's own tables"},
+		{[]string{"--route-table=0"}, exitConfig, "--route-table: 0 is out of range"},
+		{[]string{"--route-priority=32766"}, exitConfig, "--route-priority: 32766 is out of range"},
+		{[]string{"--route-priority=x"}, exitConfig, `--route-priority: "x" is not a number`},
+		{[]string{"--kind=macvlan"}, exitConfig, `--kind: "macvlan" is not tap or veth`},
+		{[]string{"--netns=a/b"}, exitConfig, `--netns: "a/b" is neither a name`},
+		{[]string{"--instance", "veth1", "--route-table=5"}, exitUsage, "-route-table cannot be combined"},
+		{[]string{"--all", "--netns=x"}, exitUsage, "-netns cannot be combined"},
 	}
 	for _, tc := range cases {
 		code, _, stderr := runCode(t, tc.args...)
@@ -82,7 +95,7 @@ func TestRunHelpAndVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "vethd [-v veth-device] [-e eth-device] [-m mac-address]") {
 		t.Fatalf("--help: exit %d, output %q", code, out)
 	}
-	for _, f := range []string{"--name", "--parent", "--mac", "--arp-isolation", "--version", "--machine-id-file", "--instance", "--all", "--config-dir"} {
+	for _, f := range []string{"--name", "--parent", "--mac", "--arp-isolation", "--source-routing", "--route-table", "--route-priority", "--kind", "--netns", "--version", "--machine-id-file", "--instance", "--all", "--config-dir"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("--help does not mention %s", f)
 		}

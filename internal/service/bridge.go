@@ -16,9 +16,14 @@ type Bridge interface {
 	Health() error
 	// Wait blocks until the bridge fails (and returns why) or is closed (nil).
 	Wait() error
-	// Close stops the bridge and removes its TAP; it is idempotent.
+	// Close stops the bridge and removes its interface; it is idempotent.
 	Close() error
-	// TAPFd returns a new descriptor of the TAP, which the caller closes.
+	// Release stops the bridge like Close but leaves its interface for
+	// the next vethd (a restart, a handover): a veth pair stays, a TAP
+	// stays while the fd store holds it.
+	Release() error
+	// TAPFd returns a new descriptor of the TAP, which the caller closes;
+	// for a veth pair the error wraps errors.ErrUnsupported.
 	TAPFd() (int, error)
 }
 

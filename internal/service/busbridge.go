@@ -57,12 +57,18 @@ func (b *busBridge) Describe() string {
 	if s.cfg.ARPIsolation {
 		arp = "yes"
 	}
+	routing := "no"
+	if s.route.On {
+		routing = "yes"
+	}
 	doc := map[string]any{
 		"version": in.env.version,
 		"pid":     os.Getpid(),
 		"config": map[string]any{
 			"file": s.file, "parent": s.cfg.Parent, "mac_address": s.policy.String(),
 			"mtu": mtu, "carrier": carrier, "arp_isolation": arp,
+			"source_routing": routing, "route_table": s.route.Table, "route_priority": s.route.Priority,
+			"kind": string(s.cfg.Kind), "namespace": s.cfg.Namespace,
 		},
 		"status":   in.status(),
 		"counters": in.counters(),

@@ -29,6 +29,10 @@ type fakeUnits struct {
 	claimErr error                           // what Claim returns, if set
 	reloads  []string                        // units Reload was asked for, in order
 	onReload func(f *fakeUnits, unit string) // called with mu held, if set
+	jobUnit  string                          // what Job returns
+	jobType  string
+	jobErr   error
+	jobDelay time.Duration // Job answers after this, or when ctx ends
 }
 
 type fakeOwner struct {
@@ -66,6 +70,20 @@ func (f *fakeUnits) Reload(_ context.Context, unit string) error {
 		f.onReload(f, unit)
 	}
 	return nil
+}
+
+func (f *fakeUnits) Job(ctx context.Context, _ uint32) (string, string, error) {
+	f.mu.Lock()
+	unit, typ, err, delay := f.jobUnit, f.jobType, f.jobErr, f.jobDelay
+	f.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return unit, "", ctx.Err()
+		}
+	}
+	return unit, typ, err
 }
 
 func (f *fakeUnits) set(fn func(f *fakeUnits)) {

@@ -2,6 +2,7 @@ package service
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -38,6 +39,7 @@ type fakeBridge struct {
 	reconfigErr  error
 	reconfigured []bridge.Config
 	closed       bool
+	released     bool // ended by Release, not Close
 }
 
 var _ Bridge = (*fakeBridge)(nil)
@@ -101,7 +103,23 @@ func (b *fakeBridge) Close() error {
 	return b.tap.Close()
 }
 
+func (b *fakeBridge) Release() error {
+	b.mu.Lock()
+	b.released = !b.closed
+	b.mu.Unlock()
+	return b.Close()
+}
+
+func (b *fakeBridge) isReleased() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.released
+}
+
 func (b *fakeBridge) TAPFd() (int, error) {
+	if b.cfg.Kind == bridge.KindVeth {
+		return -1, fmt.Errorf("%s: a veth pair has no descriptor to store: %w", b.cfg.Name, errors.ErrUnsupported)
+	}
 	return unix.FcntlInt(b.tap.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 }
 
@@ -181,7 +199,7 @@ func (s *starter) start(cfg bridge.Config) (Bridge, error) {
 	s.ifindex++
 	b.healthErr = s.healthErr
 	b.status = bridge.Status{
-		Name: cfg.Name, Parent: cfg.Parent, IfIndex: s.ifindex, ParentIfIndex: 2,
+		Name: cfg.Name, Kind: cfg.Kind, Namespace: cfg.Namespace, Parent: cfg.Parent, IfIndex: s.ifindex, ParentIfIndex: 2,
 		MAC: mac, MTU: mtu, State: bridge.StateRunning, Carrier: true, ParentCarrier: true,
 		Offloads: []string{"csum", "tso4"}, StartedAt: time.Now(),
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vethd/vethd/internal/humanize"
@@ -26,12 +27,19 @@ type env struct {
 	notify Notifier
 	fds    *fdStore
 	start  StartFunc
+	// routes keeps the bridges' source routing; nil keeps none (and
+	// touches no rules).
+	routes Routes
 	// changed wakes the Run goroutine to publish a change; it never blocks.
 	changed func()
 	// loadSpec re-reads a bridge's configuration file; nil in seed mode,
 	// where there is none.
 	loadSpec func(name string) (spec, error)
-	version  string // for Describe
+	// checkSpec, if not nil, checks a re-read spec against the other
+	// bridges of the process (--all: tableClash); it runs on the Run
+	// goroutine, as reloads do.
+	checkSpec func(s spec) error
+	version   string // for Describe
 }
 
 // instance is one configured bridge: its spec and the running bridge (nil
@@ -40,14 +48,26 @@ type env struct {
 // start and stop run on the Run goroutine (seed and instance modes) or on
 // the bridge's supervisor goroutine (--all, in task); reload runs on the
 // Run goroutine; status and counters are also read by D-Bus handlers. So
-// spec, br and lastErr are guarded by mu; the other fields are set when
-// the instance is made and not changed.
+// spec, br and lastErr are guarded by mu; routing and keep are atomics
+// (the bridge's OnChange reads routing from any goroutine); the other
+// fields are set when the instance is made and not changed.
 type instance struct {
 	name      string
 	fdName    string        // FDNAME of its TAP in systemd's fd store
 	env       *env          // shared, read-only
 	first     chan struct{} // closed after the first start attempt (--all)
 	firstOnce sync.Once
+
+	// routing is the running bridge's source routing (nil while none).
+	routing atomic.Pointer[routing]
+	// keep makes a stop release the bridge (Bridge.Release: the interface
+	// stays for the next vethd) instead of closing it; set before a
+	// supervised task is stopped (--all).
+	keep atomic.Bool
+	// exiting says that the process ends after the stop (shutdown), so
+	// a kept bridge's Router may be left as it is for the next vethd: no
+	// one in this process follows the interface any more.
+	exiting atomic.Bool
 
 	mu      sync.Mutex
 	spec    spec
@@ -68,7 +88,12 @@ func (in *instance) start() (Bridge, error) {
 	in.mu.Unlock()
 	cfg := s.cfg
 	cfg.Log = e.log
-	cfg.OnChange = e.changed
+	cfg.OnChange = func() {
+		e.changed()
+		if r := in.routing.Load(); r != nil {
+			r.poke()
+		}
+	}
 	var br Bridge
 	var err error
 	adopted := false
@@ -109,10 +134,13 @@ func (in *instance) start() (Bridge, error) {
 			return nil, in.setErr(err)
 		}
 	}
-	if e.notify.Enabled() && e.notify.NoFDStore() {
+	// A veth pair outlives the process by itself: only a TAP needs the
+	// fd store (TAPFd's ErrUnsupported says which).
+	veth := br.Status().Kind == bridge.KindVeth
+	if e.notify.Enabled() && e.notify.NoFDStore() && !veth {
 		e.log.Warn(fmt.Sprintf("systemd keeps no descriptors for this service (FileDescriptorStoreMax=0): a restart will re-create %s", in.name))
-	} else if e.notify.Enabled() {
-		if err := in.storeFD(br, adopted); err != nil {
+	} else if e.notify.Enabled() && !veth {
+		if err := in.storeFD(br, adopted); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 			e.log.Warn(fmt.Sprintf("%s will not survive a restart: %v", in.name, err))
 		}
 	}
@@ -125,8 +153,23 @@ func (in *instance) start() (Bridge, error) {
 	in.mu.Lock()
 	in.br, in.lastErr = br, ""
 	in.mu.Unlock()
+	if e.routes != nil {
+		in.routing.Store(newRouting(e.routes, e.log, in.name, in.routeState))
+	}
 	e.changed()
 	return br, nil
+}
+
+// routeState is the instance's routing's view of it: the spec's source
+// routing and the running bridge's status (ok false while there is none).
+func (in *instance) routeState() (routeSpec, bridge.Status, bool) {
+	in.mu.Lock()
+	rs, br := in.spec.route, in.br
+	in.mu.Unlock()
+	if br == nil {
+		return rs, bridge.Status{}, false
+	}
+	return rs, br.Status(), true
 }
 
 // storeFD puts br's TAP in systemd's fd store, replacing any older entry
@@ -169,25 +212,39 @@ func (in *instance) task(ctx context.Context) error {
 	go func() { failed <- br.Wait() }()
 	select {
 	case <-ctx.Done():
-		in.stop()
+		in.stop(in.keep.Load(), in.exiting.Load())
 		return nil
 	case err := <-failed:
-		in.stop()
+		in.stop(false, false)
 		return in.setErr(err)
 	}
 }
 
-// stop closes the running bridge, if any, and logs its counters.
-func (in *instance) stop() {
+// stop ends the running bridge, if any, and logs its counters: with keep
+// it releases it (Bridge.Release: the interface stays for the next vethd
+// — a restart, or vethd@NAME.service taking it over), otherwise it closes
+// it (the interface goes). Its source routing is removed, except when the
+// bridge is kept and the process exits (exiting): then the rules stay,
+// unfollowed, for the next vethd, whose first look keeps what is still
+// right. (A Router left running in a process that goes on, after a
+// handover, would fight the next vethd's.)
+func (in *instance) stop(keep, exiting bool) {
 	in.mu.Lock()
 	br := in.br
 	in.br = nil
 	in.mu.Unlock()
+	if r := in.routing.Swap(nil); r != nil {
+		r.stop(keep && exiting)
+	}
 	if br == nil {
 		return
 	}
 	start := time.Now()
-	br.Close()
+	if keep {
+		br.Release()
+	} else {
+		br.Close()
+	}
 	c := br.Counters().Snapshot()
 	in.env.log.Info(fmt.Sprintf("Detached %s from %s rx_packets=%d rx_bytes=%d rx_coalesced=%d tx_packets=%d tx_bytes=%d dropped=%d errors=%d took=%s",
 		in.name, br.Status().Parent, c.RxPackets, c.RxBytes, c.RxCoalesced, c.TxPackets, c.TxBytes,
@@ -209,6 +266,9 @@ func (in *instance) reload() error {
 		return errors.New("started from the command line: there is no configuration file to re-read")
 	}
 	s, err := in.env.loadSpec(in.name)
+	if err == nil && in.env.checkSpec != nil {
+		err = in.env.checkSpec(s)
+	}
 	if err != nil {
 		in.setErr(fmt.Errorf("reload: %w", err))
 		return err
@@ -223,6 +283,11 @@ func (in *instance) reload() error {
 	if br == nil {
 		return nil
 	}
+	if s.cfg.Kind != old.cfg.Kind || s.cfg.Namespace != old.cfg.Namespace {
+		err := fmt.Errorf("reload: Kind= and Namespace= take effect only when %s is created: restart vethd to change them (now kind=%s namespace=%s)",
+			in.name, old.cfg.Kind, journal.Quote(old.cfg.Namespace))
+		return in.setErr(err)
+	}
 	cfg := s.cfg
 	if s.policy.Kind == macaddr.Random && old.policy.Kind == macaddr.Random {
 		cfg.MAC = nil // random means once per start, not per reload
@@ -235,6 +300,9 @@ func (in *instance) reload() error {
 	in.spec = s
 	in.lastErr = ""
 	in.mu.Unlock()
+	if r := in.routing.Load(); r != nil {
+		r.poke() // a changed SourceRouting=, RouteTable= or RoutePriority=
+	}
 	in.env.log.Info(fmt.Sprintf("Reloaded %s from %s", in.name, s.file))
 	return nil
 }
@@ -251,7 +319,7 @@ func (in *instance) status() dbusapi.Status {
 			mac = s.cfg.MAC.String()
 		}
 		return dbusapi.Status{
-			Name: in.name, Parent: s.cfg.Parent, MACAddress: mac,
+			Name: in.name, Kind: string(s.cfg.Kind), Namespace: s.cfg.Namespace, Parent: s.cfg.Parent, MACAddress: mac,
 			MACPolicy: s.policy.Kind.String(), State: string(bridge.StateStarting), LastError: lastErr,
 		}
 	}
@@ -263,8 +331,12 @@ func (in *instance) status() dbusapi.Status {
 	if !st.StartedAt.IsZero() {
 		started = uint64(st.StartedAt.UnixMicro())
 	}
+	kind := st.Kind
+	if kind == "" {
+		kind = s.cfg.Kind
+	}
 	return dbusapi.Status{
-		Name: st.Name, Parent: st.Parent,
+		Name: st.Name, Kind: string(kind), Namespace: st.Namespace, Parent: st.Parent,
 		IfIndex: int32(st.IfIndex), ParentIfIndex: int32(st.ParentIfIndex),
 		MACAddress: st.MAC.String(), MACPolicy: s.policy.Kind.String(),
 		MTU: uint32(st.MTU), State: string(st.State),

@@ -5,9 +5,14 @@
 // reloads them on SIGHUP and D-Bus Reload, puts each on the system bus,
 // reports to systemd (READY, STATUS, WATCHDOG, STOPPING) and stops them.
 //
+// It keeps each bridge's source routing (pkg/srcroute, through Routes) in
+// step with the bridge and its configuration, and at SIGTERM asks systemd
+// whether it restarts the unit, to release the interfaces for the next
+// vethd rather than delete them (keepForRestart).
+//
 // It sees bridges through its own Bridge interface (StartFunc makes them),
-// systemd through Notifier and the bus through a connector, so that all of
-// it runs over fakes in tests.
+// source routing through Routes, systemd through Notifier and Units and the
+// bus through a connector, so that all of it runs over fakes in tests.
 //
 // Goroutines: Run's own (the "Run goroutine") owns the daemon — the set
 // of instances, their D-Bus objects and the bus connection — and does all
@@ -82,6 +87,15 @@ type Config struct {
 	Name, Parent, MAC string
 	// NoARPIsolation is the seed flag --arp-isolation=no (ModeSeed).
 	NoARPIsolation bool
+	// NoSourceRouting, RouteTable and RoutePriority are the seed flags
+	// --source-routing=no, --route-table and --route-priority (ModeSeed;
+	// 0 is the default: auto, srcroute.DefaultPriority).
+	NoSourceRouting           bool
+	RouteTable, RoutePriority int
+	// Kind and Namespace are the seed flags --kind and --netns (ModeSeed;
+	// "" is the default: config.DefaultKind, vethd's own namespace), as
+	// written: config.ParseKind and config.NamespacePath read them.
+	Kind, Namespace string
 	// Instance is the NAME of --instance NAME (ModeInstance).
 	Instance string
 	// ConfigDir is where NAME.conf files are.
@@ -101,6 +115,9 @@ type Config struct {
 	StoredFDs map[string]*os.File
 	// StartBridge starts a bridge; nil is bridge.Start.
 	StartBridge StartFunc
+	// Routes keeps the bridges' source routing (SourceRoutes is the real
+	// one); nil keeps none and touches no rules (the service's tests).
+	Routes Routes
 	// ConnectBus connects to the system bus; nil is dbus.ConnectSystemBus.
 	ConnectBus func() (*dbus.Conn, error)
 	// Units asks systemd and the bus, over a connection ConnectBus made,
@@ -201,11 +218,14 @@ func newDaemon(cfg Config) *daemon {
 		leftOut:   map[string]Claim{},
 	}
 	d.env = &env{
-		log: d.log, notify: d.notify, fds: d.fds, start: cfg.StartBridge,
+		log: d.log, notify: d.notify, fds: d.fds, start: cfg.StartBridge, routes: cfg.Routes,
 		changed: d.changed, version: cfg.Version,
 	}
 	if cfg.Mode != ModeSeed {
 		d.env.loadSpec = d.loadSpec
+	}
+	if cfg.Mode == ModeAll {
+		d.env.checkSpec = d.checkSpec
 	}
 	return d
 }
@@ -450,7 +470,7 @@ func (d *daemon) checkContest(name string) {
 		return
 	}
 	d.log.Info(fmt.Sprintf("%s is in use and %s claims it (%s): stopping it here", name, instanceUnit(name), c))
-	d.remove(in)
+	d.remove(in, true)
 	d.leaveOut(name, c, "")
 	d.changed()
 }
@@ -624,8 +644,11 @@ func (d *daemon) addSupervised(s spec) {
 // remove stops a bridge of --all mode (its file went, or its own unit
 // claims it), drops its TAP from the fd store (its interface goes) and
 // then takes it off the bus: once the name is free, the interface is gone
-// or going, which vethd@NAME.service's takeOver relies on.
-func (d *daemon) remove(in *instance) {
+// or going, which vethd@NAME.service's takeOver relies on. With handover
+// (its own unit claims it) the bridge is released, not closed, so that a
+// veth pair stays for vethd@NAME.service to adopt.
+func (d *daemon) remove(in *instance, handover bool) {
+	in.keep.Store(handover)
 	d.sup.Stop(in.name)
 	if f := d.fds.take(in.fdName); f != nil {
 		f.Close() // never adopted (its start kept failing)
@@ -734,13 +757,20 @@ func (d *daemon) health() error {
 	return errors.Join(errs...)
 }
 
-// shutdownInstances stops every bridge and releases the bus names.
+// shutdownInstances stops every bridge and releases the bus names. If
+// systemd is restarting the unit (keepForRestart), the bridges are
+// released, so their interfaces stay for the next vethd; otherwise closed.
 func (d *daemon) shutdownInstances() {
+	keep := d.keepForRestart()
+	for _, in := range d.list() {
+		in.keep.Store(keep)
+		in.exiting.Store(true)
+	}
 	if d.sup != nil {
 		d.sup.StopAll()
 	}
 	for _, in := range d.list() {
-		in.stop()
+		in.stop(keep, true)
 		if srv := d.servers[in.name]; srv != nil {
 			srv.Close()
 		}
@@ -780,13 +810,13 @@ func (d *daemon) reloadAll() {
 		for _, in := range d.list() {
 			if !want[in.name] {
 				d.log.Info(fmt.Sprintf("Reload: %s is no longer configured; removing it", in.name))
-				d.remove(in)
+				d.remove(in, false)
 				continue
 			}
 			delete(want, in.name)
 			if c, ok := d.instanceClaim(in.name); ok {
 				d.log.Info(fmt.Sprintf("Reload: handing %s over to %s (%s): stopping it in this process", in.name, instanceUnit(in.name), c))
-				d.remove(in)
+				d.remove(in, true)
 				d.leftOut[in.name] = c
 				continue
 			}
@@ -804,6 +834,9 @@ func (d *daemon) reloadAll() {
 				continue
 			}
 			s, err := d.loadSpec(n)
+			if err == nil {
+				err = d.checkSpec(s)
+			}
 			if err != nil {
 				d.log.Error(fmt.Sprintf("Reload: not starting %s: %v", n, err))
 				continue

@@ -7,13 +7,52 @@ import (
 	"github.com/vethd/vethd/pkg/config"
 	"github.com/vethd/vethd/pkg/ifname"
 	"github.com/vethd/vethd/pkg/macaddr"
+	"github.com/vethd/vethd/pkg/srcroute"
 )
 
 // spec is one bridge's resolved configuration.
 type spec struct {
-	cfg    bridge.Config // Name, Parent, MAC, MTU, CarrierOn, WaitParent, ARPIsolation
+	cfg    bridge.Config // Name, Kind, Namespace, Parent, MAC, MTU, CarrierOn, WaitParent, ARPIsolation
 	policy macaddr.Policy
+	route  routeSpec
 	file   string // "" in seed mode
+}
+
+// routeSpec is a bridge's source routing (SourceRouting=, RouteTable=,
+// RoutePriority=), resolved: Table and Priority are never 0.
+type routeSpec struct {
+	On       bool
+	Table    int
+	Priority int
+}
+
+// newRouteSpec resolves the source routing of the interface name: table 0
+// is srcroute.DefaultTable(name), priority 0 srcroute.DefaultPriority. It
+// checks both as srcroute does (pkg/config checks the same rules, with
+// FILE:LINE; TestRouteLimitsAgree keeps them in step).
+func newRouteSpec(name string, off bool, table, priority int) (routeSpec, error) {
+	if table == 0 {
+		table = srcroute.DefaultTable(name)
+	}
+	if priority == 0 {
+		priority = srcroute.DefaultPriority
+	}
+	if err := srcroute.CheckTable(table); err != nil {
+		return routeSpec{}, err
+	}
+	if err := srcroute.CheckPriority(priority); err != nil {
+		return routeSpec{}, err
+	}
+	return routeSpec{On: !off, Table: table, Priority: priority}, nil
+}
+
+// bridgeKind maps a configured kind ("" is config.DefaultKind) to the
+// bridge's.
+func bridgeKind(k config.Kind) bridge.Kind {
+	if k == "" {
+		k = config.DefaultKind
+	}
+	return bridge.Kind(k)
 }
 
 // loadSpecs reads the configuration the mode names; errors are
@@ -37,6 +76,9 @@ func (d *daemon) loadSpecs() ([]spec, error) {
 			if err != nil {
 				return nil, err
 			}
+			if err := tableClash(s, specs); err != nil {
+				return nil, err
+			}
 			specs = append(specs, s)
 		}
 		return specs, nil
@@ -51,6 +93,20 @@ func (d *daemon) loadSpecs() ([]spec, error) {
 	if err := ifname.Validate(d.cfg.Parent); err != nil {
 		return nil, fmt.Errorf("-e: %w", err)
 	}
+	kind := config.DefaultKind
+	if d.cfg.Kind != "" {
+		if kind, err = config.ParseKind(d.cfg.Kind); err != nil {
+			return nil, fmt.Errorf("--kind: %w", err)
+		}
+	}
+	ns, err := config.NamespacePath(d.cfg.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("--netns: %w", err)
+	}
+	route, err := newRouteSpec(d.cfg.Name, d.cfg.NoSourceRouting, d.cfg.RouteTable, d.cfg.RoutePriority)
+	if err != nil {
+		return nil, fmt.Errorf("--route-table/--route-priority: %w", err)
+	}
 	if policy.Warning != "" {
 		d.log.Warn(policy.Warning)
 	}
@@ -59,8 +115,10 @@ func (d *daemon) loadSpecs() ([]spec, error) {
 		return nil, err
 	}
 	return []spec{{
-		cfg:    bridge.Config{Name: d.cfg.Name, Parent: d.cfg.Parent, MAC: mac, ARPIsolation: !d.cfg.NoARPIsolation},
+		cfg: bridge.Config{Name: d.cfg.Name, Kind: bridgeKind(kind), Namespace: ns, Parent: d.cfg.Parent, MAC: mac,
+			ARPIsolation: !d.cfg.NoARPIsolation},
 		policy: policy,
+		route:  route,
 	}}, nil
 }
 
@@ -79,13 +137,59 @@ func (d *daemon) loadSpec(name string) (spec, error) {
 	if err != nil {
 		return spec{}, fmt.Errorf("%s: %w", c.File, err)
 	}
+	ns, err := config.NamespacePath(c.Namespace)
+	if err != nil { // Load checked it
+		return spec{}, &config.Error{File: c.File, Key: "Namespace", Err: err}
+	}
+	route, err := newRouteSpec(c.Name, c.NoSourceRouting, c.RouteTable, c.RoutePriority)
+	if err != nil { // Load checked it
+		return spec{}, &config.Error{File: c.File, Key: "RouteTable", Err: err}
+	}
 	return spec{
 		cfg: bridge.Config{
-			Name: c.Name, Parent: c.Parent, MAC: mac, MTU: c.MTU,
+			Name: c.Name, Kind: bridgeKind(c.Kind), Namespace: ns, Parent: c.Parent, MAC: mac, MTU: c.MTU,
 			CarrierOn: c.Carrier == config.CarrierOn, WaitParent: true,
 			ARPIsolation: !c.NoARPIsolation,
 		},
 		policy: c.MAC,
+		route:  route,
 		file:   c.File,
 	}, nil
+}
+
+// tableClash fails, with a *config.Error naming both files, if s routes
+// its interface through a table that one of others uses too: each
+// interface needs a table of its own (in one process; srcroute.New finds
+// a clash with another process's bridge, ErrTableInUse). Bridges whose
+// interface lives in another namespace or without source routing use none.
+func tableClash(s spec, others []spec) error {
+	if !routesHere(s) {
+		return nil
+	}
+	for _, o := range others {
+		if o.cfg.Name == s.cfg.Name || !routesHere(o) || o.route.Table != s.route.Table {
+			continue
+		}
+		return &config.Error{File: s.file, Key: "RouteTable",
+			Err: fmt.Errorf("table %d is %s's too (%s); each interface needs a table of its own: set RouteTable= in one of them",
+				s.route.Table, o.cfg.Name, o.file)}
+	}
+	return nil
+}
+
+// routesHere reports whether s keeps source routing in vethd's own
+// namespace: it is on and the interface is created there.
+func routesHere(s spec) bool { return s.route.On && s.cfg.Namespace == "" }
+
+// checkSpec is env.checkSpec in --all mode: s must not share its routing
+// table with another bridge of this process. Run goroutine only (it reads
+// the instances).
+func (d *daemon) checkSpec(s spec) error {
+	var others []spec
+	for _, in := range d.list() {
+		in.mu.Lock()
+		others = append(others, in.spec)
+		in.mu.Unlock()
+	}
+	return tableClash(s, others)
 }

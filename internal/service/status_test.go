@@ -58,5 +58,5 @@ func TestStatusText(t *testing.T) {
 	if got, want := d.statusLine(), "2 bridges: veth1 running, veth2 starting; rx 3 packets, tx 2 packets"; got != want {
 		t.Errorf("two bridges: %q, want %q", got, want)
 	}
-	in.stop()
+	in.stop(false, false)
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -62,7 +63,16 @@ type Units interface {
 	// "fail": it is refused, not queued, while another job of unit is
 	// pending (a stop, say). It does not wait for the job.
 	Reload(ctx context.Context, unit string) error
+	// Job returns the unit that process pid belongs to and the type of
+	// the job systemd runs for that unit ("stop", "restart", …; "" if
+	// none). The error wraps errNotSystemd when there is no systemd on
+	// the bus or it knows no unit for pid.
+	Job(ctx context.Context, pid uint32) (unit, jobType string, err error)
 }
+
+// errNotSystemd says that vethd does not run as a systemd unit: systemd
+// is not on the bus, or it knows no unit for the process.
+var errNotSystemd = errors.New("not run by systemd")
 
 // Claim is the state of an instance unit vethd@NAME.service.
 type Claim struct {
@@ -99,14 +109,16 @@ func (c Claim) String() string {
 
 // Bus names and paths of systemd's manager and of the bus itself.
 const (
-	systemdDest     = "org.freedesktop.systemd1"
-	systemdPath     = dbus.ObjectPath("/org/freedesktop/systemd1")
-	systemdManager  = "org.freedesktop.systemd1.Manager"
-	systemdUnit     = "org.freedesktop.systemd1.Unit"
-	errNoSuchUnit   = "org.freedesktop.systemd1.NoSuchUnit"
-	errFileNotFound = "org.freedesktop.DBus.Error.FileNotFound" // GetUnitFileState of no unit file
-	errNameNoOwner  = "org.freedesktop.DBus.Error.NameHasNoOwner"
-	errNoUnitForPID = "org.freedesktop.systemd1.NoUnitForPID"
+	systemdDest       = "org.freedesktop.systemd1"
+	systemdPath       = dbus.ObjectPath("/org/freedesktop/systemd1")
+	systemdManager    = "org.freedesktop.systemd1.Manager"
+	systemdUnit       = "org.freedesktop.systemd1.Unit"
+	errNoSuchUnit     = "org.freedesktop.systemd1.NoSuchUnit"
+	errFileNotFound   = "org.freedesktop.DBus.Error.FileNotFound" // GetUnitFileState of no unit file
+	errNameNoOwner    = "org.freedesktop.DBus.Error.NameHasNoOwner"
+	errNoUnitForPID   = "org.freedesktop.systemd1.NoUnitForPID"
+	errServiceUnknown = "org.freedesktop.DBus.Error.ServiceUnknown" // no systemd on this bus
+	systemdJob        = "org.freedesktop.systemd1.Job"
 )
 
 // busUnits is Units over a connection to the system bus.
@@ -182,6 +194,46 @@ func (u *busUnits) Reload(ctx context.Context, unit string) error {
 		return fmt.Errorf("reload %s: %w", unit, err)
 	}
 	return nil
+}
+
+// Job is Units' Job. Equivalent to: `systemctl show -p Id,Job` of the
+// unit of pid, then `busctl get-property org.freedesktop.systemd1 JOB
+// org.freedesktop.systemd1.Job JobType`.
+func (u *busUnits) Job(ctx context.Context, pid uint32) (string, string, error) {
+	var path dbus.ObjectPath
+	err := u.manager().CallWithContext(ctx, systemdManager+".GetUnitByPID", 0, pid).Store(&path)
+	switch {
+	case isDBusError(err, errNoUnitForPID), isDBusError(err, errNoSuchUnit),
+		isDBusError(err, errServiceUnknown), isDBusError(err, errNameNoOwner):
+		return "", "", fmt.Errorf("ask systemd which unit PID %d belongs to: %w (%w)", pid, errNotSystemd, err)
+	case err != nil:
+		return "", "", fmt.Errorf("ask systemd which unit PID %d belongs to: %w", pid, err)
+	}
+	v, err := u.property(ctx, path, systemdUnit, "Id")
+	if err != nil {
+		return "", "", fmt.Errorf("ask systemd which unit PID %d belongs to: %w", pid, err)
+	}
+	unit, _ := v.Value().(string)
+	// Job is (uo): the job's id and path, id 0 for none.
+	v, err = u.property(ctx, path, systemdUnit, "Job")
+	if err != nil {
+		return unit, "", fmt.Errorf("ask systemd for the job of %s: %w", unit, err)
+	}
+	fields, _ := v.Value().([]any)
+	if len(fields) != 2 {
+		return unit, "", fmt.Errorf("ask systemd for the job of %s: Job is %s, not (uo)", unit, v.Signature())
+	}
+	id, _ := fields[0].(uint32)
+	jobPath, _ := fields[1].(dbus.ObjectPath)
+	if id == 0 {
+		return unit, "", nil
+	}
+	v, err = u.property(ctx, jobPath, systemdJob, "JobType")
+	if err != nil {
+		return unit, "", fmt.Errorf("ask systemd for the type of job %d of %s: %w", id, unit, err)
+	}
+	t, _ := v.Value().(string)
+	return unit, t, nil
 }
 
 // property reads the property iface.name of systemd's object path.

@@ -1,12 +1,16 @@
-// Package bridge is vethd's data path: a TAP interface with its own MAC,
-// an AF_PACKET socket on the parent NIC behind a kernel filter, the relay
-// between them, and the link control that keeps the TAP's MTU and carrier
-// in step with the parent. It knows nothing of D-Bus or systemd.
+// Package bridge is vethd's data path: a virtual NIC with its own MAC (a
+// TAP interface, or one end of a veth pair whose other end, the peer, the
+// bridge relays: Kind), an AF_PACKET socket on the parent NIC behind a
+// kernel filter, the relay between them, and the link control that keeps
+// the NIC's MTU and carrier in step with the parent, also when the NIC is
+// moved to another network namespace (see netns.go). It knows nothing of
+// D-Bus or systemd. Where the code says "TAP" of the NIC's side of the
+// relay, it means either kind's Device.
 //
 // A Bridge reaches the kernel through two small interfaces carried in its
 // Config: LinkControl (netlink: lookups, MAC, MTU, up, IPv4 settings,
-// addresses, link notifications) and Opener (the TAP and the parent
-// socket). Left nil they are the real ones; package bridgetest has fakes
+// addresses, veth pairs, namespace ids, link notifications) and Opener
+// (the TAP, the peer's socket and the parent socket). Left nil they are the real ones; package bridgetest has fakes
 // of both, over channel-backed frame I/O, so that a whole bridge's life can
 // be tested without root.
 package bridge
@@ -20,6 +24,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vethd/vethd/internal/journal"
@@ -34,25 +39,58 @@ import (
 //	                ▼   │Parent appears▼
 //	            waiting-parent ◄───────┘
 //
+//	starting ──► waiting-namespace ──► running/degraded/waiting-parent
+//	              (Config.Namespace   (the namespace appeared: the
+//	               does not exist)     interface is created in it)
+//	running/degraded/waiting-parent ──► waiting-namespace
+//	              (the interface's namespace was destroyed and
+//	               Config.Namespace names none now)
+//
 //	any state ──Close──► stopping
 type State string
 
 const (
 	StateStarting      State = "starting"
 	StateWaitingParent State = "waiting-parent"
-	StateRunning       State = "running"
-	StateDegraded      State = "degraded"
-	StateStopping      State = "stopping"
+	// StateWaitingNamespace: Config.Namespace does not exist (yet); the
+	// interface is created in it when it appears (the path is looked at
+	// once a second while waiting).
+	StateWaitingNamespace State = "waiting-namespace"
+	StateRunning          State = "running"
+	StateDegraded         State = "degraded"
+	StateStopping         State = "stopping"
 )
 
 // ErrNoParent is returned by Start when the parent does not exist (and
 // Config.WaitParent is not set).
 var ErrNoParent = errors.New("no such parent interface")
 
+// Kind is what the virtual interface is.
+type Kind string
+
+const (
+	// KindTAP: a TAP interface whose descriptor vethd holds; it exists
+	// while the descriptor is open (or kept in systemd's fd store).
+	KindTAP Kind = "tap"
+	// KindVeth: one end of a veth pair (the interface users see, an
+	// Ethernet device to NetworkManager, udev and networkd); vethd relays
+	// the other end, its peer, which stays in vethd's namespace.
+	KindVeth Kind = "veth"
+)
+
 // Config is what a bridge is built from.
 type Config struct {
 	// Name is the virtual interface's name (veth0, veth1, …).
 	Name string
+	// Kind is what the virtual interface is; "" means KindTAP.
+	Kind Kind
+	// Namespace, if not "", is the path of the network namespace
+	// (/run/netns/NAME, /proc/PID/ns/net) in which the virtual interface
+	// is created; "" means the caller's. A path that does not exist is
+	// waited for (StateWaitingNamespace), looked at once a second; the
+	// interface is created again there when that namespace is destroyed
+	// and another appears. Not with TAP.
+	Namespace string
 	// Parent is the name of the NIC whose wire is shared.
 	Parent string
 	// MAC is the virtual interface's address, given to a TAP that Start
@@ -109,7 +147,14 @@ type Config struct {
 
 // Status is a snapshot of a bridge's state-like properties.
 type Status struct {
-	Name          string
+	Name string
+	// Kind is what the virtual interface is (KindTAP, KindVeth).
+	Kind Kind
+	// Namespace says where the virtual interface is now: "" for the
+	// bridge's own network namespace, else the configured Namespace path
+	// or, for an interface someone moved, "netnsid N" (the id the
+	// bridge's namespace has for the other one).
+	Namespace     string
 	Parent        string
 	IfIndex       int
 	ParentIfIndex int
@@ -135,7 +180,7 @@ type Status struct {
 // away) and the TAP's link control (carrier, MAC, MTU): it follows link
 // notifications and runs the work Reconfigure and Health hand it on reqs,
 // so none of those needs a lock. Before it starts, Start owns all of it.
-// Status, Counters, TAPFd, Health, Reconfigure, Wait and Close may be
+// Status, Counters, TAPFd, Health, Reconfigure, Wait, Close and Release may be
 // called from any goroutine.
 type Bridge struct {
 	// Set by Start, read-only after.
@@ -145,9 +190,21 @@ type Bridge struct {
 	links    LinkControl
 	ownLinks bool // links was made by Start, and is closed by Close
 	opener   Opener
-	tap      TAPDevice
-	relay    *Relay
+	kind     Kind
 	counters Counters // atomic: see Counters
+
+	// cur is the virtual interface's device and the relay over it: set
+	// by Start, replaced by routineWatchLinks when it re-creates the
+	// interface (its namespace was destroyed); loaded by anyone.
+	cur atomic.Pointer[devRelay]
+
+	// Owned by routineWatchLinks (by Start before it, by Close after it):
+	// where the virtual interface is, and the veth kind's peer.
+	devNetns  int             // the namespace id of the interface's namespace; OwnNetns: the bridge's
+	homeNetns int             // the namespace id of where the bridge creates it; OwnNetns: its own
+	nsFile    *os.File        // Config.Namespace, open while the interface is created in it (else nil: an open namespace is never destroyed)
+	peer      Link            // the veth kind's peer (Index 0 for a TAP)
+	devGone   <-chan struct{} // the relay's DeviceGone, nil once handled
 
 	// Owned by routineWatchLinks: the configuration as last applied
 	// (cfg.MAC is the interface's address as the bridge last saw it, which
@@ -170,14 +227,29 @@ type Bridge struct {
 	fatal     chan error // the error that ended the bridge, for Wait
 }
 
-// Start creates the TAP (or adopts Config.TAP, which keeps its MAC), sets
-// its MAC, MTU and carrier, brings it up, sets ARP isolation if asked,
-// opens the parent socket and starts relaying. It returns ErrNoParent if
-// the parent does not exist (unless WaitParent),
-// ErrNameInUse if the name is taken, ErrNotTAP for a TAP to adopt that is
-// no longer one, and an error wrapping ifname.ErrInvalid for a bad name. On error nothing is
+// devRelay is a virtual interface's device and the relay over it.
+type devRelay struct {
+	dev   Device
+	relay *Relay
+}
+
+// rl returns the current relay.
+func (b *Bridge) rl() *Relay { return b.cur.Load().relay }
+
+// dev returns the current device.
+func (b *Bridge) dev() Device { return b.cur.Load().dev }
+
+// Start creates the virtual interface of Config.Kind (or adopts Config.TAP,
+// which keeps its MAC, or a veth pair an earlier bridge released: see
+// openVeth), in Config.Namespace if set (or waits for it), sets its MAC,
+// MTU and carrier, brings it up, sets ARP isolation if asked, opens the
+// parent socket and starts relaying. It returns ErrNoParent if the parent
+// does not exist (unless WaitParent), ErrNameInUse if the name (or, for
+// the veth kind, the peer's name) is taken by a link that is not this
+// bridge's, ErrNotTAP for a TAP to adopt that is no longer one, and an
+// error wrapping ifname.ErrInvalid for a bad name. On error nothing is
 // left behind (an adopted TAP is closed: the interface goes once no other
-// process holds it).
+// process holds it; a veth pair Start created is deleted).
 func Start(cfg Config) (_ *Bridge, err error) {
 	if cfg.TAP != nil {
 		defer func() {
@@ -192,6 +264,20 @@ func Start(cfg Config) (_ *Bridge, err error) {
 	if err := ifname.Validate(cfg.Parent); err != nil {
 		return nil, fmt.Errorf("parent: %w", err)
 	}
+	switch cfg.Kind {
+	case "":
+		cfg.Kind = KindTAP
+	case KindTAP:
+	case KindVeth:
+		if cfg.TAP != nil {
+			return nil, fmt.Errorf("%s: a TAP descriptor to adopt for a bridge of the veth kind", cfg.Name)
+		}
+	default:
+		return nil, fmt.Errorf("%s: unknown kind %q (want %s or %s)", cfg.Name, cfg.Kind, KindTAP, KindVeth)
+	}
+	if cfg.Namespace != "" && cfg.TAP != nil {
+		return nil, fmt.Errorf("%s: a TAP descriptor to adopt with a namespace to create the interface in", cfg.Name)
+	}
 	if len(cfg.MAC) != 6 && !(cfg.MAC == nil && cfg.TAP != nil) {
 		return nil, fmt.Errorf("%s: want a 6-byte MAC address", cfg.Name)
 	}
@@ -203,12 +289,13 @@ func Start(cfg Config) (_ *Bridge, err error) {
 	}
 	b := &Bridge{
 		name: cfg.Name, log: cfg.Log, onChange: cfg.OnChange,
-		links: cfg.Links, opener: cfg.Opener,
+		links: cfg.Links, opener: cfg.Opener, kind: cfg.Kind,
+		devNetns: OwnNetns, homeNetns: OwnNetns,
 		reqs: make(chan func()),
 		done: make(chan struct{}), watchDone: make(chan struct{}),
 		fatal: make(chan error, 1),
 	}
-	b.state.st = Status{Name: cfg.Name, Parent: cfg.Parent, MAC: cfg.MAC, State: StateStarting}
+	b.state.st = Status{Name: cfg.Name, Kind: cfg.Kind, Parent: cfg.Parent, MAC: cfg.MAC, State: StateStarting}
 
 	// On error, undo what was done, last first.
 	var undo []func()
@@ -245,51 +332,67 @@ func Start(cfg Config) (_ *Bridge, err error) {
 		return nil, fmt.Errorf("parent %s: %w", cfg.Parent, ErrNoParent)
 	}
 
-	var tap TAPDevice
+	if cfg.Namespace != "" {
+		b.cfg = cfg // (for nsLabel and the log)
+		f, err := b.openNamespace()
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			b.waitNamespace(nil)
+			go b.routineWatchLinks(sub)
+			return b, nil
+		case err != nil:
+			return nil, err
+		}
+		b.nsFile = f
+		defer func() { f.Close(); b.nsFile = nil }()
+	}
+	var tap Device
 	var link Link
-	if cfg.TAP != nil {
+	switch {
+	case cfg.Kind == KindVeth:
+		created := false
+		if tap, link, created, err = b.openVeth(cfg, parent); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() {
+			tap.Close()
+			if created {
+				_ = b.links.LinkDel(b.peer.Index)
+			}
+		})
+	case cfg.TAP != nil:
 		f := cfg.TAP
 		cfg.TAP = nil // the Opener owns it now
 		if tap, err = b.opener.AdoptTAP(f); err != nil {
 			return nil, err
 		}
-		b.tap = tap
 		undo = append(undo, func() { tap.Close() })
-		if link, err = b.adoptLink(tap, cfg, parent); err != nil {
+		// A TAP someone moved to another namespace (a container) while
+		// vethd restarted is adopted there.
+		if err = b.findAwayTAP(tap); err != nil {
 			return nil, err
 		}
-	} else {
-		if _, lerr := b.links.LinkByName(cfg.Name); lerr == nil {
-			return nil, fmt.Errorf("create TAP %s: %w", cfg.Name, ErrNameInUse)
-		}
-		if tap, err = b.opener.CreateTAP(cfg.Name); err != nil {
+		if link, err = b.adoptLink(tap.Name(), cfg, parent); err != nil {
 			return nil, err
 		}
-		b.tap = tap
+	default:
+		if tap, link, err = b.createTAP(cfg, parent); err != nil {
+			return nil, err
+		}
 		undo = append(undo, func() { tap.Close() })
-		mtu := cfg.MTU
-		if mtu == 0 && parent != nil {
-			mtu = parent.MTU
-		}
-		// Carrier off while the link comes up; attach turns it on if the
-		// parent has one. The off→on change is what makes the kernel
-		// report the TAP's operstate as UP rather than UNKNOWN.
-		if err = tap.SetCarrier(false); err != nil {
-			return nil, err
-		}
-		if link, err = b.setupTAPLink(cfg.Name, cfg.MAC, mtu); err != nil {
-			return nil, err
-		}
 	}
 	cfg.MAC = link.HardwareAddr
 	b.cfg = cfg
-	b.relay = NewRelay(tap, link.HardwareAddr, &b.counters, b.onRelayError)
-	undo = append(undo, b.relay.Close)
+	relay := NewRelay(tap, link.HardwareAddr, &b.counters, b.onRelayError)
+	b.cur.Store(&devRelay{dev: tap, relay: relay})
+	b.devGone = relay.DeviceGone()
+	undo = append(undo, relay.Close)
 	b.state.Lock()
 	b.state.st.IfIndex = link.Index
 	b.state.st.MAC = link.HardwareAddr
 	b.state.st.MTU = link.MTU
 	b.state.st.Offloads = tap.Offloads()
+	b.state.st.Namespace = b.nsLabel(b.devNetns)
 	b.state.st.StartedAt = time.Now()
 	b.state.Unlock()
 	if parent != nil {
@@ -305,12 +408,44 @@ func Start(cfg Config) (_ *Bridge, err error) {
 	return b, nil
 }
 
+// createTAP creates the TAP of cfg with its MAC and MTU, up, without a
+// carrier until the bridge attaches.
+func (b *Bridge) createTAP(cfg Config, parent *Link) (Device, Link, error) {
+	if _, err := b.links.LinkByName(cfg.Name); err == nil {
+		return nil, Link{}, fmt.Errorf("create TAP %s: %w", cfg.Name, ErrNameInUse)
+	}
+	tap, err := b.opener.CreateTAP(cfg.Name)
+	if err != nil {
+		return nil, Link{}, err
+	}
+	mtu := cfg.MTU
+	if mtu == 0 && parent != nil {
+		mtu = parent.MTU
+	}
+	// Carrier off while the link comes up; attach turns it on if the
+	// parent has one. The off→on change is what makes the kernel
+	// report the TAP's operstate as UP rather than UNKNOWN.
+	if err := tap.SetCarrier(false); err != nil {
+		tap.Close()
+		return nil, Link{}, err
+	}
+	link, err := b.setupTAPLink(cfg.Name, cfg.MAC, mtu, b.nsFile == nil)
+	if err == nil && b.nsFile != nil {
+		link, err = b.moveHome(link)
+	}
+	if err != nil {
+		tap.Close()
+		return nil, Link{}, err
+	}
+	return tap, link, nil
+}
+
 // setupTAPLink gives the fresh TAP name its address and MTU (0: left as it
 // is), then brings it up. The address is set while the link is down, so
 // nothing ever leaves with the kernel's random one.
 //
 // Equivalent to: `ip link set $name address $mac mtu $mtu up`.
-func (b *Bridge) setupTAPLink(name string, mac net.HardwareAddr, mtu int) (Link, error) {
+func (b *Bridge) setupTAPLink(name string, mac net.HardwareAddr, mtu int, up bool) (Link, error) {
 	l, err := b.links.LinkByName(name)
 	if err != nil {
 		return Link{}, fmt.Errorf("find %s: %w", name, err)
@@ -322,6 +457,9 @@ func (b *Bridge) setupTAPLink(name string, mac net.HardwareAddr, mtu int) (Link,
 		if err := b.links.LinkSetMTU(l.Index, mtu); err != nil {
 			return Link{}, fmt.Errorf("set %s mtu %d: %w", name, mtu, err)
 		}
+	}
+	if !up {
+		return b.links.LinkByIndex(l.Index)
 	}
 	if err := b.links.LinkSetUp(l.Index); err != nil {
 		return Link{}, fmt.Errorf("set %s up: %w", name, err)
@@ -335,12 +473,11 @@ func (b *Bridge) setupTAPLink(name string, mac net.HardwareAddr, mtu int) (Link,
 // address (see Config.MAC).
 //
 // Equivalent to: `ip link set $name mtu $mtu up`.
-func (b *Bridge) adoptLink(tap TAPDevice, cfg Config, parent *Link) (Link, error) {
-	name := tap.Name()
+func (b *Bridge) adoptLink(name string, cfg Config, parent *Link) (Link, error) {
 	if name != cfg.Name {
 		b.log.Warn(fmt.Sprintf("Adopted interface is named %s, not %s (renamed by someone); keeping it", name, cfg.Name))
 	}
-	l, err := b.links.LinkByName(name)
+	l, err := b.linkNamed(name)
 	if err != nil {
 		return Link{}, fmt.Errorf("find %s: %w", name, err)
 	}
@@ -356,10 +493,10 @@ func (b *Bridge) adoptLink(tap TAPDevice, cfg Config, parent *Link) (Link, error
 	if mtu == 0 && parent != nil {
 		mtu = parent.MTU
 	}
-	if mtu != 0 && mtu != l.MTU {
+	if mtu != 0 && mtu != l.MTU && b.devNetns == OwnNetns {
 		// Not fatal, as for a running bridge: the interface is there and
 		// relays; LastError says why its MTU is not the one wanted.
-		if err := b.links.LinkSetMTU(l.Index, mtu); err != nil {
+		if err := b.linkSetMTU(l.Index, mtu); err != nil {
 			msg := fmt.Sprintf("set %s mtu %d: %v", name, mtu, err)
 			b.state.Lock()
 			b.state.st.LastError = msg
@@ -367,12 +504,12 @@ func (b *Bridge) adoptLink(tap TAPDevice, cfg Config, parent *Link) (Link, error
 			b.log.Error(msg)
 		}
 	}
-	if !l.Up {
-		if err := b.links.LinkSetUp(l.Index); err != nil {
+	if !l.Up && b.devNetns == OwnNetns {
+		if err := b.linkSetUp(l.Index); err != nil {
 			return Link{}, fmt.Errorf("set %s up: %w", name, err)
 		}
 	}
-	return b.links.LinkByIndex(l.Index)
+	return b.linkByIndex(l.Index)
 }
 
 // attachFlags say what attach does besides attaching.
@@ -397,9 +534,9 @@ func (b *Bridge) attach(parent Link, flags attachFlags) error {
 	if flags&announceMAC != 0 {
 		b.announce(sock, parent.Name, b.cfg.MAC)
 	}
-	b.relay.SetParent(sock)
+	b.rl().SetParent(sock)
 	carrier := parent.Carrier()
-	if err := b.tap.SetCarrier(b.tapCarrier(carrier)); err != nil {
+	if err := b.dev().SetCarrier(b.tapCarrier(carrier)); err != nil {
 		b.log.Warn(fmt.Sprintf("cannot set carrier err=%s", journal.Quote(err.Error())))
 	}
 	// Read the promiscuity after joining: it shows the kernel's reaction.
@@ -422,8 +559,8 @@ func (b *Bridge) attach(parent Link, flags attachFlags) error {
 
 // detach closes the parent socket and turns the carrier off: the parent is gone.
 func (b *Bridge) detach() {
-	b.relay.SetParent(nil)
-	if err := b.tap.SetCarrier(b.tapCarrier(false)); err != nil {
+	b.rl().SetParent(nil)
+	if err := b.dev().SetCarrier(b.tapCarrier(false)); err != nil {
 		b.log.Warn(fmt.Sprintf("cannot set carrier err=%s", journal.Quote(err.Error())))
 	}
 	b.state.Lock()
@@ -463,11 +600,12 @@ func (b *Bridge) setMTU(mtu int) {
 		return
 	}
 	st := b.Status()
-	if st.MTU == mtu {
-		return
+	if st.MTU == mtu || b.devNetns != OwnNetns {
+		return // (in another namespace the MTU is that namespace's)
 	}
-	// By index: the TAP may have been renamed.
-	if err := b.links.LinkSetMTU(st.IfIndex, mtu); err != nil {
+	// By index: the TAP may have been renamed (or moved: then through
+	// its namespace's id).
+	if err := b.linkSetMTU(st.IfIndex, mtu); err != nil {
 		b.setError(fmt.Errorf("set %s mtu %d: %w", b.name, mtu, err))
 		return
 	}
@@ -500,7 +638,18 @@ func (b *Bridge) routineWatchLinks(sub LinkSubscription) {
 			return
 		case f := <-b.reqs:
 			f()
+		case <-b.devGone:
+			b.devGone = nil
+			if b.devNetns != OwnNetns {
+				b.devLost()
+			} // (here its RTM_DELLINK says so)
 		case <-tick.C:
+			switch {
+			case b.Status().State == StateWaitingNamespace:
+				b.lookForNamespace()
+			case b.devNetns != OwnNetns:
+				b.pollAway()
+			}
 			b.state.Lock()
 			sock := b.state.sock
 			b.state.Unlock()
@@ -546,12 +695,22 @@ func (b *Bridge) resubscribe() LinkSubscription {
 func (b *Bridge) handleEvent(ev LinkEvent) {
 	l := ev.Link
 	st := b.Status()
+	// The interface's own events come only while it is in this namespace
+	// (its ifindex elsewhere may be any link's here).
+	own := b.devNetns == OwnNetns
+	self := own && l.Index == st.IfIndex
 	switch {
-	case l.Index == st.IfIndex && ev.Deleted:
+	case self && ev.Moved():
+		b.devMoved(ev.NewNetnsID, ev.NewIndex)
+	case self && ev.Deleted:
 		b.tapGone()
-	case l.Index == st.IfIndex:
+	case self:
 		b.tapChanged(l)
-	case st.State == StateWaitingParent && !ev.Deleted && l.Name == b.cfg.Parent && l.Index != st.IfIndex:
+	case b.peer.Index != 0 && l.Index == b.peer.Index:
+		b.peerChanged(ev)
+	case !own && !ev.Deleted && b.isOurs(l):
+		b.devBack(l)
+	case st.State == StateWaitingParent && !ev.Deleted && l.Name == b.cfg.Parent && !self:
 		// (Not the TAP itself renamed to the parent's name: that would loop.)
 		b.parentAppeared(l)
 	case l.Index == st.ParentIfIndex && st.ParentIfIndex != 0 && ev.Deleted:
@@ -569,7 +728,7 @@ func (b *Bridge) tapChanged(l Link) {
 	if len(l.HardwareAddr) != 6 || bytes.Equal(l.HardwareAddr, b.cfg.MAC) {
 		return
 	}
-	cur, err := b.links.LinkByIndex(l.Index)
+	cur, err := b.linkByIndex(l.Index)
 	if err != nil || len(cur.HardwareAddr) != 6 || bytes.Equal(cur.HardwareAddr, b.cfg.MAC) {
 		return // (gone: its deletion is on its way)
 	}
@@ -609,9 +768,9 @@ func (b *Bridge) followMAC(mac net.HardwareAddr) {
 		}
 	}
 	b.cfg.MAC = mac
-	b.relay.SetMAC(mac)
+	b.rl().SetMAC(mac)
 	if sock != nil {
-		b.relay.SetParent(sock)
+		b.rl().SetParent(sock)
 	}
 	b.state.Lock()
 	b.state.st.MAC = mac
@@ -639,6 +798,9 @@ func badMAC(mac net.HardwareAddr) string {
 // logged: the neighbours then learn the new address when their entries
 // expire.
 func (b *Bridge) announce(sock ParentIO, parent string, mac net.HardwareAddr) {
+	if b.devNetns != OwnNetns {
+		return // its addresses are in another namespace, out of sight
+	}
 	addrs, err := b.links.LinkAddrs(b.Status().IfIndex)
 	if err != nil {
 		b.log.Warn(fmt.Sprintf("Cannot list the addresses of %s to announce them err=%s", b.name, journal.Quote(err.Error())))
@@ -699,7 +861,9 @@ func (b *Bridge) isolateARP(parent *Link, withTAP bool) {
 	if parent != nil {
 		isolate(parent.Index, parent.Name)
 	}
-	if withTAP {
+	if withTAP && b.devNetns == OwnNetns {
+		// (In another namespace the interface's settings are its
+		// namespace's business: see docs/namespaces.md.)
 		isolate(b.Status().IfIndex, b.name)
 	}
 	switch {
@@ -782,7 +946,7 @@ func (b *Bridge) parentChanged(l Link) {
 		b.log.Info(fmt.Sprintf("Parent %s renamed to %s; still attached", old.Parent, l.Name))
 	}
 	if carrier != old.ParentCarrier {
-		if err := b.tap.SetCarrier(b.tapCarrier(carrier)); err != nil {
+		if err := b.dev().SetCarrier(b.tapCarrier(carrier)); err != nil {
 			b.setError(err)
 		}
 		if carrier {
@@ -801,7 +965,16 @@ func (b *Bridge) parentChanged(l Link) {
 // notifications may have been lost.
 func (b *Bridge) resync() {
 	st := b.Status()
-	if l, err := b.links.LinkByIndex(st.IfIndex); err == nil {
+	if b.peer.Index != 0 {
+		if p, err := b.links.LinkByIndex(b.peer.Index); err == nil {
+			b.peerChanged(LinkEvent{Link: p, NewNetnsID: -1})
+		} else if errors.Is(err, ErrLinkNotFound) {
+			b.peerChanged(LinkEvent{Link: b.peer, Deleted: true, NewNetnsID: -1})
+			return
+		}
+		st = b.Status()
+	}
+	if l, err := b.linkByIndex(st.IfIndex); err == nil {
 		b.tapChanged(l)
 		st = b.Status()
 	}
@@ -861,9 +1034,20 @@ func (b *Bridge) Wait() error {
 	}
 }
 
-// Close stops the relay and removes the TAP. It is idempotent and returns
-// once both relay goroutines have ended.
-func (b *Bridge) Close() error {
+// Close stops the relay and removes the virtual interface: a TAP goes when
+// its descriptor closes (unless the fd store holds one), a veth pair is
+// deleted. It is idempotent (as is Release: the first of the two counts)
+// and returns once both relay goroutines have ended.
+func (b *Bridge) Close() error { return b.stop(false) }
+
+// Release stops relaying like Close but leaves the virtual interface for
+// the next vethd to adopt (a restart): a veth pair stays, its peer up, so
+// the NIC keeps its carrier, addresses and leases meanwhile; a TAP goes
+// unless its descriptor is held elsewhere (the fd store).
+func (b *Bridge) Release() error { return b.stop(true) }
+
+// stop is Close (release false) and Release.
+func (b *Bridge) stop(release bool) error {
 	b.closeOnce.Do(func() {
 		b.state.Lock()
 		b.state.st.State = StateStopping
@@ -876,7 +1060,14 @@ func (b *Bridge) Close() error {
 		if sock != nil {
 			b.counters.RxDrops[DropQueueFull].Add(sock.Dropped())
 		}
-		b.relay.Close()
+		b.rl().Close()
+		if b.kind == KindVeth && b.peer.Index != 0 {
+			if release {
+				b.log.Info(fmt.Sprintf("Released %s: the veth pair stays for the next vethd", b.name))
+			} else if err := b.links.LinkDel(b.peer.Index); err != nil && !errors.Is(err, ErrLinkNotFound) {
+				b.log.Error(fmt.Sprintf("delete %s: %v", PeerName(b.name), err))
+			}
+		}
 		if b.ownLinks {
 			b.links.Close()
 		}
@@ -921,7 +1112,7 @@ func (b *Bridge) Health() error {
 		return fmt.Errorf("%s: %w", b.name, ErrClosed)
 	default:
 	}
-	if err := b.relay.Healthy(); err != nil {
+	if err := b.rl().Healthy(); err != nil {
 		return fmt.Errorf("%s: %w", b.name, err)
 	}
 	if err := b.do(func() error { return nil }); err != nil {
@@ -958,16 +1149,30 @@ func (b *Bridge) Reconfigure(nc Config) error {
 func (b *Bridge) reconfigure(nc Config) error {
 	defer b.changed()
 	st := b.Status()
+	if st.State == StateWaitingNamespace {
+		// No interface yet: the new configuration is what it is created with.
+		if nc.MAC != nil {
+			b.cfg.MAC = append(net.HardwareAddr(nil), nc.MAC...)
+		}
+		b.cfg.Parent, b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent, b.cfg.ARPIsolation = nc.Parent, nc.MTU, nc.CarrierOn, nc.WaitParent, nc.ARPIsolation
+		b.state.Lock()
+		b.state.st.Parent, b.state.st.MAC = b.cfg.Parent, b.cfg.MAC
+		b.state.Unlock()
+		return nil
+	}
 	macChanged := nc.MAC != nil && !bytes.Equal(nc.MAC, b.cfg.MAC)
 	parentChanged := nc.Parent != b.cfg.Parent
 	// The one step that can fail goes first, before anything is changed.
+	if macChanged && b.devNetns != OwnNetns {
+		return fmt.Errorf("set %s mac %s: the interface is in another network namespace (%s); set it there", b.name, nc.MAC, st.Namespace)
+	}
 	if macChanged {
 		if err := b.links.LinkSetHardwareAddr(st.IfIndex, nc.MAC); err != nil {
 			return fmt.Errorf("set %s mac %s: %w", b.name, nc.MAC, err)
 		}
 		mac := append(net.HardwareAddr(nil), nc.MAC...)
 		b.cfg.MAC = mac
-		b.relay.SetMAC(mac)
+		b.rl().SetMAC(mac)
 		b.state.Lock()
 		b.state.st.MAC = mac
 		b.state.Unlock()
@@ -1020,7 +1225,7 @@ func (b *Bridge) reconfigure(nc Config) error {
 	}
 	carrier := b.tapCarrier(st.ParentCarrier)
 	if carrier != st.Carrier {
-		if err := b.tap.SetCarrier(carrier); err != nil {
+		if err := b.dev().SetCarrier(carrier); err != nil {
 			b.setError(err)
 		} else {
 			b.state.Lock()
@@ -1039,8 +1244,9 @@ func (b *Bridge) reconfigure(nc Config) error {
 }
 
 // TAPFd returns a new descriptor for the TAP, for systemd's fd store; the
-// caller closes it (unix.Close) once handed over.
-func (b *Bridge) TAPFd() (int, error) { return b.tap.Dup() }
+// caller closes it (unix.Close) once handed over. A bridge of the veth kind
+// has none: the error wraps errors.ErrUnsupported (store nothing).
+func (b *Bridge) TAPFd() (int, error) { return b.dev().Dup() }
 
 // Status returns a snapshot of the bridge's state.
 func (b *Bridge) Status() Status {

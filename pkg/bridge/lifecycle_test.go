@@ -66,6 +66,7 @@ func (l *lcLog) String() string {
 // with a carrier) unless the test removes it.
 type lcHarness struct {
 	t       *testing.T
+	kind    bridge.Kind // of the bridges config makes: "" is the TAP
 	n       *bridgetest.Net
 	parent  bridge.Link
 	log     *lcLog
@@ -90,7 +91,7 @@ func newLCHarness(t *testing.T) *lcHarness {
 // with lcMAC1, over the fake.
 func (h *lcHarness) config() bridge.Config {
 	return bridge.Config{
-		Name: "veth0", Parent: "eth0", MAC: lcMAC1,
+		Name: "veth0", Kind: h.kind, Parent: "eth0", MAC: lcMAC1,
 		Links: h.n, Opener: h.n,
 		Log: slog.New(h.log),
 		OnChange: func() {
@@ -189,7 +190,7 @@ func lcRecv(t *testing.T, out <-chan []byte, what string) []byte {
 
 // lcCheckFlow sends a frame each way through the bridge, from src on the
 // TAP's side, over TAP tap and parent socket sock.
-func lcCheckFlow(t *testing.T, tap *bridgetest.TAP, sock *bridgetest.Socket, src net.HardwareAddr) {
+func lcCheckFlow(t *testing.T, tap *bridgetest.Pipe, sock *bridgetest.Socket, src net.HardwareAddr) {
 	t.Helper()
 	out := lcFrame(lcPeer, src, "from the host")
 	tap.In <- out
@@ -256,7 +257,7 @@ func TestStartCreates(t *testing.T) {
 	if len(socks) != 1 || socks[0].Ifindex != h.parent.Index || !bytes.Equal(socks[0].MAC, lcMAC1) {
 		t.Fatalf("sockets %+v", socks)
 	}
-	lcCheckFlow(t, tap, socks[0], lcMAC1)
+	lcCheckFlow(t, tap.Pipe, socks[0], lcMAC1)
 	if err := b.Health(); err != nil {
 		t.Errorf("Health: %v", err)
 	}
@@ -280,8 +281,9 @@ func TestStartNameInUse(t *testing.T) {
 	}
 }
 
-func TestStartNoParent(t *testing.T) {
-	h := newLCHarness(t)
+func TestStartNoParent(t *testing.T) { lcBothKinds(t, testStartNoParent) }
+
+func testStartNoParent(t *testing.T, h *lcHarness) {
 	h.n.Remove(h.parent.Index)
 	_, err := bridge.Start(h.config())
 	if !errors.Is(err, bridge.ErrNoParent) {
@@ -338,8 +340,9 @@ func TestStartBadConfig(t *testing.T) {
 	}
 }
 
-func TestWaitParent(t *testing.T) {
-	h := newLCHarness(t)
+func TestWaitParent(t *testing.T) { lcBothKinds(t, testWaitParent) }
+
+func testWaitParent(t *testing.T, h *lcHarness) {
 	h.n.Remove(h.parent.Index)
 	cfg := h.config()
 	cfg.WaitParent = true
@@ -348,7 +351,7 @@ func TestWaitParent(t *testing.T) {
 	if st.State != bridge.StateWaitingParent || st.Carrier || st.ParentCarrier || st.ParentIfIndex != 0 || st.MTU != 1500 {
 		t.Errorf("status %+v", st)
 	}
-	tap := h.n.TAP("veth0")
+	tap := h.nic()
 	if tap.Carrier() {
 		t.Error("TAP has a carrier without a parent")
 	}
@@ -372,7 +375,7 @@ func TestWaitParent(t *testing.T) {
 	if sock == nil || sock.Ifindex != p.Index {
 		t.Fatalf("socket %+v", sock)
 	}
-	lcCheckFlow(t, tap, sock, lcMAC1)
+	lcCheckFlow(t, tap.Pipe, sock, lcMAC1)
 	if !strings.Contains(h.log.String(), fmt.Sprintf("INFO Attached veth0 into eth0 again parent_ifindex=%d\n", p.Index)) {
 		t.Errorf("log %q", h.log)
 	}
@@ -439,8 +442,9 @@ func TestParentCarrier(t *testing.T) {
 	}
 }
 
-func TestParentMTU(t *testing.T) {
-	h := newLCHarness(t)
+func TestParentMTU(t *testing.T) { lcBothKinds(t, testParentMTU) }
+
+func testParentMTU(t *testing.T, h *lcHarness) {
 	h.start(h.config())
 	h.n.SetMTU(h.parent.Index, 9000)
 	if st := h.wait("MTU 9000", func(st bridge.Status) bool { return st.MTU == 9000 }); st.State != bridge.StateRunning {
@@ -454,8 +458,9 @@ func TestParentMTU(t *testing.T) {
 	}
 }
 
-func TestParentMTUNotFollowedWhenSet(t *testing.T) {
-	h := newLCHarness(t)
+func TestParentMTUNotFollowedWhenSet(t *testing.T) { lcBothKinds(t, testParentMTUNotFollowedWhenSet) }
+
+func testParentMTUNotFollowedWhenSet(t *testing.T, h *lcHarness) {
 	cfg := h.config()
 	cfg.MTU = 1280
 	b := h.start(cfg)
@@ -475,8 +480,9 @@ func TestParentMTUNotFollowedWhenSet(t *testing.T) {
 	}
 }
 
-func TestParentRenamed(t *testing.T) {
-	h := newLCHarness(t)
+func TestParentRenamed(t *testing.T) { lcBothKinds(t, testParentRenamed) }
+
+func testParentRenamed(t *testing.T, h *lcHarness) {
 	h.start(h.config())
 	h.n.Rename(h.parent.Index, "wan0")
 	st := h.wait("parent wan0", func(st bridge.Status) bool { return st.Parent == "wan0" })
@@ -489,14 +495,15 @@ func TestParentRenamed(t *testing.T) {
 	if socks := h.n.Sockets(); len(socks) != 1 || socks[0].Closed() {
 		t.Errorf("sockets %+v", socks)
 	}
-	lcCheckFlow(t, h.n.TAP("veth0"), h.n.Socket(), lcMAC1)
+	lcCheckFlow(t, h.nic().Pipe, h.n.Socket(), lcMAC1)
 	if want := "INFO Parent eth0 renamed to wan0; still attached\n"; h.log.String() != want {
 		t.Errorf("log %q, want %q", h.log, want)
 	}
 }
 
-func TestParentDeletedAndRecreated(t *testing.T) {
-	h := newLCHarness(t)
+func TestParentDeletedAndRecreated(t *testing.T) { lcBothKinds(t, testParentDeletedAndRecreated) }
+
+func testParentDeletedAndRecreated(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
 	tapIndex := b.Status().IfIndex
 	old := h.n.Socket()
@@ -508,8 +515,8 @@ func TestParentDeletedAndRecreated(t *testing.T) {
 	if !old.Closed() {
 		t.Error("the old parent socket is open")
 	}
-	tap := h.n.TAP("veth0")
-	if tap == nil || tap.Carrier() {
+	tap := h.nic()
+	if tap.Pipe == nil || tap.Carrier() {
 		t.Fatal("the TAP is gone or has a carrier")
 	}
 
@@ -522,7 +529,7 @@ func TestParentDeletedAndRecreated(t *testing.T) {
 	if sock == old || sock.Ifindex != p.Index {
 		t.Fatalf("socket %+v", sock)
 	}
-	lcCheckFlow(t, tap, sock, lcMAC1)
+	lcCheckFlow(t, tap.Pipe, sock, lcMAC1)
 	h.sync(p.Index) // done logging
 	want := "WARN Parent eth0 removed; veth0 has no carrier until a link named eth0 appears\n" +
 		fmt.Sprintf("INFO Attached veth0 into eth0 again parent_ifindex=%d\n", p.Index)
@@ -533,8 +540,9 @@ func TestParentDeletedAndRecreated(t *testing.T) {
 
 // TestParentRecreatedAtOnce: the new parent exists already when the
 // deletion of the old one is handled, and its own notification is lost.
-func TestParentRecreatedAtOnce(t *testing.T) {
-	h := newLCHarness(t)
+func TestParentRecreatedAtOnce(t *testing.T) { lcBothKinds(t, testParentRecreatedAtOnce) }
+
+func testParentRecreatedAtOnce(t *testing.T, h *lcHarness) {
 	h.start(h.config())
 	var p bridge.Link
 	h.n.Quiet(func() {
@@ -546,7 +554,7 @@ func TestParentRecreatedAtOnce(t *testing.T) {
 	if st.State != bridge.StateRunning {
 		t.Errorf("status %+v", st)
 	}
-	lcCheckFlow(t, h.n.TAP("veth0"), h.n.Socket(), lcMAC1)
+	lcCheckFlow(t, h.nic().Pipe, h.n.Socket(), lcMAC1)
 }
 
 func TestSubscriptionLost(t *testing.T) {
@@ -591,8 +599,9 @@ func TestSubscriptionLost(t *testing.T) {
 	})
 }
 
-func TestReconfigureMAC(t *testing.T) {
-	h := newLCHarness(t)
+func TestReconfigureMAC(t *testing.T) { lcBothKinds(t, testReconfigureMAC) }
+
+func testReconfigureMAC(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
 	old := h.n.Socket()
 	cfg := h.config()
@@ -611,8 +620,8 @@ func TestReconfigureMAC(t *testing.T) {
 	if !old.Closed() || sock == old || !bytes.Equal(sock.MAC, lcMAC2) || sock.Ifindex != h.parent.Index {
 		t.Errorf("old socket closed %v, new socket %+v", old.Closed(), sock)
 	}
-	tap := h.n.TAP("veth0")
-	lcCheckFlow(t, tap, sock, lcMAC2)
+	tap := h.nic()
+	lcCheckFlow(t, tap.Pipe, sock, lcMAC2)
 	// The old address is a spoof now.
 	tap.In <- lcFrame(lcPeer, lcMAC1, "old")
 	tap.In <- lcFrame(lcPeer, lcMAC2, "new")
@@ -625,8 +634,9 @@ func TestReconfigureMAC(t *testing.T) {
 	}
 }
 
-func TestReconfigureParent(t *testing.T) {
-	h := newLCHarness(t)
+func TestReconfigureParent(t *testing.T) { lcBothKinds(t, testReconfigureParent) }
+
+func testReconfigureParent(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
 	old := h.n.Socket()
 	eth1 := h.n.Add(bridge.Link{Name: "eth1", MTU: 1500, Up: true, LowerUp: true})
@@ -643,7 +653,7 @@ func TestReconfigureParent(t *testing.T) {
 	if !old.Closed() || sock.Ifindex != eth1.Index {
 		t.Errorf("socket %+v", sock)
 	}
-	lcCheckFlow(t, h.n.TAP("veth0"), sock, lcMAC1)
+	lcCheckFlow(t, h.nic().Pipe, sock, lcMAC1)
 	// Changes of the old parent are nobody's business now.
 	h.n.SetCarrier(h.parent.Index, false)
 	h.sync(eth1.Index)
@@ -663,8 +673,9 @@ func TestReconfigureParent(t *testing.T) {
 	h.wait("eth2", func(st bridge.Status) bool { return st.ParentIfIndex == eth2.Index })
 }
 
-func TestReconfigureMTUAndCarrier(t *testing.T) {
-	h := newLCHarness(t)
+func TestReconfigureMTUAndCarrier(t *testing.T) { lcBothKinds(t, testReconfigureMTUAndCarrier) }
+
+func testReconfigureMTUAndCarrier(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
 	cfg := h.config()
 	cfg.MTU = 1280
@@ -688,7 +699,7 @@ func TestReconfigureMTUAndCarrier(t *testing.T) {
 	if err := b.Reconfigure(cfg); err != nil {
 		t.Fatalf("Reconfigure: %v", err)
 	}
-	tap := h.n.TAP("veth0")
+	tap := h.nic()
 	if st := b.Status(); !st.Carrier || st.State != bridge.StateDegraded || !tap.Carrier() {
 		t.Errorf("status %+v, TAP carrier %v", st, tap.Carrier())
 	}
@@ -709,7 +720,10 @@ func TestReconfigureMTUAndCarrier(t *testing.T) {
 }
 
 func TestReconfigureFailsChangingNothing(t *testing.T) {
-	h := newLCHarness(t)
+	lcBothKinds(t, testReconfigureFailsChangingNothing)
+}
+
+func testReconfigureFailsChangingNothing(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
 	was := b.Status()
 	h.n.Add(bridge.Link{Name: "eth1", MTU: 1500, Up: true, LowerUp: true})
@@ -768,7 +782,7 @@ func TestAdopt(t *testing.T) {
 	if s := h.n.Socket(); !bytes.Equal(s.MAC, kept) {
 		t.Errorf("socket MAC %s", s.MAC)
 	}
-	lcCheckFlow(t, h.n.TAP("veth0"), h.n.Socket(), kept)
+	lcCheckFlow(t, h.n.TAP("veth0").Pipe, h.n.Socket(), kept)
 	// Closing leaves the interface: someone else holds it.
 	b.Close()
 	if _, ok := h.n.Lookup("veth0"); !ok {
@@ -881,7 +895,7 @@ func TestRestartAdopts(t *testing.T) {
 	if st := b2.Status(); st.IfIndex != index || !bytes.Equal(st.MAC, lcMAC1) || st.State != bridge.StateRunning {
 		t.Errorf("status %+v", st)
 	}
-	lcCheckFlow(t, h.n.TAP("veth0"), h.n.Socket(), lcMAC1)
+	lcCheckFlow(t, h.n.TAP("veth0").Pipe, h.n.Socket(), lcMAC1)
 }
 
 func TestTAPDeleted(t *testing.T) {
@@ -945,8 +959,9 @@ func TestClose(t *testing.T) {
 	}
 }
 
-func TestHealth(t *testing.T) {
-	h := newLCHarness(t)
+func TestHealth(t *testing.T) { lcBothKinds(t, testHealth) }
+
+func testHealth(t *testing.T, h *lcHarness) {
 	h.n.Remove(h.parent.Index)
 	cfg := h.config()
 	cfg.WaitParent = true
@@ -978,12 +993,13 @@ func TestTAPFd(t *testing.T) {
 	}
 }
 
-func TestFramesCounted(t *testing.T) {
-	h := newLCHarness(t)
+func TestFramesCounted(t *testing.T) { lcBothKinds(t, testFramesCounted) }
+
+func testFramesCounted(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
-	tap, sock := h.n.TAP("veth0"), h.n.Socket()
+	tap, sock := h.nic(), h.n.Socket()
 	tap.In <- lcFrame(lcPeer, lcPeer, "spoofed")
-	lcCheckFlow(t, tap, sock, lcMAC1)
+	lcCheckFlow(t, tap.Pipe, sock, lcMAC1)
 	c := b.Counters()
 	// Counted after the write: wait for the counts.
 	// Bytes are added after packets: wait for the bytes.

@@ -6,9 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 
-	"github.com/vethd/vethd/internal/journal"
 	"github.com/vethd/vethd/internal/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -46,8 +44,24 @@ func newNetlinkLinks(log *slog.Logger) (*netlinkLinks, error) {
 }
 
 // linkFromNetlink converts netlink's view of a link into the bridge's.
-func linkFromNetlink(a *netlink.LinkAttrs) Link {
+func linkFromNetlink(nl netlink.Link) Link {
+	a := nl.Attrs()
+	kind := nl.Type()
+	switch kind {
+	case "device":
+		kind = "" // netlink's name for a link without IFLA_INFO_KIND
+	case "tuntap":
+		kind = "tun"
+	}
+	peerNetns := a.NetNsID
+	if peerNetns < 0 {
+		peerNetns = OwnNetns
+	}
 	return Link{
+		Kind:         kind,
+		Alias:        a.Alias,
+		PeerIndex:    a.ParentIndex,
+		PeerNetnsID:  peerNetns,
 		Index:        a.Index,
 		Name:         a.Name,
 		MTU:          a.MTU,
@@ -84,7 +98,7 @@ func (c *netlinkLinks) LinkByName(name string) (Link, error) {
 	if err != nil {
 		return Link{}, lookupError(err)
 	}
-	return linkFromNetlink(l.Attrs()), nil
+	return linkFromNetlink(l), nil
 }
 
 // LinkByIndex looks a link up by ifindex. See LinkControl.
@@ -95,7 +109,7 @@ func (c *netlinkLinks) LinkByIndex(index int) (Link, error) {
 	if err != nil {
 		return Link{}, lookupError(err)
 	}
-	return linkFromNetlink(l.Attrs()), nil
+	return linkFromNetlink(l), nil
 }
 
 // byIndex is what netlink's setters need of a link: its ifindex.
@@ -144,71 +158,9 @@ func (c *netlinkLinks) LinkAddrs(index int) ([]netip.Addr, error) {
 	return out, nil
 }
 
-// LinkSubscribe subscribes to link notifications (RTNLGRP_LINK) on a
-// socket of its own, in the calling process's network namespace. See
-// LinkControl.
-//
-// Equivalent to: `ip monitor link`.
-func (c *netlinkLinks) LinkSubscribe() (LinkSubscription, error) {
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		// Called for errors the subscription survives, and for the one
-		// that ends it (then updates closes, and so does Events).
-		ErrorCallback: func(err error) {
-			select {
-			case <-done:
-			default:
-				c.log.Debug(fmt.Sprintf("link notification error err=%s", journal.Quote(err.Error())))
-			}
-		},
-		ReceiveBufferSize: 1 << 20,
-	})
-	if err != nil {
-		close(done)
-		return nil, err
-	}
-	s := &netlinkSubscription{events: make(chan LinkEvent), done: done}
-	go s.routineConvert(updates)
-	return s, nil
-}
-
 // Close closes the handle. See LinkControl.
 func (c *netlinkLinks) Close() error {
 	c.h.Close()
 	c.conf.Close()
 	return nil
 }
-
-// netlinkSubscription is a LinkSubscription over netlink's: its goroutine
-// routineConvert turns netlink's updates into LinkEvents.
-type netlinkSubscription struct {
-	events    chan LinkEvent
-	done      chan struct{} // closed by Close; netlink then closes its socket
-	closeOnce sync.Once
-}
-
-var _ LinkSubscription = (*netlinkSubscription)(nil)
-
-// routineConvert passes updates on as LinkEvents until netlink closes
-// updates (the subscription is lost, or closed), then closes Events.
-func (s *netlinkSubscription) routineConvert(updates <-chan netlink.LinkUpdate) {
-	defer close(s.events)
-	for u := range updates {
-		ev := LinkEvent{Link: linkFromNetlink(u.Attrs()), Deleted: u.Header.Type == unix.RTM_DELLINK}
-		select {
-		case s.events <- ev:
-		case <-s.done:
-			// Nobody listens any more: let netlink's reader end.
-			for range updates {
-			}
-			return
-		}
-	}
-}
-
-// Events returns the notifications. See LinkSubscription.
-func (s *netlinkSubscription) Events() <-chan LinkEvent { return s.events }
-
-// Close ends the subscription. See LinkSubscription.
-func (s *netlinkSubscription) Close() { s.closeOnce.Do(func() { close(s.done) }) }

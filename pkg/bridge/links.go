@@ -21,6 +21,17 @@ type Link struct {
 	LowerUp bool
 	// Promiscuity is the link's promiscuity count (IFLA_PROMISCUITY).
 	Promiscuity int
+	// Kind is the link's type (IFLA_INFO_KIND: "veth", "tun", …; "" for
+	// a device without one, such as a physical NIC).
+	Kind string
+	// Alias is the link's alias (IFLA_IFALIAS), "" if none.
+	Alias string
+	// PeerIndex is IFLA_LINK: for a veth end, its peer's ifindex (in the
+	// namespace PeerNetnsID names); 0 if none.
+	PeerIndex int
+	// PeerNetnsID is IFLA_LINK_NETNSID: the id this namespace has for the
+	// one PeerIndex lives in, or -1 when that is this namespace.
+	PeerNetnsID int
 }
 
 // Carrier reports whether the link is up with a carrier (IFF_UP and
@@ -34,6 +45,34 @@ type LinkEvent struct {
 	// Deleted is set when the link is gone (RTM_DELLINK); otherwise the
 	// link is new or changed (RTM_NEWLINK).
 	Deleted bool
+	// NewNetnsID is IFLA_NEW_NETNSID of an RTM_DELLINK: the link did not
+	// go but moved to the namespace this one knows by that id; -1 for a
+	// deletion (and for every RTM_NEWLINK).
+	NewNetnsID int
+	// NewIndex is IFLA_NEW_IFINDEX of a move: the link's ifindex in its
+	// new namespace (0 if the kernel did not say).
+	NewIndex int
+}
+
+// Moved reports whether the event is a move to another namespace rather
+// than a deletion.
+func (ev LinkEvent) Moved() bool { return ev.Deleted && ev.NewNetnsID >= 0 }
+
+// OwnNetns is the namespace id that stands for the bridge's own namespace
+// in the LinkControl methods that take one (LinkByIndexAt, …).
+const OwnNetns = -1
+
+// VethSpec is a veth pair to create (LinkAddVeth).
+type VethSpec struct {
+	// Name, MAC and MTU are the virtual NIC's (the end users see).
+	Name string
+	MAC  net.HardwareAddr
+	MTU  int
+	// Namespace, if not nil, is the network namespace Name is created in
+	// (the peer stays in the bridge's own).
+	Namespace *os.File
+	// Peer and PeerAlias name the other end, which the bridge relays.
+	Peer, PeerAlias string
 }
 
 // DevConf names one of a link's IPv4 settings, net.ipv4.conf.IF.NAME, by
@@ -86,6 +125,20 @@ type LinkControl interface {
 	LinkSetInetConf(index int, conf InetConf) error
 	// LinkAddrs returns link index's usable addresses, IPv4 and IPv6 (not tentative, not failed duplicate detection).
 	LinkAddrs(index int) ([]netip.Addr, error)
+	// LinkSetDown brings link index down (clears IFF_UP).
+	LinkSetDown(index int) error
+	// LinkDel deletes link index (a veth end takes its peer with it).
+	LinkDel(index int) error
+	// LinkAddVeth creates the pair v describes, the NIC up (in its namespace: creation applies the flags there), and prepares the peer for relaying, still down: MTU 65535, alias, no IPv6 addresses (addr_gen_mode none), NOARP, no multicast.
+	LinkAddVeth(v VethSpec) error
+	// LinkSetNamespace moves link index into the network namespace open as ns and, in the same request, sets its MTU there (unless 0) and brings it up there: the kernel applies a request's MTU and flags after its move, and no other request reaches a link in another namespace.
+	LinkSetNamespace(index int, ns *os.File, mtu int) error
+	// NamespaceID returns the id this namespace has for the one open as ns, assigning one if it has none.
+	NamespaceID(ns *os.File) (int, error)
+	// LinkByIndexAt is LinkByIndex in the namespace with id nsid (OwnNetns: this one), without entering it (IFLA_TARGET_NETNSID, which RTM_GETLINK honours; RTM_SETLINK takes it for "move there", so links elsewhere are only looked at, never changed).
+	LinkByIndexAt(nsid, index int) (Link, error)
+	// LinkByNameAt is LinkByName in the namespace with id nsid (see LinkByIndexAt).
+	LinkByNameAt(nsid int, name string) (Link, error)
 	// LinkSubscribe starts delivering the notifications of every link's changes.
 	LinkSubscribe() (LinkSubscription, error)
 	// Close releases the control; subscriptions it started are closed separately.
@@ -100,27 +153,31 @@ type LinkSubscription interface {
 	Close()
 }
 
-// Opener opens a bridge's two devices: the kernel's in the default
-// implementation (OpenTAP, AdoptTAP, OpenParentSocket; see Config.Opener).
+// Opener opens a bridge's devices: the kernel's in the default
+// implementation (OpenTAP, AdoptTAP, OpenParentSocket, OpenPeerSocket;
+// see Config.Opener).
 type Opener interface {
 	// CreateTAP creates the TAP interface name, which exists while the device is open; the error wraps ErrNameInUse if the name is taken.
-	CreateTAP(name string) (TAPDevice, error)
+	CreateTAP(name string) (Device, error)
 	// AdoptTAP takes over the open TAP descriptor f and closes f whatever happens; the error wraps ErrNotTAP if f is not (or no longer) one.
-	AdoptTAP(f *os.File) (TAPDevice, error)
+	AdoptTAP(f *os.File) (Device, error)
 	// OpenParentSocket opens the filtered socket for frames to and from mac on the parent with ifindex ifindex (named name, for errors).
 	OpenParentSocket(ifindex int, name string, mac net.HardwareAddr) (ParentIO, error)
+	// OpenPeerSocket opens the socket that relays a veth pair through its peer, ifindex ifindex (named name): what the virtual NIC sends is read from it, what is written to it the virtual NIC receives.
+	OpenPeerSocket(ifindex int, name string) (ParentIO, error)
 }
 
-// TAPDevice is the virtual interface's side of the relay, as a bridge uses it.
-type TAPDevice interface {
+// Device is the virtual interface's side of the relay, as a bridge uses it:
+// a TAP's descriptor, or the socket on a veth pair's peer.
+type Device interface {
 	FrameIO
 	// Name returns the interface's name as it was when the device was opened.
 	Name() string
 	// SetCarrier turns the interface's carrier on or off.
 	SetCarrier(on bool) error
-	// Dup returns a new close-on-exec descriptor for the device, which the caller closes (unix.Close).
+	// Dup returns a new close-on-exec descriptor for the device, which the caller closes (unix.Close); the error wraps errors.ErrUnsupported for a kind that has none.
 	Dup() (int, error)
-	// Offloads lists the offloads the kernel accepted (csum, tso4, …).
+	// Offloads lists the offloads frames from the interface may use (csum, tso4, …).
 	Offloads() []string
 }
 

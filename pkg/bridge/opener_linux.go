@@ -12,7 +12,7 @@ type kernelOpener struct{}
 var _ Opener = kernelOpener{}
 
 // CreateTAP creates a TAP with OpenTAP. See Opener.
-func (kernelOpener) CreateTAP(name string) (TAPDevice, error) {
+func (kernelOpener) CreateTAP(name string) (Device, error) {
 	t, err := OpenTAP(name)
 	if err != nil {
 		return nil, err
@@ -21,7 +21,7 @@ func (kernelOpener) CreateTAP(name string) (TAPDevice, error) {
 }
 
 // AdoptTAP adopts a TAP with AdoptTAP. See Opener.
-func (kernelOpener) AdoptTAP(f *os.File) (TAPDevice, error) {
+func (kernelOpener) AdoptTAP(f *os.File) (Device, error) {
 	t, err := AdoptTAP(f)
 	if err != nil {
 		return nil, err

@@ -199,6 +199,7 @@ type Relay struct {
 	mac      atomic.Uint64                 // the virtual MAC as macBits gives it; stored by SetMAC
 	parent   atomic.Pointer[parentBinding] // the current parent, nil if none; swapped by SetParent
 	tapAlive atomic.Bool                   // the TAP reader runs; cleared by it when it ends
+	gone     chan struct{}                 // closed by the TAP reader when the interface went away
 
 	wg sync.WaitGroup // the readers; Close waits for them
 }
@@ -214,13 +215,18 @@ type parentBinding struct {
 // counting into c; it starts the TAP reader. onError (which may be nil) is
 // told of read errors, see Relay.onError.
 func NewRelay(tap FrameIO, mac net.HardwareAddr, c *Counters, onError func(dir string, err error)) *Relay {
-	r := &Relay{tap: tap, counters: c, onError: onError}
+	r := &Relay{tap: tap, counters: c, onError: onError, gone: make(chan struct{})}
 	r.SetMAC(mac)
 	r.tapAlive.Store(true)
 	r.wg.Add(1)
 	go r.routineTAPToWire()
 	return r
 }
+
+// DeviceGone returns a channel that is closed when the TAP side reports
+// that its interface went away (a TAP deleted, with the namespace it was
+// moved to, say), not when the relay is closed.
+func (r *Relay) DeviceGone() <-chan struct{} { return r.gone }
 
 // SetMAC changes the source address frames from the TAP must carry.
 func (r *Relay) SetMAC(mac net.HardwareAddr) { r.mac.Store(macBits(mac)) }
@@ -278,16 +284,29 @@ func (r *Relay) Close() {
 func (r *Relay) routineTAPToWire() {
 	defer r.wg.Done()
 	defer r.tapAlive.Store(false)
+	if br, ok := r.tap.(BatchReader); ok {
+		r.tapToWireBatched(br)
+		return
+	}
 	buf := make([]byte, BufSize)
 	c := r.counters
 	var errs readErrors
 	for {
 		n, err := r.tap.ReadFrame(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || isTAPGone(err) {
-				// Closed by us, or the interface was deleted under us
-				// (the link watcher reports that): nothing more to read.
+			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if isTAPGone(err) {
+				// The interface was deleted under us (the link
+				// watcher deals with it): nothing more to read.
+				close(r.gone)
+				return
+			}
+			if isLinkDown(err) {
+				// A veth pair's peer went down (its NIC lost its
+				// carrier): the socket reads again once it is up.
+				continue
 			}
 			errs.handle(r, "tap read", err)
 			continue
@@ -312,6 +331,65 @@ func (r *Relay) routineTAPToWire() {
 		}
 		c.TxPackets.Add(1)
 		c.TxBytes.Add(uint64(n - VnetHdrLen))
+	}
+}
+
+// tapToWireBatched is routineTAPToWire's loop for a device side that is
+// a BatchReader (a veth pair's peer socket): up to BatchSize frames per
+// read (recvmmsg), each checked and written to the parent as in the
+// frame-by-frame loop.
+func (r *Relay) tapToWireBatched(br BatchReader) {
+	bufs := make([][]byte, BatchSize)
+	for i := range bufs {
+		bufs[i] = make([]byte, BufSize)
+	}
+	sizes := make([]int, BatchSize)
+	c := r.counters
+	var errs readErrors
+	for {
+		n, err := br.ReadBatch(bufs, sizes)
+		if err != nil {
+			switch {
+			case errors.Is(err, net.ErrClosed):
+				return
+			case isTAPGone(err):
+				close(r.gone)
+				return
+			case isLinkDown(err):
+			default:
+				errs.handle(r, "tap read", err)
+			}
+			continue
+		}
+		errs.ok()
+		p := r.parent.Load()
+		mac := r.mac.Load()
+		for i := range n {
+			sz := sizes[i]
+			switch {
+			case sz > len(bufs[i]):
+				c.TxDrops[DropOversize].Add(1)
+				continue
+			case sz < VnetHdrLen+ethHeaderLen:
+				c.TxDrops[DropRunt].Add(1)
+				continue
+			}
+			f := bufs[i][:sz]
+			if macBits(f[VnetHdrLen+6:VnetHdrLen+12]) != mac {
+				c.TxDrops[DropSpoof].Add(1)
+				continue
+			}
+			if p == nil {
+				c.TxDrops[DropNoParent].Add(1)
+				continue
+			}
+			if err := p.io.WriteFrame(f); err != nil {
+				c.TxDrops[DropWriteError].Add(1)
+				continue
+			}
+			c.TxPackets.Add(1)
+			c.TxBytes.Add(uint64(sz - VnetHdrLen))
+		}
 	}
 }
 

@@ -100,7 +100,7 @@ func TestARPIsolation(t *testing.T) {
 	if got, want := h.log.String(), "INFO ARP isolation on eth0 and veth0: arp_ignore=1 arp_announce=2\n"; got != want {
 		t.Errorf("log %q, want %q", got, want)
 	}
-	lcCheckFlow(t, h.n.TAP("veth0"), h.n.Socket(), lcMAC1)
+	lcCheckFlow(t, h.n.TAP("veth0").Pipe, h.n.Socket(), lcMAC1)
 }
 
 func TestARPIsolationOff(t *testing.T) {
@@ -150,8 +150,9 @@ func TestARPIsolationOnlyRaises(t *testing.T) {
 // TestARPIsolationParentRecreated: a new parent (the same name, a new
 // link) is isolated when the bridge attaches to it; the TAP is not set
 // again.
-func TestARPIsolationParentRecreated(t *testing.T) {
-	h := newLCHarness(t)
+func TestARPIsolationParentRecreated(t *testing.T) { lcBothKinds(t, testARPIsolationParentRecreated) }
+
+func testARPIsolationParentRecreated(t *testing.T, h *lcHarness) {
 	b := h.start(h.isolatedConfig())
 	tapIndex := b.Status().IfIndex
 	h.n.Remove(h.parent.Index)
@@ -239,7 +240,7 @@ func TestARPIsolationFails(t *testing.T) {
 	if !strings.Contains(h.log.String(), "ERROR set ARP isolation on eth0: ") {
 		t.Errorf("log %q", h.log)
 	}
-	lcCheckFlow(t, h.n.TAP("veth0"), h.n.Socket(), lcMAC1)
+	lcCheckFlow(t, h.n.TAP("veth0").Pipe, h.n.Socket(), lcMAC1)
 }
 
 // TestReconfigureARPIsolation: turned on, it is set on both links at once;
@@ -321,7 +322,7 @@ func TestMACFollowed(t *testing.T) {
 		}
 	}
 	tap := h.n.TAP("veth0")
-	lcCheckFlow(t, tap, sock, lcMAC2)
+	lcCheckFlow(t, tap.Pipe, sock, lcMAC2)
 	// The old address is a spoof now.
 	tap.In <- lcFrame(lcPeer, lcMAC1, "old")
 	tap.In <- lcFrame(lcPeer, lcMAC2, "new")
@@ -344,8 +345,9 @@ func TestMACFollowed(t *testing.T) {
 
 // TestMACFollowedStaleNotification: a notification with another MAC than
 // the link has now (older than the bridge's own change) changes nothing.
-func TestMACFollowedStaleNotification(t *testing.T) {
-	h := newLCHarness(t)
+func TestMACFollowedStaleNotification(t *testing.T) { lcBothKinds(t, testMACFollowedStaleNotification) }
+
+func testMACFollowedStaleNotification(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
 	l := h.tapLink()
 	l.HardwareAddr = lcMAC2
@@ -370,8 +372,9 @@ func TestMACFollowedStaleNotification(t *testing.T) {
 
 // TestMACFollowRefused: a multicast or all-zero address is not followed,
 // and each is logged once.
-func TestMACFollowRefused(t *testing.T) {
-	h := newLCHarness(t)
+func TestMACFollowRefused(t *testing.T) { lcBothKinds(t, testMACFollowRefused) }
+
+func testMACFollowRefused(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
 	tapIndex := b.Status().IfIndex
 	multicast := net.HardwareAddr{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01}
@@ -395,8 +398,9 @@ func TestMACFollowRefused(t *testing.T) {
 
 // TestMACFollowedWaitingParent: without a parent there is no socket to
 // re-open; the parent, when it appears, is attached for the new MAC.
-func TestMACFollowedWaitingParent(t *testing.T) {
-	h := newLCHarness(t)
+func TestMACFollowedWaitingParent(t *testing.T) { lcBothKinds(t, testMACFollowedWaitingParent) }
+
+func testMACFollowedWaitingParent(t *testing.T, h *lcHarness) {
 	h.n.Remove(h.parent.Index)
 	cfg := h.config()
 	cfg.WaitParent = true
@@ -412,24 +416,28 @@ func TestMACFollowedWaitingParent(t *testing.T) {
 	if !bytes.Equal(sock.MAC, lcMAC2) {
 		t.Errorf("socket for %s", sock.MAC)
 	}
-	lcCheckFlow(t, h.n.TAP("veth0"), sock, lcMAC2)
+	lcCheckFlow(t, h.nic().Pipe, sock, lcMAC2)
 }
 
 // TestMACFollowedAfterLostNotifications: a change whose notification was
 // lost is found by the resync.
 func TestMACFollowedAfterLostNotifications(t *testing.T) {
-	h := newLCHarness(t)
+	lcBothKinds(t, testMACFollowedAfterLostNotifications)
+}
+
+func testMACFollowedAfterLostNotifications(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
 	h.n.Quiet(func() { h.n.SetHardwareAddr(b.Status().IfIndex, lcMAC2) })
 	h.n.DropSubscriptions()
 	h.wait("the new MAC", func(st bridge.Status) bool { return bytes.Equal(st.MAC, lcMAC2) })
-	lcCheckFlow(t, h.n.TAP("veth0"), h.n.Socket(), lcMAC2)
+	lcCheckFlow(t, h.nic().Pipe, h.n.Socket(), lcMAC2)
 }
 
 // TestMACFollowSocketFails: the new socket cannot be opened: LastError
 // says so, the old one stays, and the host can send from the new MAC.
-func TestMACFollowSocketFails(t *testing.T) {
-	h := newLCHarness(t)
+func TestMACFollowSocketFails(t *testing.T) { lcBothKinds(t, testMACFollowSocketFails) }
+
+func testMACFollowSocketFails(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
 	old := h.n.Socket()
 	h.n.Fail("OpenParentSocket", unix.EMFILE)
@@ -443,7 +451,7 @@ func TestMACFollowSocketFails(t *testing.T) {
 		t.Error("the old socket was closed")
 	}
 	f := lcFrame(lcPeer, lcMAC2, "from the new MAC")
-	h.n.TAP("veth0").In <- f
+	h.nic().In <- f
 	if got := lcRecv(t, old.Out, "from the new MAC"); !bytes.Equal(got, f) {
 		t.Errorf("on the wire: %x", got)
 	}
@@ -472,7 +480,7 @@ func TestRestartKeepsFollowedMAC(t *testing.T) {
 	if c := h.n.Calls("LinkSetHardwareAddr"); len(c) != 1 { // Start's of b1
 		t.Errorf("calls %q", c)
 	}
-	lcCheckFlow(t, h.n.TAP("veth0"), h.n.Socket(), lcMAC2)
+	lcCheckFlow(t, h.n.TAP("veth0").Pipe, h.n.Socket(), lcMAC2)
 	if err := b2.Reconfigure(h.config()); err != nil {
 		t.Fatal(err)
 	}
@@ -483,8 +491,9 @@ func TestRestartKeepsFollowedMAC(t *testing.T) {
 
 // TestReconfigureMACAnnounces: a new MAC from the configuration is
 // announced too, on the new socket before the relay uses it.
-func TestReconfigureMACAnnounces(t *testing.T) {
-	h := newLCHarness(t)
+func TestReconfigureMACAnnounces(t *testing.T) { lcBothKinds(t, testReconfigureMACAnnounces) }
+
+func testReconfigureMACAnnounces(t *testing.T, h *lcHarness) {
 	b := h.start(h.config())
 	h.n.SetAddrs(b.Status().IfIndex, lcAddr4)
 	cfg := h.config()
@@ -496,5 +505,5 @@ func TestReconfigureMACAnnounces(t *testing.T) {
 	if a, mac := lcAnnounced(t, lcRecv(t, sock.Out, "an announcement")); a != lcAddr4 || !bytes.Equal(mac, lcMAC2) {
 		t.Errorf("announced %s at %s", a, mac)
 	}
-	lcCheckFlow(t, h.n.TAP("veth0"), sock, lcMAC2)
+	lcCheckFlow(t, h.nic().Pipe, sock, lcMAC2)
 }

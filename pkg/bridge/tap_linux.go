@@ -19,8 +19,8 @@ type TAP struct {
 }
 
 var (
-	_ FrameIO   = (*TAP)(nil)
-	_ TAPDevice = (*TAP)(nil)
+	_ FrameIO = (*TAP)(nil)
+	_ Device  = (*TAP)(nil)
 )
 
 // ErrNameInUse is returned by OpenTAP when a network interface of that name
@@ -120,7 +120,7 @@ func AdoptTAP(f *os.File) (*TAP, error) {
 // systemd's fd store: the interface then outlives this process until
 // systemd closes its copy. It is a raw fd on purpose: an *os.File's Fd
 // method would make the shared file description blocking. The caller
-// closes it with unix.Close. See TAPDevice.
+// closes it with unix.Close. See Device.
 func (t *TAP) Dup() (int, error) {
 	nfd := -1
 	var err error
@@ -152,16 +152,16 @@ func setOffloads(fd int, name string) ([]string, error) {
 }
 
 // Name returns the interface name, as it was when the TAP was opened or
-// adopted. See TAPDevice.
+// adopted. See Device.
 func (t *TAP) Name() string { return t.name }
 
 // Offloads returns the offloads the kernel accepted (csum, tso4, …). See
-// TAPDevice.
+// Device.
 func (t *TAP) Offloads() []string { return t.offloads }
 
 // SetCarrier turns the interface's carrier on or off (TUNSETCARRIER), so
 // DHCP clients and network managers see the parent's link state. See
-// TAPDevice.
+// Device.
 //
 // Equivalent to: `ip link set $name carrier on|off`.
 func (t *TAP) SetCarrier(on bool) error {
@@ -185,3 +185,40 @@ func (t *TAP) SetCarrier(on bool) error {
 // isTAPGone reports whether a TAP read error means the interface was
 // deleted while vethd held it open (the fd is then detached: EBADFD).
 func isTAPGone(err error) bool { return errors.Is(err, unix.EBADFD) }
+
+// InOwnNetns reports whether the TAP's interface is in the calling
+// process's network namespace: the namespace of the device (TUNGETDEVNETNS)
+// is this process's. It tells a moved TAP that came back from another of
+// the same name.
+func (t *TAP) InOwnNetns() bool {
+	nsfd := -1
+	cerr := t.rc.Control(func(fd uintptr) {
+		nsfd, _ = unix.IoctlRetInt(int(fd), unix.TUNGETDEVNETNS)
+	})
+	if cerr != nil || nsfd < 0 {
+		return false
+	}
+	defer unix.Close(nsfd)
+	var dev, own unix.Stat_t
+	if unix.Fstat(nsfd, &dev) != nil || unix.Stat("/proc/thread-self/ns/net", &own) != nil {
+		return false
+	}
+	return dev.Dev == own.Dev && dev.Ino == own.Ino
+}
+
+// NetnsFile returns the network namespace the TAP's interface is in
+// (TUNGETDEVNETNS), open; the caller closes it.
+func (t *TAP) NetnsFile() (*os.File, error) {
+	nsfd := -1
+	var err error
+	cerr := t.rc.Control(func(fd uintptr) {
+		nsfd, err = unix.IoctlRetInt(int(fd), unix.TUNGETDEVNETNS)
+	})
+	if cerr != nil {
+		return nil, fmt.Errorf("%s: %w", t.name, cerr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: TUNGETDEVNETNS: %w", t.name, err)
+	}
+	return os.NewFile(uintptr(nsfd), "netns of "+t.name), nil
+}

@@ -9,6 +9,11 @@
 //	MTU=inherit
 //	Carrier=follow
 //	ARPIsolation=yes
+//	SourceRouting=yes
+//	RouteTable=auto
+//	RoutePriority=32000
+//	Kind=tap
+//	Namespace=
 //
 // go-systemd's unit parser decides what the file says; a line scan of the
 // same bytes (scan.go) finds the line of each section and key, so that every
@@ -60,21 +65,66 @@ type Bridge struct {
 	// interface's arp_ignore and arp_announce alone. The zero value is the
 	// default, ARPIsolation=yes.
 	NoARPIsolation bool
+	// NoSourceRouting is SourceRouting=no: vethd keeps no source rules and
+	// no routing table for the interface (and removes what an earlier run
+	// left). The zero value is the default, SourceRouting=yes.
+	NoSourceRouting bool
+	// RouteTable is RouteTable=: 0 is "auto" (default), the table derived
+	// from the interface's name (srcroute.DefaultTable).
+	RouteTable int
+	// RoutePriority is RoutePriority=: 0 is the default (DefaultRoutePriority).
+	RoutePriority int
+	// Kind is Kind=: what the virtual interface is; "" is the default
+	// (DefaultKind), which a file does not pin.
+	Kind Kind
+	// Namespace is Namespace= as written: "" (default: vethd's own
+	// network namespace), a name (NamespacePath makes it /run/netns/NAME)
+	// or an absolute path.
+	Namespace string
 }
+
+// Kind is what the virtual interface is (Kind=).
+type Kind string
+
+const (
+	KindTAP  Kind = "tap"  // a TAP interface, relayed through its descriptor
+	KindVeth Kind = "veth" // one end of a veth pair, relayed through the other end
+	// DefaultKind is the kind of a bridge whose file sets none.
+	DefaultKind = KindTAP
+)
+
+// Source routing limits, as pkg/srcroute checks them (CheckTable,
+// CheckPriority; a test in internal/service keeps the two in step): a
+// table is 1…4294967295 but not the kernel's own 253, 254, 255; a
+// priority is 1…32765 (0 is the local table's rule, 32766 main's).
+const (
+	DefaultRoutePriority = 32000
+	maxRouteTable        = 1<<32 - 1
+	maxRoutePriority     = 32765
+)
+
+// NetnsDir is where `ip netns` keeps named network namespaces.
+const NetnsDir = "/run/netns"
 
 // section is the one section a configuration file has.
 const section = "Bridge"
 
 // Key names, in the order Marshal writes them.
 const (
-	keyParent       = "Parent"
-	keyMACAddress   = "MACAddress"
-	keyMTU          = "MTU"
-	keyCarrier      = "Carrier"
-	keyARPIsolation = "ARPIsolation"
+	keyParent        = "Parent"
+	keyMACAddress    = "MACAddress"
+	keyMTU           = "MTU"
+	keyCarrier       = "Carrier"
+	keyARPIsolation  = "ARPIsolation"
+	keySourceRouting = "SourceRouting"
+	keyRouteTable    = "RouteTable"
+	keyRoutePriority = "RoutePriority"
+	keyKind          = "Kind"
+	keyNamespace     = "Namespace"
 )
 
-var knownKeys = []string{keyParent, keyMACAddress, keyMTU, keyCarrier, keyARPIsolation}
+var knownKeys = []string{keyParent, keyMACAddress, keyMTU, keyCarrier, keyARPIsolation,
+	keySourceRouting, keyRouteTable, keyRoutePriority, keyKind, keyNamespace}
 
 // MTU limits: the IPv4 minimum (RFC 791) and the largest the kernel takes
 // for a TAP interface.
@@ -239,6 +289,7 @@ func Parse(r io.Reader, path, name string) (*Bridge, error) {
 	b.reset(keyMTU)
 	b.reset(keyCarrier)
 	b.reset(keyARPIsolation)
+	b.reset(keySourceRouting)
 	parentLine := 0
 	for i, s := range sections {
 		if s.Section != section {
@@ -277,6 +328,16 @@ func (b *Bridge) reset(key string) {
 		b.Carrier = CarrierFollow
 	case keyARPIsolation:
 		b.NoARPIsolation = false
+	case keySourceRouting:
+		b.NoSourceRouting = false
+	case keyRouteTable:
+		b.RouteTable = 0
+	case keyRoutePriority:
+		b.RoutePriority = 0
+	case keyKind:
+		b.Kind = ""
+	case keyNamespace:
+		b.Namespace = ""
 	}
 }
 
@@ -332,8 +393,114 @@ func (b *Bridge) set(key, raw string) error {
 			return withHint(err, v)
 		}
 		b.NoARPIsolation = !on
+	case keySourceRouting:
+		on, err := ParseBoolean(v)
+		if err != nil {
+			return withHint(err, v)
+		}
+		b.NoSourceRouting = !on
+	case keyRouteTable:
+		n, err := ParseRouteTable(v)
+		if err != nil {
+			return withHint(err, v)
+		}
+		b.RouteTable = n
+	case keyRoutePriority:
+		n, err := ParseRoutePriority(v)
+		if err != nil {
+			return withHint(err, v)
+		}
+		b.RoutePriority = n
+	case keyKind:
+		k, err := ParseKind(v)
+		if err != nil {
+			return withHint(err, v)
+		}
+		b.Kind = k
+	case keyNamespace:
+		if _, err := NamespacePath(v); err != nil {
+			return withHint(err, v)
+		}
+		b.Namespace = v
 	}
 	return nil
+}
+
+// ParseRouteTable reads the value of RouteTable= (and --route-table):
+// "auto" in any case (0: the table derived from the interface's name) or a
+// decimal number from 1 to 4294967295 other than 253, 254 and 255, the
+// kernel's default, main and local tables.
+func ParseRouteTable(v string) (int, error) {
+	if strings.EqualFold(v, "auto") {
+		return 0, nil
+	}
+	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is not a number or \"auto\"", v)
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	switch {
+	case err != nil || n < 1 || n > maxRouteTable:
+		return 0, fmt.Errorf("%s is out of range: a routing table is 1 to %d, or \"auto\"", v, uint64(maxRouteTable))
+	case n >= 253 && n <= 255:
+		return 0, fmt.Errorf("%s is one of the kernel's own tables (253 default, 254 main, 255 local); pick another, or \"auto\"", v)
+	}
+	return int(n), nil
+}
+
+// ParseRoutePriority reads the value of RoutePriority= (and
+// --route-priority): a decimal number from 1 to 32765, so that the rules
+// come after the local table's (0) and before the main table's (32766).
+func ParseRoutePriority(v string) (int, error) {
+	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is not a number", v)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxRoutePriority {
+		return 0, fmt.Errorf("%s is out of range: a rule priority is 1 to %d (0 is the local table's rule, 32766 the main table's)", v, maxRoutePriority)
+	}
+	return n, nil
+}
+
+// ParseKind reads the value of Kind= (and --kind): tap or veth, in any case.
+func ParseKind(v string) (Kind, error) {
+	switch {
+	case strings.EqualFold(v, string(KindTAP)):
+		return KindTAP, nil
+	case strings.EqualFold(v, string(KindVeth)):
+		return KindVeth, nil
+	}
+	return "", fmt.Errorf("%q is not %s or %s", v, KindTAP, KindVeth)
+}
+
+// NamespacePath returns the path of the network namespace that
+// Namespace= (and --netns) names: a name as `ip netns` takes it (not
+// empty, no '/', not "." or "..", at most 255 bytes) is NetnsDir/NAME; an
+// absolute path (/proc/PID/ns/net, /run/netns/x) is itself, cleaned. ""
+// is "" (vethd's own namespace).
+func NamespacePath(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if err := checkValue(keyNamespace, v); err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(v, "/") {
+		if v == "/" {
+			return "", fmt.Errorf("%q is a directory, not a network namespace file", v)
+		}
+		return filepath.Clean(v), nil
+	}
+	switch {
+	case strings.Contains(v, "/"):
+		return "", fmt.Errorf("%q is neither a name (as ip netns takes it: no '/') nor an absolute path", v)
+	case v == "." || v == "..":
+		return "", fmt.Errorf("%q is not a valid network namespace name", v)
+	case len(v) > 255:
+		return "", fmt.Errorf("%q is longer than 255 bytes, too long for a network namespace name", v)
+	case strings.ContainsAny(v, " \t"):
+		return "", fmt.Errorf("%q holds white space; ip netns names have none", v)
+	}
+	return filepath.Join(NetnsDir, v), nil
 }
 
 // CheckParent checks parent as the Parent= of the bridge named name, as
@@ -456,7 +623,8 @@ func withHint(err error, v string) error {
 }
 
 // Marshal returns the configuration as file text: a comment header and the
-// [Bridge] section with every key. Parse reads it back to the same Bridge
+// [Bridge] section with every key whose default a file pins (the routing
+// table and priority, Kind and Namespace only when set). Parse reads it back to the same Bridge
 // (with the same path and name). MACAddress is written as it was read;
 // if it is empty, MAC is written.
 func (b *Bridge) Marshal() []byte {
@@ -476,6 +644,10 @@ func (b *Bridge) Marshal() []byte {
 	if b.NoARPIsolation {
 		arp = "no"
 	}
+	srcRouting := "yes"
+	if b.NoSourceRouting {
+		srcRouting = "no"
+	}
 
 	var buf bytes.Buffer
 	if Validate(b.Name) == nil {
@@ -490,12 +662,31 @@ func (b *Bridge) Marshal() []byte {
 	fmt.Fprintf(&buf, "#   MTU=         inherit | %d..%d\n", minMTU, maxMTU)
 	fmt.Fprintf(&buf, "#   Carrier=     %s | %s\n", CarrierFollow, CarrierOn)
 	buf.WriteString("#   ARPIsolation= yes | no (no: leave the parent's arp_ignore, arp_announce alone)\n")
-	_, _ = io.Copy(&buf, unit.Serialize([]*unit.UnitOption{
+	buf.WriteString("#   SourceRouting= yes | no (no: no source rules, no routing table)\n")
+	buf.WriteString("#   RouteTable=  auto | 1..4294967295; RoutePriority= 1..32765 (default 32000)\n")
+	buf.WriteString("#   Kind=        tap | veth; Namespace= a name under /run/netns or an absolute path\n")
+	opts := []*unit.UnitOption{
 		unit.NewUnitOption(section, keyParent, b.Parent),
 		unit.NewUnitOption(section, keyMACAddress, mac),
 		unit.NewUnitOption(section, keyMTU, mtu),
 		unit.NewUnitOption(section, keyCarrier, string(carrier)),
 		unit.NewUnitOption(section, keyARPIsolation, arp),
-	}))
+		unit.NewUnitOption(section, keySourceRouting, srcRouting),
+	}
+	// The keys below are written only when set: a file that does not pin
+	// them follows the defaults of the vethd that reads it.
+	if b.RouteTable != 0 {
+		opts = append(opts, unit.NewUnitOption(section, keyRouteTable, strconv.Itoa(b.RouteTable)))
+	}
+	if b.RoutePriority != 0 {
+		opts = append(opts, unit.NewUnitOption(section, keyRoutePriority, strconv.Itoa(b.RoutePriority)))
+	}
+	if b.Kind != "" {
+		opts = append(opts, unit.NewUnitOption(section, keyKind, string(b.Kind)))
+	}
+	if b.Namespace != "" {
+		opts = append(opts, unit.NewUnitOption(section, keyNamespace, b.Namespace))
+	}
+	_, _ = io.Copy(&buf, unit.Serialize(opts))
 	return buf.Bytes()
 }

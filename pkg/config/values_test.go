@@ -192,3 +192,61 @@ func TestWrite(t *testing.T) {
 		t.Errorf("left behind: %v", ents)
 	}
 }
+
+func TestParseRouting(t *testing.T) {
+	b, err := Parse(strings.NewReader("[Bridge]\nParent=eth0\n"), testPath, "veth1")
+	if err != nil || b.NoSourceRouting || b.RouteTable != 0 || b.RoutePriority != 0 || b.Kind != "" || b.Namespace != "" {
+		t.Fatalf("defaults: %+v, %v", b, err)
+	}
+	b, err = Parse(strings.NewReader("[Bridge]\nParent=eth0\nSourceRouting=off\nRouteTable=4294967295\nRoutePriority=32765\nKind=Veth\nNamespace=ctr-1\n"), testPath, "veth1")
+	if err != nil || !b.NoSourceRouting || b.RouteTable != 4294967295 || b.RoutePriority != 32765 || b.Kind != KindVeth || b.Namespace != "ctr-1" {
+		t.Fatalf("set: %+v, %v", b, err)
+	}
+	b, err = Parse(strings.NewReader("[Bridge]\nParent=eth0\nRouteTable=100\nRouteTable=\nRoutePriority=5\nRoutePriority=\nKind=veth\nKind=\nNamespace=x\nNamespace=\n"), testPath, "veth1")
+	if err != nil || b.RouteTable != 0 || b.RoutePriority != 0 || b.Kind != "" || b.Namespace != "" {
+		t.Fatalf("reset: %+v, %v", b, err)
+	}
+	for text, want := range map[string]string{
+		"RouteTable=254":        testPath + ":3: RouteTable=: 254 is one of the kernel's own tables (253 default, 254 main, 255 local); pick another, or \"auto\"",
+		"RouteTable=0":          testPath + ":3: RouteTable=: 0 is out of range: a routing table is 1 to 4294967295, or \"auto\"",
+		"RouteTable=4294967296": testPath + ":3: RouteTable=: 4294967296 is out of range: a routing table is 1 to 4294967295, or \"auto\"",
+		"RouteTable=main":       testPath + ":3: RouteTable=: \"main\" is not a number or \"auto\"",
+		"RoutePriority=32766":   testPath + ":3: RoutePriority=: 32766 is out of range: a rule priority is 1 to 32765 (0 is the local table's rule, 32766 the main table's)",
+		"RoutePriority=0":       testPath + ":3: RoutePriority=: 0 is out of range: a rule priority is 1 to 32765 (0 is the local table's rule, 32766 the main table's)",
+		"SourceRouting=maybe":   testPath + ":3: SourceRouting=: \"maybe\" is not yes or no",
+		"Kind=macvlan":          testPath + ":3: Kind=: \"macvlan\" is not tap or veth",
+		"Namespace=a/b":         testPath + ":3: Namespace=: \"a/b\" is neither a name (as ip netns takes it: no '/') nor an absolute path",
+		"Namespace=..":          testPath + ":3: Namespace=: \"..\" is not a valid network namespace name",
+		"Namespace=/":           testPath + ":3: Namespace=: \"/\" is a directory, not a network namespace file",
+	} {
+		_, err := Parse(strings.NewReader("[Bridge]\nParent=eth0\n"+text+"\n"), testPath, "veth1")
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: %v\nwant %s", text, err, want)
+		}
+	}
+}
+
+func TestNamespacePath(t *testing.T) {
+	for v, want := range map[string]string{"": "", "ctr1": "/run/netns/ctr1", "/proc/42/ns/net": "/proc/42/ns/net", "/run/netns//x/": "/run/netns/x"} {
+		if got, err := NamespacePath(v); err != nil || got != want {
+			t.Errorf("NamespacePath(%q) = %q, %v; want %q", v, got, err, want)
+		}
+	}
+	for _, v := range []string{".", "..", "a/b", "a b", strings.Repeat("n", 256), "\"x\"", "x\x01"} {
+		if got, err := NamespacePath(v); err == nil {
+			t.Errorf("NamespacePath(%q) = %q, want an error", v, got)
+		}
+	}
+}
+
+func TestMarshalRouting(t *testing.T) {
+	b := &Bridge{Name: "veth1", Parent: "eth0", NoSourceRouting: true, RouteTable: 77, RoutePriority: 900, Kind: KindVeth, Namespace: "ctr"}
+	out := string(b.Marshal())
+	if !strings.Contains(out, "SourceRouting=no\nRouteTable=77\nRoutePriority=900\nKind=veth\nNamespace=ctr\n") {
+		t.Errorf("Marshal() =\n%s", out)
+	}
+	out = string((&Bridge{Name: "veth1", Parent: "eth0"}).Marshal())
+	if !strings.HasSuffix(out, "ARPIsolation=yes\nSourceRouting=yes\n") {
+		t.Errorf("Marshal() of defaults pins more than SourceRouting:\n%s", out)
+	}
+}

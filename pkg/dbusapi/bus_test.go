@@ -64,6 +64,7 @@ func newFakeBridge(name string) *fakeBridge {
 	return &fakeBridge{
 		status: Status{
 			Name:          name,
+			Kind:          "tap",
 			Parent:        "eth0",
 			IfIndex:       7,
 			ParentIfIndex: 2,

@@ -50,6 +50,8 @@ func (c *Client) Get(ctx context.Context, name string) (Status, Counters, error)
 	d := decoder{props: all}
 	st := Status{
 		Name:          get[string](&d, "Name"),
+		Kind:          get[string](&d, "Kind"),
+		Namespace:     get[string](&d, "Namespace"),
 		Parent:        get[string](&d, "Parent"),
 		IfIndex:       get[int32](&d, "IfIndex"),
 		ParentIfIndex: get[int32](&d, "ParentIfIndex"),

@@ -48,6 +48,8 @@ var (
 // The JSON names (vethd's Describe, vethctl --json) are stable.
 type Status struct {
 	Name          string   `json:"name"`           // interface name
+	Kind          string   `json:"kind"`           // tap|veth: what the interface is
+	Namespace     string   `json:"namespace"`      // "" vethd's own network namespace, else a path or "netnsid N"
 	Parent        string   `json:"parent"`         // parent's name
 	IfIndex       int32    `json:"ifindex"`        // 0 while the link does not exist
 	ParentIfIndex int32    `json:"parent_ifindex"` // 0 while there is no parent

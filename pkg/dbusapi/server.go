@@ -191,6 +191,8 @@ func statusValues(st Status) map[string]any {
 	}
 	return map[string]any{
 		"Name":          st.Name,
+		"Kind":          st.Kind,
+		"Namespace":     st.Namespace,
 		"Parent":        st.Parent,
 		"IfIndex":       st.IfIndex,
 		"ParentIfIndex": st.ParentIfIndex,

@@ -21,6 +21,8 @@ import (
 func wantProps() map[string]dbus.Variant {
 	return map[string]dbus.Variant{
 		"Name":          dbus.MakeVariant("veth1"),
+		"Kind":          dbus.MakeVariant("tap"),
+		"Namespace":     dbus.MakeVariant(""),
 		"Parent":        dbus.MakeVariant("eth0"),
 		"IfIndex":       dbus.MakeVariant(int32(7)),
 		"ParentIfIndex": dbus.MakeVariant(int32(2)),
@@ -49,7 +51,7 @@ func wantProps() map[string]dbus.Variant {
 
 // wantSignatures are the D-Bus signatures of the properties.
 var wantSignatures = map[string]string{
-	"Name": "s", "Parent": "s", "IfIndex": "i", "ParentIfIndex": "i",
+	"Name": "s", "Kind": "s", "Namespace": "s", "Parent": "s", "IfIndex": "i", "ParentIfIndex": "i",
 	"MACAddress": "s", "MACPolicy": "s", "MTU": "u", "State": "s",
 	"Carrier": "b", "ParentCarrier": "b", "Promiscuous": "b", "Offloads": "as",
 	"StartedUsec": "t", "LastError": "s",
@@ -60,7 +62,7 @@ var wantSignatures = map[string]string{
 
 // stateLike are the properties PropertiesChanged carries.
 var stateLike = []string{
-	"Name", "Parent", "IfIndex", "ParentIfIndex", "MACAddress", "MACPolicy",
+	"Name", "Kind", "Namespace", "Parent", "IfIndex", "ParentIfIndex", "MACAddress", "MACPolicy",
 	"MTU", "State", "Carrier", "ParentCarrier", "Promiscuous", "Offloads",
 	"StartedUsec", "LastError",
 }
@@ -341,6 +343,11 @@ func TestPropertiesChanged(t *testing.T) {
 	fake.setStatus(func(st *Status) { st.Carrier = true })
 	server.Update()
 	check(next(), map[string]any{"Carrier": true})
+
+	// The interface moved into another namespace (a container).
+	fake.setStatus(func(st *Status) { st.Namespace = "netnsid 3" })
+	server.Update()
+	check(next(), map[string]any{"Namespace": "netnsid 3"})
 
 	// Nothing changed: no signal. Signals from one sender arrive in order,
 	// so the next one must be the one for the change below.

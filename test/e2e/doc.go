@@ -13,7 +13,8 @@
 //	systemd-nspawn -D / --volatile=yes --private-network --register=no \
 //	    --keep-unit -M vethd-e2e-PID-N \
 //	    --overlay-ro=/usr:STAGE/usr:/usr [--bind=ETC:/etc] \
-//	    -b systemd.mask=systemd-firstboot.service
+//	    -b systemd.mask=systemd-firstboot.service \
+//	    systemd.mask=NetworkManager.service (and NM's other units)
 //
 // so it has its own network namespace (nothing is attached to the machine's
 // interfaces; its "eth0" is a veth made inside it by [Container.LAN]), a
@@ -26,6 +27,11 @@
 // and the stage install, as a freshly installed system would (Debian has no
 // preset that disables anything of vethd's: only vethd's own 80-vethd.preset
 // keeps vethd.service disabled). Tests enable what they test.
+// NetworkManager (installed on this machine by scripts/deps.sh, never
+// started here) would be enabled by that first boot too and run DHCP on
+// the tests' interfaces, so its units are masked on the kernel command
+// line; a test of NetworkManager boots with [BootOptions].NetworkManager
+// set to have it run.
 //
 // [BootWith] with an ETC directory ([EtcDir]) binds it as /etc instead:
 // powered off ([Container.Poweroff]) and booted again over the same ETC,

@@ -248,6 +248,23 @@ type BootOptions struct {
 	// state (machine ID, enabled units, /etc/vethd) outlives a poweroff:
 	// booting over it again is a reboot, not a first boot.
 	Etc string
+	// NetworkManager boots the container with NetworkManager's units as
+	// this machine installed them (scripts/deps.sh installs Debian's
+	// network-manager): the first boot's preset-all enables it and it
+	// starts. Without it they are masked (nmUnits), so NetworkManager does
+	// not take over the interfaces of tests that run dhclient or networkd.
+	NetworkManager bool
+}
+
+// nmUnits are NetworkManager's units, masked on the container's kernel
+// command line unless BootOptions.NetworkManager: a first boot's preset-all
+// enables them (Debian's presets enable everything), and NetworkManager
+// would then manage every Ethernet-like link the tests make.
+var nmUnits = []string{
+	"NetworkManager.service",
+	"NetworkManager-wait-online.service",
+	"NetworkManager-dispatcher.service",
+	"nm-priv-helper.service",
 }
 
 // Boot starts a container with stage's usr/ over /usr, waits until its
@@ -255,6 +272,7 @@ type BootOptions struct {
 // it off and checks that nothing is left behind. Its /etc is empty, so it
 // boots as a first boot: systemd runs `systemctl preset-all`, with the
 // presets the stage installed (vethd's own) and this machine's.
+// NetworkManager, if this machine has it, is masked (BootOptions).
 func Boot(t *testing.T, stage string) *Container {
 	t.Helper()
 	return BootWith(t, stage, BootOptions{})
@@ -281,6 +299,11 @@ func BootWith(t *testing.T, stage string, o BootOptions) *Container {
 		c.layers = append(c.layers, o.Etc)
 	}
 	args = append(args, "-b", "systemd.mask=systemd-firstboot.service")
+	if !o.NetworkManager {
+		for _, u := range nmUnits {
+			args = append(args, "systemd.mask="+u)
+		}
+	}
 	c.nspawn = exec.Command("systemd-nspawn", args...)
 	c.nspawn.Env = nspawnEnv()
 	c.nspawn.Stdout = c.console

@@ -46,6 +46,22 @@ type Net struct {
 	calls     []string
 	fails     map[string]error
 	sockets   []*Socket // every socket opened, oldest first
+
+	// Other namespaces: links moved or created there (by ifindex, which
+	// the fake keeps unique across namespaces), and the namespaces by the
+	// inode of the file that stands for each (AddNamespace).
+	away      map[int]awayLink
+	nsByIno   map[uint64]int // inode → nsid
+	nsAlive   map[int]bool   // nsid → not destroyed
+	nsPath    map[int]string // nsid → the file that stands for it
+	lastNsid  int
+	peerSocks map[int]*Socket // the socket on each veth peer, by the peer's ifindex
+}
+
+// awayLink is a link in another namespace.
+type awayLink struct {
+	link bridge.Link
+	nsid int
 }
 
 var (
@@ -70,6 +86,11 @@ func NewNet() *Net {
 		inet:      map[int]bridge.InetConf{},
 		addrs:     map[int][]netip.Addr{},
 		taps:      map[int]*tapIface{},
+		away:      map[int]awayLink{},
+		nsByIno:   map[uint64]int{},
+		nsAlive:   map[int]bool{},
+		nsPath:    map[int]string{},
+		peerSocks: map[int]*Socket{},
 		lastIndex: 1,
 		fails:     map[string]error{},
 	}
@@ -206,6 +227,9 @@ func (n *Net) add(l bridge.Link) bridge.Link {
 		panic(fmt.Sprintf("bridgetest: a link with index %d exists", l.Index))
 	}
 	l.HardwareAddr = append(net.HardwareAddr(nil), l.HardwareAddr...)
+	if l.PeerIndex == 0 {
+		l.PeerNetnsID = bridge.OwnNetns
+	}
 	n.links[l.Index] = l
 	n.emit(bridge.LinkEvent{Link: l})
 	return l
@@ -215,7 +239,8 @@ func (n *Net) add(l bridge.Link) bridge.Link {
 func (n *Net) nextIndex() int {
 	for {
 		n.lastIndex++
-		if _, ok := n.links[n.lastIndex]; !ok {
+		_, here := n.links[n.lastIndex]
+		if _, there := n.away[n.lastIndex]; !here && !there {
 			return n.lastIndex
 		}
 	}
@@ -257,20 +282,46 @@ func (n *Net) Remove(index int) {
 
 // remove is Remove with n.mu held.
 func (n *Net) remove(index int) {
+	if a, ok := n.away[index]; ok {
+		delete(n.away, index)
+		n.dropTAP(index, a.link.Name)
+		n.removePeerOf(a.link)
+		return
+	}
 	l, ok := n.links[index]
 	if !ok {
 		panic(fmt.Sprintf("bridgetest: no link with index %d", index))
 	}
 	delete(n.links, index)
+	defer n.removePeerOf(l)
 	delete(n.inet, index)
 	delete(n.addrs, index)
+	n.dropTAP(index, l.Name)
+	n.emit(bridge.LinkEvent{Link: l, Deleted: true, NewNetnsID: -1})
+}
+
+// dropTAP forgets the TAP interface index (named name), if it is one: a
+// device open on it breaks with EBADFD. n.mu is held.
+func (n *Net) dropTAP(index int, name string) {
 	if t := n.taps[index]; t != nil {
 		delete(n.taps, index)
 		if t.dev != nil {
-			t.dev.Break(fmt.Errorf("%s: %w", l.Name, unix.EBADFD))
+			t.dev.Break(fmt.Errorf("%s: %w", name, unix.EBADFD))
 		}
 	}
-	n.emit(bridge.LinkEvent{Link: l, Deleted: true})
+}
+
+// removePeerOf removes the other end of l, a veth end that is gone, if it
+// is still there. n.mu is held.
+func (n *Net) removePeerOf(l bridge.Link) {
+	if l.Kind != "veth" || l.PeerIndex == 0 {
+		return
+	}
+	if _, ok := n.links[l.PeerIndex]; ok {
+		n.remove(l.PeerIndex)
+	} else if _, ok := n.away[l.PeerIndex]; ok {
+		n.remove(l.PeerIndex)
+	}
 }
 
 // modify changes link index with f and sends the change, if any. It
@@ -289,6 +340,15 @@ func (n *Net) modifyLocked(index int, f func(*bridge.Link)) error {
 	old := l
 	old.HardwareAddr = append(net.HardwareAddr(nil), l.HardwareAddr...)
 	f(&l)
+	if l.Kind == "veth" && l.Up != old.Up {
+		// The other end has a carrier while this one is up.
+		if a, ok := n.away[l.PeerIndex]; ok {
+			a.link.LowerUp = l.Up
+			n.away[l.PeerIndex] = a
+		} else if _, ok := n.links[l.PeerIndex]; ok {
+			defer n.modifyLocked(l.PeerIndex, func(p *bridge.Link) { p.LowerUp = l.Up })
+		}
+	}
 	if l.Name != old.Name || l.MTU != old.MTU || string(l.HardwareAddr) != string(old.HardwareAddr) ||
 		l.Up != old.Up || l.LowerUp != old.LowerUp || l.Promiscuity != old.Promiscuity {
 		n.links[index] = l
@@ -566,7 +626,7 @@ func (n *Net) Close() error {
 // CreateTAP creates a TAP interface name, down, with a carrier, MTU 1500
 // and a MAC of the form 02:bb:00:00:xx:yy (the ifindex). Closing the
 // device removes it unless Dup was called. See bridge.Opener.
-func (n *Net) CreateTAP(name string) (bridge.TAPDevice, error) {
+func (n *Net) CreateTAP(name string) (bridge.Device, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.call("CreateTAP", name); err != nil {
@@ -577,17 +637,17 @@ func (n *Net) CreateTAP(name string) (bridge.TAPDevice, error) {
 	}
 	index := n.nextIndex()
 	mac := net.HardwareAddr{0x02, 0xbb, 0, 0, byte(index >> 8), byte(index)}
-	l := n.add(bridge.Link{Index: index, Name: name, MTU: 1500, HardwareAddr: mac, LowerUp: true})
+	l := n.add(bridge.Link{Index: index, Name: name, MTU: 1500, HardwareAddr: mac, LowerUp: true, Kind: "tun", PeerNetnsID: bridge.OwnNetns})
 	f, ino := newMemfd(name)
 	t := &tapIface{ino: ino}
 	n.taps[l.Index] = t
 	t.dev = n.newTAP(l, t, f)
-	return t.dev, nil
+	return frameTAP{Device: t.dev, tap: t.dev}, nil
 }
 
 // AdoptTAP takes over f, a descriptor of a TAP interface of this Net (from
 // AddTAP, or a TAP's Dup), and closes it. See bridge.Opener.
-func (n *Net) AdoptTAP(f *os.File) (bridge.TAPDevice, error) {
+func (n *Net) AdoptTAP(f *os.File) (bridge.Device, error) {
 	defer f.Close()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -607,9 +667,12 @@ func (n *Net) AdoptTAP(f *os.File) (bridge.TAPDevice, error) {
 		if err != nil {
 			return nil, fmt.Errorf("adopt TAP %s: %w", f.Name(), err)
 		}
-		l := n.links[index]
+		l, ok := n.links[index]
+		if !ok {
+			l = n.away[index].link // (moved to another namespace)
+		}
 		t.dev = n.newTAP(l, t, os.NewFile(uintptr(fd), l.Name))
-		return t.dev, nil
+		return frameTAP{Device: t.dev, tap: t.dev}, nil
 	}
 	return nil, fmt.Errorf("adopt TAP from %s: %w", f.Name(), bridge.ErrNotTAP)
 }
@@ -624,7 +687,23 @@ func (n *Net) newTAP(l bridge.Link, t *tapIface, f *os.File) *TAP {
 		if err := n.call("SetCarrier", dev.name, on); err != nil {
 			return err
 		}
-		return n.modifyLocked(l.Index, func(ml *bridge.Link) { ml.LowerUp = on })
+		return n.modifyAnywhere(l.Index, func(ml *bridge.Link) { ml.LowerUp = on })
+	}
+	dev.here = func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		_, ok := n.links[l.Index]
+		return ok
+	}
+	dev.netnsFile = func() (*os.File, error) {
+		n.mu.Lock()
+		a, ok := n.away[l.Index]
+		path := n.nsPath[a.nsid]
+		n.mu.Unlock()
+		if !ok {
+			return nil, fmt.Errorf("%s is not in another namespace", l.Name)
+		}
+		return os.Open(path)
 	}
 	dev.dup = func() error {
 		n.mu.Lock()
@@ -664,7 +743,7 @@ func (n *Net) OpenParentSocket(ifindex int, name string, mac net.HardwareAddr) (
 	return s, nil
 }
 
-// TAP is a fake TAP device (a bridge.TAPDevice) on an interface of a Net:
+// TAP is a fake TAP device (a bridge.Device) on an interface of a Net:
 // the frames the bridge writes to it come out of Out, and frames sent on In
 // are what the host sends on the interface. Its carrier is the link's
 // IFF_LOWER_UP.
@@ -674,22 +753,24 @@ type TAP struct {
 	file *os.File // a memfd of the interface's, which Dup copies
 
 	// Closures into the Net, which hold its lock.
-	setCarrier func(on bool) error // records, may fail, sets IFF_LOWER_UP
-	dup        func() error        // records, may fail, marks the interface held
-	onClose    func()              // removes the interface unless held
+	setCarrier func(on bool) error      // records, may fail, sets IFF_LOWER_UP
+	dup        func() error             // records, may fail, marks the interface held
+	onClose    func()                   // removes the interface unless held
+	here       func() bool              // the interface is in the Net's namespace
+	netnsFile  func() (*os.File, error) // opens the file of the namespace it is in
 
 	mu        sync.Mutex
 	carrier   bool
 	closeOnce sync.Once
 }
 
-var _ bridge.TAPDevice = (*TAP)(nil)
+var _ bridge.Device = (*TAP)(nil)
 
 // Name returns the interface's name when the device was opened. See
-// bridge.TAPDevice.
+// bridge.Device.
 func (t *TAP) Name() string { return t.name }
 
-// SetCarrier sets the interface's carrier. See bridge.TAPDevice.
+// SetCarrier sets the interface's carrier. See bridge.Device.
 func (t *TAP) SetCarrier(on bool) error {
 	if err := t.setCarrier(on); err != nil {
 		return fmt.Errorf("set %s carrier: %w", t.name, err)
@@ -709,7 +790,7 @@ func (t *TAP) Carrier() bool {
 
 // Dup returns a new descriptor for the interface, which Net.AdoptTAP
 // accepts; from then on closing the device leaves the interface. See
-// bridge.TAPDevice.
+// bridge.Device.
 func (t *TAP) Dup() (int, error) {
 	if err := t.dup(); err != nil {
 		return -1, fmt.Errorf("dup %s fd: %w", t.name, err)
@@ -721,7 +802,7 @@ func (t *TAP) Dup() (int, error) {
 	return fd, nil
 }
 
-// Offloads returns what a kernel with USO accepts. See bridge.TAPDevice.
+// Offloads returns what a kernel with USO accepts. See bridge.Device.
 func (t *TAP) Offloads() []string {
 	return []string{"csum", "tso4", "tso6", "tso-ecn", "uso4", "uso6"}
 }
@@ -807,3 +888,17 @@ func (s *subscription) Close() {
 		close(s.events)
 	}
 }
+
+// frameTAP is what the bridge gets of a TAP: only bridge.Device's methods
+// (and InOwnNetns), not the Pipe's ReadBatch, so the relay reads it a frame
+// at a time, as it does a kernel TAP.
+type frameTAP struct {
+	bridge.Device
+	tap *TAP
+}
+
+// InOwnNetns reports whether the TAP's interface is in the Net's own namespace.
+func (f frameTAP) InOwnNetns() bool { return f.tap.InOwnNetns() }
+
+// NetnsFile opens the file standing for the namespace the TAP is in.
+func (f frameTAP) NetnsFile() (*os.File, error) { return f.tap.netnsFile() }
