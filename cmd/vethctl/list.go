@@ -24,7 +24,7 @@ vethd.service, or a session's scope for a vethd run by hand); for one not on
 the bus, the unit that would run it: vethd@NAME.service if that is not
 inactive or is enabled, else vethd.service if that is active, else
 vethd@NAME.service. STATE is the bridge's state on the bus (starting,
-waiting-parent, running, degraded, stopping); for a bridge not on the bus, the
+waiting-parent, waiting-namespace, running, degraded, stopping); for a bridge not on the bus, the
 state of vethd@NAME.service if that is not inactive (failed, active,
 activating, ...), else "invalid" if its file cannot be read or parsed (the
 reason goes to standard error; "config_error" with --json), else the state of

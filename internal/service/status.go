@@ -41,6 +41,8 @@ func (in *instance) statusText() string {
 		return fmt.Sprintf("%s degraded: parent %s has no carrier; %s", st.Name, st.Parent, traffic)
 	case string(bridge.StateWaitingParent):
 		return fmt.Sprintf("%s waiting for parent %s to appear", st.Name, st.Parent)
+	case string(bridge.StateWaitingNamespace):
+		return fmt.Sprintf("%s waiting for network namespace %s to appear", st.Name, st.Namespace)
 	}
 	if st.LastError != "" {
 		return fmt.Sprintf("%s %s (last error: %s)", st.Name, st.State, st.LastError)

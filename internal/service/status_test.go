@@ -40,9 +40,10 @@ func TestStatusText(t *testing.T) {
 		{bridge.StateRunning, "veth1 running on eth0, mac 02:00:00:00:00:aa; rx 3 packets (1.5 kB), tx 2 packets (999 B)"},
 		{bridge.StateDegraded, "veth1 degraded: parent eth0 has no carrier; rx 3 packets (1.5 kB), tx 2 packets (999 B)"},
 		{bridge.StateWaitingParent, "veth1 waiting for parent eth0 to appear"},
+		{bridge.StateWaitingNamespace, "veth1 waiting for network namespace /run/netns/lab to appear"},
 		{bridge.StateStopping, "veth1 stopping"},
 	} {
-		b.set(func(b *fakeBridge) { b.status.State = c.state })
+		b.set(func(b *fakeBridge) { b.status.State = c.state; b.status.Namespace = "/run/netns/lab" })
 		if got := d.statusLine(); got != c.want {
 			t.Errorf("%s: %q, want %q", c.state, got, c.want)
 		}

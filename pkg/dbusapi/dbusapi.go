@@ -56,7 +56,7 @@ type Status struct {
 	MACAddress    string   `json:"mac_address"`    // "02:…"
 	MACPolicy     string   `json:"mac_policy"`     // persistent|random|explicit
 	MTU           uint32   `json:"mtu"`
-	State         string   `json:"state"` // starting|waiting-parent|running|degraded|stopping
+	State         string   `json:"state"` // starting|waiting-parent|waiting-namespace|running|degraded|stopping
 	Carrier       bool     `json:"carrier"`
 	ParentCarrier bool     `json:"parent_carrier"`
 	Promiscuous   bool     `json:"promiscuous"` // parent in promiscuous mode
