@@ -66,8 +66,9 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{fake, "re"}, []string{"reload", "remove", "reset"}},
 		{[]string{fake, "--no"}, []string{"--no-legend"}},
 		{[]string{fake, "--json", "sh"}, []string{"show"}},
-		{[]string{fake, "add", "veth2", "--"}, []string{"--carrier", "--config-dir", "--force", "--help", "--json",
-			"--mac", "--machine-id-file", "--mtu", "--no-block", "--no-legend", "--now", "--parent", "--timeout", "--version"}},
+		{[]string{fake, "add", "veth2", "--"}, []string{"--carrier", "--config-dir", "--force", "--help", "--json", "--kind",
+			"--mac", "--machine-id-file", "--mtu", "--netns", "--no-block", "--no-legend", "--now", "--parent", "--timeout", "--version"}},
+		{[]string{fake, "add", "veth2", "--kind", "v"}, []string{"veth"}},
 		{[]string{fake, "add", "veth2", "--mac", ""}, []string{"persistent", "random"}},
 		{[]string{fake, "add", "veth2", "--carrier", "f"}, []string{"follow"}},
 		{[]string{fake, "add", "veth2", "--mac", "=", "r"}, []string{"random"}}, // "--mac=r", split at "="

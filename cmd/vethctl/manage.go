@@ -30,6 +30,9 @@ Options:
                           such as 02:00:5e:10:00:01
       --mtu N|inherit     the interface's MTU (default inherit: the parent's)
       --carrier follow|on carrier follows the parent's (default) or is on
+      --kind tap|veth     what the interface is: a TAP (default) or one end of a
+                          veth pair (an Ethernet device to NetworkManager)
+      --netns NAME|PATH   create the interface in this network namespace
       --now               start the bridge too
       --force             overwrite an existing configuration file
       --no-block          queue systemd jobs, do not wait for them
@@ -92,9 +95,9 @@ func (w *waitOptions) register(fs *flag.FlagSet, noBlock bool) {
 
 // addOptions are add's options.
 type addOptions struct {
-	parent, mac, mtu, carrier string
-	now, force                bool
-	wait                      waitOptions
+	parent, mac, mtu, carrier, kind, netns string
+	now, force                             bool
+	wait                                   waitOptions
 }
 
 func (o *addOptions) register(fs *flag.FlagSet) {
@@ -102,6 +105,8 @@ func (o *addOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.mac, "mac", "persistent", "")
 	fs.StringVar(&o.mtu, "mtu", "inherit", "")
 	fs.StringVar(&o.carrier, "carrier", string(config.CarrierFollow), "")
+	fs.StringVar(&o.kind, "kind", "", "")
+	fs.StringVar(&o.netns, "netns", "", "")
 	fs.BoolVar(&o.now, "now", false, "")
 	fs.BoolVar(&o.force, "force", false, "")
 	o.wait.register(fs, true)
@@ -166,10 +171,20 @@ func (a *app) bridgeConfig(name string, o addOptions) (*config.Bridge, error) {
 	if err != nil {
 		return nil, usageErr("--carrier: %v", err)
 	}
+	var kind config.Kind
+	if o.kind != "" {
+		if kind, err = config.ParseKind(o.kind); err != nil {
+			return nil, usageErr("--kind: %v", err)
+		}
+	}
+	if _, err := config.NamespacePath(o.netns); err != nil {
+		return nil, usageErr("--netns: %v", err)
+	}
 	// The checks are config's own, so vethd reads the file as written.
 	return &config.Bridge{
 		Name: name, File: config.Path(a.opts.configDir, name), Parent: o.parent,
 		MACAddress: p.String(), MAC: p, MTU: mtu, Carrier: carrier,
+		Kind: kind, Namespace: o.netns,
 	}, nil
 }
 

@@ -77,6 +77,28 @@ func TestAddDefaults(t *testing.T) {
 	}
 }
 
+func TestAddKindNetns(t *testing.T) {
+	h := newHarness(t)
+	h.mustRun(0, "add", "veth1", "--parent", "eth0", "--kind", "veth", "--netns", "lab1")
+	got, err := config.Load(filepath.Join(h.dir, "veth1.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kind != config.KindVeth || got.Namespace != "lab1" {
+		t.Errorf("Kind %q, Namespace %q; want veth, lab1", got.Kind, got.Namespace)
+	}
+	// Without the options the file pins neither (the vethd reading it decides).
+	h = newHarness(t)
+	h.mustRun(0, "add", "veth1", "--parent", "eth0")
+	b, err := os.ReadFile(filepath.Join(h.dir, "veth1.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "\nKind=") || strings.Contains(string(b), "\nNamespace=") {
+		t.Errorf("file pins a default:\n%s", b)
+	}
+}
+
 func TestAddExisting(t *testing.T) {
 	h := newHarness(t)
 	path := h.writeConfig("veth1", "[Bridge]\nParent=eth1\n")
@@ -122,6 +144,9 @@ func TestAddInvalid(t *testing.T) {
 		{[]string{"veth1", "--parent", "eth0", "--mtu", "10"}, "--mtu: 10 is out of range"},
 		{[]string{"veth1", "--parent", "eth0", "--mtu", "big"}, "--mtu:"},
 		{[]string{"veth1", "--parent", "eth0", "--carrier", "off"}, `--carrier: "off" is not follow or on`},
+		{[]string{"veth1", "--parent", "eth0", "--kind", "tun"}, `--kind: "tun" is not tap or veth`},
+		{[]string{"veth1", "--parent", "eth0", "--netns", "a/b"}, `--netns: "a/b" is neither a name`},
+		{[]string{"veth1", "--parent", "eth0", "--netns", ".."}, `--netns:`},
 		{[]string{"a/b", "--parent", "eth0"}, "a/b"},
 		{[]string{"waytoolonginterfacename", "--parent", "eth0"}, "waytoolong"},
 		{[]string{"v+1", "--parent", "eth0"}, "cannot be the instance"},

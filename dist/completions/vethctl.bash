@@ -62,7 +62,7 @@ _vethctl() {
     local cur=${COMP_WORDS[COMP_CWORD]}
     local commands="list show stats watch add remove reload reset mac help"
     local global="--json --no-legend --config-dir --machine-id-file --version --help"
-    local with_arg="--config-dir|--machine-id-file|--parent|--mac|--mtu|--carrier|--interval"
+    local with_arg="--config-dir|--machine-id-file|--parent|--mac|--mtu|--carrier|--kind|--netns|--interval"
     [[ $cur == "=" ]] && cur=""
 
     COMPREPLY=()
@@ -79,6 +79,10 @@ _vethctl() {
             COMPREPLY=( $(compgen -W "inherit 1500 9000" -- "$cur") ); return 0 ;;
         --carrier)
             COMPREPLY=( $(compgen -W "follow on" -- "$cur") ); return 0 ;;
+        --kind)
+            COMPREPLY=( $(compgen -W "tap veth" -- "$cur") ); return 0 ;;
+        --netns)
+            COMPREPLY=( $(compgen -W "$(ls /run/netns 2>/dev/null)" -- "$cur") ); return 0 ;;
         --interval)
             COMPREPLY=( $(compgen -W "1s 500ms 2s 5s" -- "$cur") ); return 0 ;;
     esac
@@ -126,7 +130,7 @@ _vethctl() {
         stats|watch)
             opts="--interval"; names=1 ;;
         add)
-            opts="--parent --mac --mtu --carrier --now --force --timeout --no-block" ;;
+            opts="--parent --mac --mtu --carrier --kind --netns --now --force --timeout --no-block" ;;
         remove)
             opts="--keep-config --timeout --no-block"
             [[ $nargs -eq 0 ]] && names=1 ;;
