@@ -321,11 +321,12 @@ awk 'BEGIN {printf "%-17s  %-15s  %s\n", "MAC address", "IP address", "client"}
 grep -qi " $VETH1_MAC $VETH1_IP " "$TMP/dnsmasq.leases" || die "dnsmasq has no lease for $VETH1_MAC"
 grep -qi " $ETH0_MAC $ETH0_IP " "$TMP/dnsmasq.leases"  || die "dnsmasq has no lease for $ETH0_MAC"
 say "the LAN's neighbour (ARP) table on lan0:"
-ip -n "$LAN" neigh show dev lan0 | grep -v FAILED | show
-ip -n "$LAN" neigh show dev lan0 | grep -qi "^$VETH1_IP .*lladdr $VETH1_MAC" \
-  || die "the LAN does not see $VETH1_IP at $VETH1_MAC"
-ip -n "$LAN" neigh show dev lan0 | grep -qi "^$ETH0_IP .*lladdr $ETH0_MAC" \
-  || die "the LAN does not see $ETH0_IP at $ETH0_MAC"
+# One snapshot, checked with here-strings: `ip … | grep -q` under pipefail
+# fails at random (grep exits at the first match and ip gets SIGPIPE).
+neigh="$(ip -n "$LAN" neigh show dev lan0)"
+grep -v FAILED <<<"$neigh" | show
+grep -qi "^$VETH1_IP .*lladdr $VETH1_MAC" <<<"$neigh" || die "the LAN does not see $VETH1_IP at $VETH1_MAC"
+grep -qi "^$ETH0_IP .*lladdr $ETH0_MAC" <<<"$neigh" || die "the LAN does not see $ETH0_IP at $ETH0_MAC"
 say "$VETH1_IP lives at ${G}$VETH1_MAC${N}: to the LAN, veth1 is a separate card"
 
 if [[ -z "$STANDIN" ]]; then
