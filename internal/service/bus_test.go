@@ -91,3 +91,43 @@ func TestNoBus(t *testing.T) {
 	}
 	h.mustLine("vethd: No system bus (dial unix /run/dbus/system_bus_socket: connect: no such file or directory); running without D-Bus")
 }
+
+// TestNetworkManagerHint: with NetworkManager on the bus, a bridge of the
+// TAP kind gets a warning at start that points to Kind=veth; one of the
+// veth kind does not, and neither does a TAP without NetworkManager.
+func TestNetworkManagerHint(t *testing.T) {
+	const hint = "NetworkManager runs: it sees veth1 (Kind=tap) as an unmanaged tun device"
+	for _, tc := range []struct {
+		name string
+		conf string
+		nm   bool
+		want bool
+	}{
+		{"tap with NM", "[Bridge]\nParent=eth0\n", true, true},
+		{"veth with NM", "[Bridge]\nParent=eth0\nKind=veth\n", true, false},
+		{"tap without NM", "[Bridge]\nParent=eth0\n", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := dbustest.StartOpen(t)
+			if tc.nm {
+				conn := bus.Conn(t)
+				if r, err := conn.RequestName(networkManagerName, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+					t.Fatalf("own %s: %v %v", networkManagerName, r, err)
+				}
+			}
+			h := newHarness(t)
+			h.writeConf("veth1", tc.conf)
+			cfg := h.config(ModeInstance)
+			cfg.ConnectBus = func() (*dbus.Conn, error) { return dbus.Connect(bus.Addr) }
+			h.run(cfg)
+			h.start.nextStarted(t)
+			h.ready(0)
+			if err := h.stop(); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.log.count(hint) == 1; got != tc.want {
+				t.Errorf("hint logged: %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

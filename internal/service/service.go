@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -475,10 +476,46 @@ func (d *daemon) checkContest(name string) {
 	d.changed()
 }
 
+// networkManagerName is NetworkManager's bus name.
+const networkManagerName = "org.freedesktop.NetworkManager"
+
+// hintNetworkManager says, once at start, when NetworkManager runs beside
+// bridges of the TAP kind: it treats a TAP as an unmanaged tun device and
+// refuses ethernet profiles for it, which the veth kind fixes. It asks the
+// bus (NameHasOwner, 1 s at most); without a bus it says nothing.
+func (d *daemon) hintNetworkManager() {
+	if d.bus == nil {
+		return
+	}
+	var taps []string
+	for name, in := range d.instances {
+		in.mu.Lock()
+		k := in.spec.cfg.Kind
+		in.mu.Unlock()
+		if k == bridge.KindTAP || k == "" {
+			taps = append(taps, name)
+		}
+	}
+	if len(taps) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var has bool
+	err := d.bus.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, networkManagerName).Store(&has)
+	if err != nil || !has {
+		return
+	}
+	slices.Sort(taps)
+	d.log.Warn(fmt.Sprintf("NetworkManager runs: it sees %s (Kind=tap) as an unmanaged tun device and refuses ethernet profiles for it; "+
+		"with Kind=veth it is an Ethernet device NetworkManager manages (docs/networkmanager.md)", strings.Join(taps, ", ")))
+}
+
 // loop is the main loop: it serves signals, calls, changes, the status
 // ticker, the watchdog and the bus until a stop signal or a failure.
 func (d *daemon) loop(sigs <-chan os.Signal) error {
 	defer close(d.done)
+	d.hintNetworkManager()
 	d.notify.Send("READY=1\nSTATUS=" + d.status())
 	var wdC <-chan time.Time
 	if iv := d.notify.WatchdogInterval(); iv > 0 {
