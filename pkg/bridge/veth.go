@@ -39,6 +39,7 @@ type vethDevice struct {
 	name      string      // the virtual NIC's name
 	peerIndex int         // the peer's ifindex (in the bridge's namespace)
 	links     LinkControl // sets the peer up and down
+	stopGuard func()      // ends the watch of the peer's nftables guard (nil: unguarded)
 }
 
 var (
@@ -87,6 +88,16 @@ func (d *vethDevice) Dup() (int, error) {
 	return -1, fmt.Errorf("%s is a veth pair, no descriptor to store: %w", d.name, errors.ErrUnsupported)
 }
 
+// Close closes the peer socket and stops watching the peer's guard, which
+// stays with the peer (a released pair keeps it; deleting the peer removes
+// it). See Device.
+func (d *vethDevice) Close() error {
+	if d.stopGuard != nil {
+		d.stopGuard()
+	}
+	return d.ParentIO.Close()
+}
+
 // Offloads returns vethOffloads. See Device.
 func (d *vethDevice) Offloads() []string { return vethOffloads }
 
@@ -98,7 +109,9 @@ func (d *vethDevice) Offloads() []string { return vethOffloads }
 // MTU and up are brought in line. A peer without its NIC (or with a NIC
 // renamed or moved elsewhere) is deleted and the pair created again. A
 // link of either name that is not this pair's is ErrNameInUse. created
-// says whether the pair is new (Start's undo deletes only that).
+// says whether the pair is new (Start's undo deletes only that). Either
+// way the peer gets its nftables guard (guard_linux.go), kept in place
+// while the device is open.
 func (b *Bridge) openVeth(cfg Config, parent *Link) (dev Device, link Link, created bool, err error) {
 	peerName, alias := PeerName(cfg.Name), PeerAlias(cfg.Name)
 	adopt := false
@@ -155,7 +168,13 @@ func (b *Bridge) openVeth(cfg Config, parent *Link) (dev Device, link Link, crea
 		}
 		return nil, Link{}, false, err
 	}
-	return &vethDevice{ParentIO: sock, name: cfg.Name, peerIndex: b.peer.Index, links: b.links}, link, created, nil
+	d := &vethDevice{ParentIO: sock, name: cfg.Name, peerIndex: b.peer.Index, links: b.links}
+	// Keep what the NIC sends out of this namespace's own IP stack: the
+	// relay's socket sees it before the guard drops it.
+	if g, ok := b.links.(peerGuards); ok {
+		d.stopGuard = g.guardPeer(b.peer.Name, cfg.Name, b.log)
+	}
+	return d, link, created, nil
 }
 
 // createVeth creates the pair of cfg in the virtual NIC's home namespace

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/vethd/vethd/internal/journal"
@@ -35,11 +36,22 @@ func (c *netlinkLinks) LinkSetDown(index int) error {
 	return c.h.LinkSetDown(byIndex(index))
 }
 
-// LinkDel deletes a link. See LinkControl.
+// LinkDel deletes a link; a veth pair's peer (by its alias) takes its
+// nftables guard with it. See LinkControl.
 //
-// Equivalent to: `ip link del $link`.
+// Equivalent to: `ip link del $link` (and `nft delete chain netdev vethd
+// $link`).
 func (c *netlinkLinks) LinkDel(index int) error {
-	return lookupError(c.h.LinkDel(byIndex(index)))
+	l, lerr := c.h.LinkByIndex(index)
+	if err := lookupError(c.h.LinkDel(byIndex(index))); err != nil {
+		return err
+	}
+	if lerr == nil && strings.HasPrefix(l.Attrs().Alias, PeerAlias("")) {
+		if err := removeGuard(l.Attrs().Name); err != nil {
+			c.log.Warn(fmt.Sprintf("Deleted %s but not its nftables guard err=%s", l.Attrs().Name, journal.Quote(err.Error())))
+		}
+	}
+	return nil
 }
 
 // LinkAddVeth creates a veth pair and prepares its peer. See LinkControl.
