@@ -16,6 +16,10 @@
 //	    -b systemd.mask=systemd-firstboot.service \
 //	    systemd.mask=NetworkManager.service (and NM's other units)
 //
+// ([BootOptions].Netns and NetworkInterfaces boot it instead inside a
+// test's network namespace with --network-interface=IF, as the recipe in
+// docs/namespaces.md does: TestE2ENetworkInterface)
+//
 // so it has its own network namespace (nothing is attached to the machine's
 // interfaces; its "eth0" is a veth made inside it by [Container.LAN]), a
 // throwaway tmpfs for / and /etc, and the installed layout under /usr:

@@ -106,6 +106,7 @@ var toolPackage = map[string]string{
 	"dnsmasq":        "dnsmasq-base",
 	"dhclient":       "isc-dhcp-client",
 	"busctl":         "systemd",
+	"unshare":        "util-linux",
 }
 
 // requireTools skips (or fails under CI=true) when a tool is missing. The
@@ -254,6 +255,16 @@ type BootOptions struct {
 	// starts. Without it they are masked (nmUnits), so NetworkManager does
 	// not take over the interfaces of tests that run dhclient or networkd.
 	NetworkManager bool
+	// Netns, if set, names a network namespace of the host (under
+	// /run/netns) that systemd-nspawn runs in, as `ip netns exec NETNS
+	// systemd-nspawn …` would run it (nspawnInNetns). The container still
+	// gets a network namespace of its own; NetworkInterfaces are taken
+	// from this one.
+	Netns string
+	// NetworkInterfaces are moved into the container at boot
+	// (`--network-interface=IF` each, instead of `--private-network`,
+	// which that implies), from nspawn's network namespace (Netns).
+	NetworkInterfaces []string
 }
 
 // nmUnits are NetworkManager's units, masked on the container's kernel
@@ -291,9 +302,15 @@ func BootWith(t *testing.T, stage string, o BootOptions) *Container {
 		done:    make(chan struct{}),
 		layers:  []string{stage},
 	}
-	args := []string{"-D", "/", "--volatile=yes", "--private-network",
-		"--register=no", "--keep-unit", "-M", c.Name,
-		"--overlay-ro=/usr:" + filepath.Join(stage, "usr") + ":/usr"}
+	args := []string{"-D", "/", "--volatile=yes"}
+	if len(o.NetworkInterfaces) == 0 {
+		args = append(args, "--private-network")
+	}
+	for _, ifname := range o.NetworkInterfaces {
+		args = append(args, "--network-interface="+ifname)
+	}
+	args = append(args, "--register=no", "--keep-unit", "-M", c.Name,
+		"--overlay-ro=/usr:"+filepath.Join(stage, "usr")+":/usr")
 	if o.Etc != "" {
 		args = append(args, "--bind="+o.Etc+":/etc")
 		c.layers = append(c.layers, o.Etc)
@@ -304,7 +321,11 @@ func BootWith(t *testing.T, stage string, o BootOptions) *Container {
 			args = append(args, "systemd.mask="+u)
 		}
 	}
-	c.nspawn = exec.Command("systemd-nspawn", args...)
+	if o.Netns != "" {
+		c.nspawn = nspawnInNetns(t, o.Netns, args)
+	} else {
+		c.nspawn = exec.Command("systemd-nspawn", args...)
+	}
 	c.nspawn.Env = nspawnEnv()
 	c.nspawn.Stdout = c.console
 	c.nspawn.Stderr = c.console
@@ -327,6 +348,36 @@ func BootWith(t *testing.T, stage string, o BootOptions) *Container {
 	}
 	t.Logf("container %s (init PID %d) booted in %.1fs: %s", c.Name, c.pid, time.Since(start).Seconds(), state)
 	return c
+}
+
+// nspawnInNetns is `systemd-nspawn ARGS` run in host network namespace
+// netns, as `ip netns exec NETNS systemd-nspawn` would run it: in a mount
+// namespace of its own with a sysfs of that network namespace on /sys (the
+// one nspawn looks the interfaces up in), the host's /sys/fs/cgroup bound
+// below it. That /sys is read-only: the namespace has no udevd (this
+// machine runs none, and uevents of a namespace's links would not reach
+// one in the host's namespace anyway), and a read-only /sys is how systemd
+// (udev_available()) knows, so nspawn does not refuse an interface udev
+// never initialized ("Network interface veth1 is not initialized yet").
+// Every command execs the next one (no fork), so the process is nspawn.
+func nspawnInNetns(t *testing.T, netns string, args []string) *exec.Cmd {
+	t.Helper()
+	requireTools(t, "unshare")
+	cg, err := os.MkdirTemp(suiteDir, "cgroup-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+	const script = `set -e
+mount --rbind /sys/fs/cgroup "$1"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
+mount --rbind "$1" /sys/fs/cgroup
+umount -l "$1"
+shift
+exec systemd-nspawn "$@"`
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + netns, "--",
+		"unshare", "--mount", "--propagation", "slave", "--",
+		"sh", "-c", script, "sh", cg}, args...)...)
 }
 
 // nspawnEnv is the test's environment without what would make nspawn talk
@@ -693,6 +744,7 @@ func sweepStale() {
 		syscall.Kill(pid, syscall.SIGKILL)
 		os.Remove(filepath.Join(propagateDir, name))
 	}
+	sweepStaleNetns()
 	// The suite directories of dead runs: vethd-e2e-<PID>-<random>.
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), namePrefix+"*"))
 	for _, d := range dirs {
