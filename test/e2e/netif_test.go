@@ -206,28 +206,6 @@ func (v *handVethd) waitLog(t *testing.T, from int, want string, timeout time.Du
 	}
 }
 
-// waitLogAny waits until vethd's log holds one of wants (counting from
-// offset from) and returns the offset after it and which it was.
-func (v *handVethd) waitLogAny(t *testing.T, from int, timeout time.Duration, wants ...string) (int, string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		s := v.log.String()
-		for _, want := range wants {
-			if i := strings.Index(s[from:], want); i >= 0 {
-				return from + i + len(want), want
-			}
-		}
-		if !v.running() {
-			t.Fatalf("vethd exited (%v) before logging one of %q:\n%s", v.err, wants, s)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vethd logged none of %q within %v:\n%s", wants, timeout, s)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // stop sends SIGTERM and waits for vethd to exit.
 func (v *handVethd) stop(t *testing.T) {
 	t.Helper()
