@@ -162,7 +162,7 @@ func New(cfg Config) (*Router, error) {
 	if err != nil {
 		return fail(fmt.Errorf("source routing for %s: subscribe: %w", r.name, err))
 	}
-	r.log.Info(fmt.Sprintf("Source routing for %s table=%d priority=%d", r.name, r.table, r.prio))
+	r.log.Debug(fmt.Sprintf("Source routing for %s table=%d priority=%d", r.name, r.table, r.prio))
 	res, err := r.look()
 	if err != nil {
 		sub.Close()
