@@ -2,7 +2,8 @@
 # Installs what building, testing and the demo need on Debian/Ubuntu:
 # Debian packages (only those missing) and the Go modules.
 # dnsmasq-base, not dnsmasq: the binary without a system DNS service.
-# zsh: the syntax check of the zsh completion (cmd/vethctl).
+# zsh: the syntax check of the zsh completion (cmd/vethctl). udhcpc (busybox):
+# the source-routing test with its Debian script (test/udhcpc_test.go).
 # systemd, systemd-container (systemd-nspawn) and dbus: the end-to-end test
 # (test/e2e) boots this OS in a container with the installed units.
 # network-manager (Debian 12: 1.42, which pulls in udev): the e2e test of
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(iproute2 dnsmasq-base isc-dhcp-client iperf3 ethtool iputils-ping iputils-arping tcpdump procps python3 make
-	systemd systemd-container dbus zsh)
+	systemd systemd-container dbus zsh udhcpc)
 
 missing=()
 for p in "${PKGS[@]}"; do
