@@ -146,7 +146,22 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 			o.seedFlags = append(o.seedFlags, "-"+f.Name)
 		}
 	})
+	// An empty value given on purpose is an error, not the default: a
+	// unit or script with an unset variable ("--instance $NAME") must not
+	// fall back to the seed's -v veth0 -e eth0 and attach to the real
+	// eth0, nor read the current directory as the configuration.
+	var empty string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "instance", "config-dir", "machine-id-file":
+			if f.Value.String() == "" && empty == "" {
+				empty = f.Name
+			}
+		}
+	})
 	switch {
+	case empty != "":
+		return o, fmt.Errorf("--%s is empty (an unset variable?): give it a value or leave the option out", empty)
 	case o.all && o.instance != "":
 		return o, errors.New("--instance and --all exclude each other")
 	case (o.all || o.instance != "") && len(o.seedFlags) > 0:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,6 +129,29 @@ func TestServiceModeFlags(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("vethd %v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr, tc.code, tc.want)
 		}
+	}
+}
+
+// TestEmptyValues: an option given an empty value is a usage error, not
+// its default. parseFlags only: were it to fall back, run would start the
+// seed's bridge (-v veth0 -e eth0) on this machine's own eth0.
+func TestEmptyValues(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--instance", ""}, "--instance is empty (an unset variable?)"},
+		{[]string{"--instance="}, "--instance is empty"},
+		{[]string{"--all", "--config-dir", ""}, "--config-dir is empty"},
+		{[]string{"--machine-id-file="}, "--machine-id-file is empty"},
+	} {
+		_, err := parseFlags(tc.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseFlags %q: %v, want an error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := parseFlags([]string{"--instance", "veth1", "--config-dir", "/etc/vethd"}, io.Discard); err != nil {
+		t.Errorf("non-empty values: %v", err)
 	}
 }
 
