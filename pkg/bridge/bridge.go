@@ -933,6 +933,13 @@ func (b *Bridge) parentGone() {
 
 // parentChanged follows a change of the tracked parent: name, carrier, MTU.
 func (b *Bridge) parentChanged(l Link) {
+	// The promiscuity count as the kernel has it now: the change the
+	// unicast membership makes on a NIC without a unicast filter is
+	// announced by no notification, so one queued before it (the ARP
+	// isolation's, say) would leave a stale count for good.
+	if cur, err := b.links.LinkByIndex(l.Index); err == nil {
+		l.Promiscuity = cur.Promiscuity
+	}
 	carrier := l.Carrier()
 	b.state.Lock()
 	old := b.state.st
