@@ -210,15 +210,15 @@ func TestParseErrors(t *testing.T) {
 			want: testPath + `:3: ARPIsolation=: "no # VIPs on lo" is not yes or no; '#' starts a comment only at the beginning of a line…`,
 			line: 3, key: "ARPIsolation"},
 		{name: "syntax: no '='", text: "[Bridge]\nParent eth0\n",
-			want: testPath + `:2: "Parent eth0" is not a Key=value line (nor a comment: those begin with '#' or ';')`, line: 2},
+			want: testPath + `:2: not a Key=value line (nor a comment: those begin with '#' or ';')`, line: 2},
 		{name: "syntax: no '=' at the end of the file", text: "[Bridge]\nParent=eth0\nMTU",
-			want: testPath + `:3: "MTU" is not a Key=value line…`, line: 3},
+			want: testPath + `:3: not a Key=value line…`, line: 3},
 		{name: "syntax: key before any section", text: "# veth1\nParent=eth0\n[Bridge]\n",
-			want: testPath + `:2: "Parent=eth0" comes before any section header; the file must begin with [Bridge]`, line: 2},
+			want: testPath + `:2: text comes before any section header; the file must begin with [Bridge]`, line: 2},
 		{name: "syntax: section header not closed", text: "[Bridge\nParent=eth0\n",
-			want: testPath + `:1: section header "[Bridge" has no closing ']'`, line: 1},
+			want: testPath + `:1: section header has no closing ']'`, line: 1},
 		{name: "syntax: comment after a section header", text: "[Bridge] # veth1\nParent=eth0\n",
-			want: testPath + `:1: text "# veth1" after section header "[Bridge]"; comments go on a line of their own`, line: 1},
+			want: testPath + `:1: text after the section header; comments go on a line of their own`, line: 1},
 		{name: "syntax: comment line ending in a backslash", text: "[Bridge]\nParent=eth0\n# C:\\\nMTU=9000\n",
 			want: testPath + `:3: comment line ends with a backslash…`, line: 3},
 		{name: "syntax: line too long", text: "[Bridge]\nParent=eth0\n# " + strings.Repeat("x", 3000) + "\n",
@@ -556,5 +556,31 @@ func TestLoadRefusesHiddenQuotedAndSpecialFiles(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Load of a FIFO hangs")
+	}
+}
+
+// TestSyntaxErrorsQuoteNothing: a file that is no configuration at all (a
+// symlink to /etc/shadow, say) gets an error that names the line and
+// quotes none of its text: errors reach LastError, which every local user
+// may read (issue 9 item 7).
+func TestSyntaxErrorsQuoteNothing(t *testing.T) {
+	for _, text := range []string{
+		"root:hunter2:20228:0:99999:7:::\n",
+		"[hunter2\n",
+		"[Bridge] hunter2\n",
+		"[Bridge]\nhunter2\n",
+		"# a comment\nsecret=hunter2\n[Bridge]\n",
+	} {
+		_, err := Parse(strings.NewReader(text), testPath, "veth1")
+		if err == nil {
+			t.Errorf("%q: no error", text)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: the error quotes the file: %v", text, err)
+		}
+		if !strings.Contains(err.Error(), testPath+":") {
+			t.Errorf("%q: the error names no FILE:LINE: %v", text, err)
+		}
 	}
 }

@@ -64,6 +64,10 @@ func scan(data []byte) ([]scanSection, *syntaxError) {
 			// go-systemd drops a '\r' before '\n' only at the end of the file.
 			l, data = bytes.TrimSuffix(data, []byte{'\r'}), nil
 		}
+		// Syntax errors name the line, never its text: the error reaches
+		// LastError, which every local user may read, and a file that is
+		// not a configuration at all (a symlink to a secret) must not be
+		// quoted there.
 		fail := func(format string, a ...any) ([]scanSection, *syntaxError) {
 			return nil, &syntaxError{line: n, msg: fmt.Sprintf(format, a...)}
 		}
@@ -86,19 +90,19 @@ func scan(data []byte) ([]scanSection, *syntaxError) {
 		case t[0] == '[':
 			end := bytes.IndexByte(t, ']')
 			if end < 0 {
-				return fail("section header %q has no closing ']'", t)
+				return fail("section header has no closing ']'")
 			}
 			if rest := bytes.TrimSpace(t[end+1:]); len(rest) > 0 {
-				return fail("text %q after section header %q; comments go on a line of their own", rest, t[:end+1])
+				return fail("text after the section header; comments go on a line of their own")
 			}
 			secs = append(secs, scanSection{name: string(t[1:end]), line: n})
 		default:
 			if len(secs) == 0 {
-				return fail("%q comes before any section header; the file must begin with [%s]", t, section)
+				return fail("text comes before any section header; the file must begin with [%s]", section)
 			}
 			eq := bytes.IndexByte(t, '=')
 			if eq < 0 || bytes.IndexByte(t[:eq], '\r') >= 0 {
-				return fail("%q is not a Key=value line (nor a comment: those begin with '#' or ';')", bytes.TrimRight(t, " \t\r"))
+				return fail("not a Key=value line (nor a comment: those begin with '#' or ';')")
 			}
 			s := &secs[len(secs)-1]
 			s.entries = append(s.entries, scanEntry{key: runeString(string(t[:eq])), line: n})
