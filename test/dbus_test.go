@@ -30,10 +30,14 @@ func TestDBusObject(t *testing.T) {
 		names, err := c.List(context.Background())
 		return err == nil && len(names) == 1 && names[0] == "veth1", fmt.Sprint(names, err)
 	})
-	st, _, err := c.Get(context.Background(), "veth1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The object is on the bus before the bridge has started (State
+	// starting); its properties are what the test compares once it runs.
+	var st dbusapi.Status
+	waitFor(t, 5*time.Second, "veth1 running on the bus", func() (bool, string) {
+		var err error
+		st, _, err = c.Get(context.Background(), "veth1")
+		return err == nil && st.State == "running", fmt.Sprint(st.State, err)
+	})
 	link := l.Host.MustLink(t, "veth1").Attrs()
 	parent := l.Host.MustLink(t, "eth0").Attrs()
 	if st.Name != "veth1" || st.Parent != "eth0" || int(st.IfIndex) != link.Index || int(st.ParentIfIndex) != parent.Index ||
