@@ -15,7 +15,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/vethd/vethd/internal/journal"
 	"github.com/vethd/vethd/internal/sdnotify"
@@ -182,7 +186,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "vethd: %v\nTry 'vethd --help'.\n", err)
+		fmt.Fprintf(stderr, "vethd: %s\nTry 'vethd --help'.\n", escapeNonPrintable(err.Error()))
 		return exitUsage
 	}
 	if o.version {
@@ -244,6 +248,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	return exitCode(service.Run(cfg, sigs))
+}
+
+// escapeNonPrintable escapes, as Go's %q would, every non-printable
+// character of s, so that a flag name or value holding an escape sequence
+// cannot rewrite the terminal: the flag package's own errors ("flag
+// provided but not defined: -NAME", "invalid value …") print it raw.
+func escapeNonPrintable(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, "\\x%02x", s[i]) // a byte that is not UTF-8
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
 }
 
 // exitCode maps the service's end to the exit status.

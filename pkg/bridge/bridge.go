@@ -65,6 +65,17 @@ const (
 // Config.WaitParent is not set).
 var ErrNoParent = errors.New("no such parent interface")
 
+// ErrParentNotEthernet is wrapped by the error of Start (and of attaching
+// later) when the parent is not an Ethernet device (ARPHRD_ETHER): the
+// loopback, a tun in L3 mode, wireguard, ipip, … carry no Ethernet frames
+// to share.
+var ErrParentNotEthernet = errors.New("not an Ethernet device")
+
+// ErrParentMAC is wrapped by the error of Start (and of attaching later)
+// when the virtual interface's MAC is the parent's own: the two would be
+// one station on the wire.
+var ErrParentMAC = errors.New("the virtual interface needs an address of its own")
+
 // Kind is what the virtual interface is.
 type Kind string
 
@@ -325,6 +336,9 @@ func Start(cfg Config) (_ *Bridge, err error) {
 
 	var parent *Link
 	if l, err := b.links.LinkByName(cfg.Parent); err == nil {
+		if err := checkParent(l, cfg.MAC); err != nil {
+			return nil, err
+		}
 		parent = &l
 	} else if !errors.Is(err, ErrLinkNotFound) {
 		return nil, fmt.Errorf("find parent %s: %w", cfg.Parent, err)
@@ -526,6 +540,9 @@ const (
 // attach sets ARP isolation (if on) on parent, opens the parent socket on
 // it and hands it to the relay.
 func (b *Bridge) attach(parent Link, flags attachFlags) error {
+	if err := checkParent(parent, b.cfg.MAC); err != nil {
+		return err
+	}
 	b.isolateARP(&parent, flags&isolateTAP != 0)
 	sock, err := b.opener.OpenParentSocket(parent.Index, parent.Name, b.cfg.MAC)
 	if err != nil {
@@ -554,6 +571,25 @@ func (b *Bridge) attach(parent Link, flags attachFlags) error {
 	b.state.st.State = stateFor(carrier)
 	b.state.Unlock()
 	b.followMTU(parent.MTU)
+	return nil
+}
+
+// checkParent refuses a parent the bridge cannot share: one that is not
+// an Ethernet device, or whose MAC address is mac (the virtual
+// interface's; nil when not known yet). Start returns its error; a parent
+// refused when it appears later leaves the bridge waiting-parent, with
+// the error logged and in Status.LastError.
+func checkParent(parent Link, mac net.HardwareAddr) error {
+	if parent.EncapType != "" && parent.EncapType != "ether" {
+		kind := ""
+		if parent.Kind != "" {
+			kind = ", kind " + parent.Kind
+		}
+		return fmt.Errorf("parent %s is %w (type %s%s)", parent.Name, ErrParentNotEthernet, parent.EncapType, kind)
+	}
+	if len(mac) > 0 && bytes.Equal(mac, parent.HardwareAddr) {
+		return fmt.Errorf("MAC address %s is %s's own: %w", mac, parent.Name, ErrParentMAC)
+	}
 	return nil
 }
 

@@ -59,6 +59,7 @@ func linkFromNetlink(nl netlink.Link) Link {
 	}
 	return Link{
 		Kind:         kind,
+		EncapType:    a.EncapType,
 		Alias:        a.Alias,
 		PeerIndex:    a.ParentIndex,
 		PeerNetnsID:  peerNetns,

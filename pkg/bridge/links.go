@@ -21,6 +21,11 @@ type Link struct {
 	LowerUp bool
 	// Promiscuity is the link's promiscuity count (IFLA_PROMISCUITY).
 	Promiscuity int
+	// EncapType is the link's hardware type (ifinfomsg.ifi_type,
+	// ARPHRD_*) as netlink names it: "ether" for an Ethernet device,
+	// "loopback", "none" (a tun in L3 mode, wireguard), "ipip", …; ""
+	// when unknown, which is taken as Ethernet.
+	EncapType string
 	// Kind is the link's type (IFLA_INFO_KIND: "veth", "tun", …; "" for
 	// a device without one, such as a physical NIC).
 	Kind string

@@ -68,7 +68,7 @@ func TestParseBoolean(t *testing.T) {
 }
 
 func TestCheckParent(t *testing.T) {
-	for _, p := range []string{"eth0", "enp3s0", "#x=y[z]", "a;b", "ü", "x\xff"} {
+	for _, p := range []string{"eth0", "enp3s0", "#x=y[z]", "a;b", "ü"} {
 		if err := CheckParent("veth1", p); err != nil {
 			t.Errorf("CheckParent(veth1, %q): %v", p, err)
 		}
@@ -77,6 +77,7 @@ func TestCheckParent(t *testing.T) {
 		{"veth1", `"veth1" is the bridge itself; name the NIC whose wire is shared`},
 		{"a/b", `invalid interface name "a/b": '/', ':', '%' and white space are not allowed`},
 		{"", "invalid interface name: empty"},
+		{"x\xff", `invalid interface name "x\xff": not valid UTF-8`},
 		{`eth\0`, `"eth\\0" holds a backslash`},
 		{"eth\x01", `"eth\x01" holds a control character`},
 		{`"eth0"`, `"eth0" is quoted; values are written without quotes (Parent=eth0)`},

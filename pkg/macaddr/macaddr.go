@@ -10,9 +10,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // Kind is how a Policy produces an address.
@@ -108,10 +110,16 @@ func (p Policy) Resolve(name, machineIDFile string) (net.HardwareAddr, error) {
 	}
 }
 
+// maxMachineIDSize bounds what ReadMachineID reads: a machine ID is 33
+// bytes, so anything larger is not one (and /dev/zero must not be read
+// without end).
+const maxMachineIDSize = 4096
+
 // ReadMachineID reads and decodes a machine-id(5) file: 32 lowercase hex
-// digits and a newline.
+// digits and a newline. It refuses a path that is not a regular file (a
+// device, a FIFO, a directory) and one larger than maxMachineIDSize.
 func ReadMachineID(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := readBounded(path)
 	if err != nil {
 		return nil, fmt.Errorf("read machine id (needed for a persistent MAC; use --mac random or an address instead): %w", err)
 	}
@@ -124,6 +132,48 @@ func ReadMachineID(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read machine id: %s is all zeros (uninitialized)", path)
 	}
 	return id, nil
+}
+
+// readBounded reads the regular file at path, at most maxMachineIDSize
+// bytes. It opens with O_NONBLOCK so that a FIFO does not block the open.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, fileType(fi.Mode()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxMachineIDSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxMachineIDSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes (a machine ID is 33)", path, maxMachineIDSize)
+	}
+	return b, nil
+}
+
+// fileType names a non-regular file's type for an error.
+func fileType(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "type " + m.Type().String()
 }
 
 // persistentKey is the HMAC message prefix: it keeps vethd's addresses apart

@@ -82,7 +82,7 @@ type tapIface struct {
 // fresh namespace).
 func NewNet() *Net {
 	return &Net{
-		links:     map[int]bridge.Link{1: {Index: 1, Name: "lo", MTU: 65536, Up: true, LowerUp: true}},
+		links:     map[int]bridge.Link{1: {Index: 1, Name: "lo", MTU: 65536, Up: true, LowerUp: true, EncapType: "loopback"}},
 		inet:      map[int]bridge.InetConf{},
 		addrs:     map[int][]netip.Addr{},
 		taps:      map[int]*tapIface{},
@@ -209,7 +209,9 @@ func (n *Net) Subscriptions() int {
 }
 
 // Add adds link l (ifindex: l.Index, or the next free one if 0) and
-// returns it as added. It panics if the name or index is taken.
+// returns it as added. It panics if the name or index is taken. An empty
+// EncapType is added as "ether" (set "loopback", "none", … to model a
+// parent that is not an Ethernet device).
 func (n *Net) Add(l bridge.Link) bridge.Link {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -227,6 +229,9 @@ func (n *Net) add(l bridge.Link) bridge.Link {
 		panic(fmt.Sprintf("bridgetest: a link with index %d exists", l.Index))
 	}
 	l.HardwareAddr = append(net.HardwareAddr(nil), l.HardwareAddr...)
+	if l.EncapType == "" {
+		l.EncapType = "ether" // as the kernel reports a NIC, a TAP or a veth end
+	}
 	if l.PeerIndex == 0 {
 		l.PeerNetnsID = bridge.OwnNetns
 	}
