@@ -289,7 +289,6 @@ func (r *Relay) routineTAPToWire() {
 		return
 	}
 	buf := make([]byte, BufSize)
-	c := r.counters
 	var errs readErrors
 	for {
 		n, err := r.tap.ReadFrame(buf)
@@ -312,25 +311,29 @@ func (r *Relay) routineTAPToWire() {
 			continue
 		}
 		errs.ok()
-		if n < VnetHdrLen+ethHeaderLen {
-			c.TxDrops[DropRunt].Add(1)
-			continue
-		}
-		if macBits(buf[VnetHdrLen+6:VnetHdrLen+12]) != r.mac.Load() {
-			c.TxDrops[DropSpoof].Add(1)
-			continue
-		}
-		p := r.parent.Load()
-		if p == nil {
-			c.TxDrops[DropNoParent].Add(1)
-			continue
-		}
-		if err := p.io.WriteFrame(buf[:n]); err != nil {
+		r.toWire(r.parent.Load(), r.mac.Load(), buf[:n])
+	}
+}
+
+// toWire checks one frame from the device side (vnet header included) and
+// writes it to the parent p, counting it or the reason it was dropped: the
+// one per-frame step of both TAP→wire loops.
+func (r *Relay) toWire(p *parentBinding, mac uint64, f []byte) {
+	c := r.counters
+	switch {
+	case len(f) < VnetHdrLen+ethHeaderLen:
+		c.TxDrops[DropRunt].Add(1)
+	case macBits(f[VnetHdrLen+6:VnetHdrLen+12]) != mac:
+		c.TxDrops[DropSpoof].Add(1)
+	case p == nil:
+		c.TxDrops[DropNoParent].Add(1)
+	default:
+		if err := p.io.WriteFrame(f); err != nil {
 			c.TxDrops[DropWriteError].Add(1)
-			continue
+			return
 		}
 		c.TxPackets.Add(1)
-		c.TxBytes.Add(uint64(n - VnetHdrLen))
+		c.TxBytes.Add(uint64(len(f) - VnetHdrLen))
 	}
 }
 
@@ -365,30 +368,11 @@ func (r *Relay) tapToWireBatched(br BatchReader) {
 		p := r.parent.Load()
 		mac := r.mac.Load()
 		for i := range n {
-			sz := sizes[i]
-			switch {
-			case sz > len(bufs[i]):
+			if sizes[i] > len(bufs[i]) {
 				c.TxDrops[DropOversize].Add(1)
 				continue
-			case sz < VnetHdrLen+ethHeaderLen:
-				c.TxDrops[DropRunt].Add(1)
-				continue
 			}
-			f := bufs[i][:sz]
-			if macBits(f[VnetHdrLen+6:VnetHdrLen+12]) != mac {
-				c.TxDrops[DropSpoof].Add(1)
-				continue
-			}
-			if p == nil {
-				c.TxDrops[DropNoParent].Add(1)
-				continue
-			}
-			if err := p.io.WriteFrame(f); err != nil {
-				c.TxDrops[DropWriteError].Add(1)
-				continue
-			}
-			c.TxPackets.Add(1)
-			c.TxBytes.Add(uint64(sz - VnetHdrLen))
+			r.toWire(p, mac, bufs[i][:sizes[i]])
 		}
 	}
 }
