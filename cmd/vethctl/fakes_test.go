@@ -298,17 +298,21 @@ var t0 = time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
 // harness runs vethctl against fakes, in a temporary configuration
 // directory with a fixed machine ID.
 type harness struct {
-	t         *testing.T
-	units     *fakeUnits
-	bridges   *fakeBridges
-	busErr    error // returned by openBridges instead of bridges
-	dir       string
-	midFile   string
-	clock     time.Time
-	terminal  bool
-	sleepHook func(ctx context.Context) error // called by sleep after the clock moved; may end watch
-	stdout    bytes.Buffer
-	stderr    bytes.Buffer
+	t        *testing.T
+	units    *fakeUnits
+	bridges  *fakeBridges
+	busErr   error // returned by openBridges instead of bridges
+	dir      string
+	midFile  string
+	clock    time.Time
+	terminal bool
+	// sysClassNet is the /sys/class/net that "__complete parents" reads;
+	// env the environment vethctl sees ($PAGER, …).
+	sysClassNet string
+	env         map[string]string
+	sleepHook   func(ctx context.Context) error // called by sleep after the clock moved; may end watch
+	stdout      bytes.Buffer
+	stderr      bytes.Buffer
 }
 
 func newHarness(t *testing.T) *harness {
@@ -369,7 +373,12 @@ func (h *harness) run(args ...string) int {
 			}
 			return ctx.Err()
 		},
-		isTerminal: h.terminal,
+		isTerminal:  h.terminal,
+		sysClassNet: h.sysClassNet,
+		lookupEnv: func(k string) (string, bool) {
+			v, ok := h.env[k]
+			return v, ok
+		},
 	}
 	all := append([]string{"--config-dir", h.dir, "--machine-id-file", h.midFile}, args...)
 	code := a.run(context.Background(), all)

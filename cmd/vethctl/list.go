@@ -13,7 +13,8 @@ import (
 	"github.com/vethd/vethd/pkg/macaddr"
 )
 
-const listHelp = `List every bridge known on this host, from three sources:
+const listHelp = `List every bridge known on this host (or those whose name is one of the
+PATTERNs or matches it: "veth*"), from three sources:
 systemd's vethd@*.service units (loaded ones in any state, and enabled ones
 not loaded), the bridges on the system bus (run by vethd@NAME.service,
 vethd.service or by hand) and the files CONFIG-DIR/*.conf.
@@ -379,14 +380,25 @@ func configMAC(b *config.Bridge, mid []byte) string {
 	return b.MAC.Kind.String()
 }
 
-func (a *app) list(ctx context.Context, _ []string) error {
+func (a *app) list(ctx context.Context, patterns []string) error {
+	if err := checkPatterns(patterns); err != nil {
+		return err
+	}
 	inv := a.gather(ctx)
 	for _, n := range sortedKeys(inv.configs) {
-		if err := inv.configs[n].err; err != nil {
+		if err := inv.configs[n].err; err != nil && matchAny(patterns, n) {
 			a.warn("%v", err)
 		}
 	}
-	es := inv.entries()
+	var es []entry
+	for _, e := range inv.entries() {
+		if matchAny(patterns, e.Name) {
+			es = append(es, e)
+		}
+	}
+	if es == nil {
+		es = []entry{} // "[]" in JSON
+	}
 	if a.opts.json {
 		return writeJSON(a.stdout, es)
 	}

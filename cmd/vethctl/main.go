@@ -3,15 +3,21 @@
 // objects (io.github.vethd.Bridge1.LABEL) on the system bus, and reads and
 // writes /etc/vethd/NAME.conf.
 //
-//	vethctl [OPTIONS] [list]
-//	vethctl [OPTIONS] show NAME
-//	vethctl [OPTIONS] stats [NAME…]
-//	vethctl [OPTIONS] watch [NAME…]
+//	vethctl [OPTIONS] [list [PATTERN…]]
+//	vethctl [OPTIONS] status [PATTERN…]
+//	vethctl [OPTIONS] show PATTERN…
+//	vethctl [OPTIONS] stats [PATTERN…]
+//	vethctl [OPTIONS] watch [PATTERN…]
+//	vethctl [OPTIONS] metrics [PATTERN…] [--format prometheus|openmetrics] [--output FILE]
 //	vethctl [OPTIONS] add NAME --parent IF [--mac …] [--mtu …] [--carrier …] [--now] [--force] [--no-block] [--timeout D]
 //	vethctl [OPTIONS] remove NAME [--keep-config] [--no-block] [--timeout D]
 //	vethctl [OPTIONS] reload NAME [--timeout D]
 //	vethctl [OPTIONS] reset NAME
 //	vethctl [OPTIONS] mac NAME
+//	vethctl [OPTIONS] help
+//
+// A PATTERN is a bridge name or a shell glob ("veth*", "wan[0-9]") as
+// path.Match reads it, as networkctl takes them.
 //
 // docs/vethctl.1 is the manual.
 package main
@@ -51,6 +57,7 @@ const (
 type options struct {
 	json          bool
 	noLegend      bool
+	noPager       bool
 	help          bool
 	version       bool
 	configDir     string
@@ -61,6 +68,8 @@ type options struct {
 // defaults so that defining them again keeps what was parsed already.
 func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.json, "json", o.json, "")
+	fs.BoolVar(&o.json, "j", o.json, "")
+	fs.BoolVar(&o.noPager, "no-pager", o.noPager, "")
 	fs.BoolVar(&o.noLegend, "no-legend", o.noLegend, "")
 	fs.BoolVar(&o.help, "h", o.help, "")
 	fs.BoolVar(&o.help, "help", o.help, "")
@@ -75,11 +84,15 @@ Show and manage vethd bridges: virtual NICs with their own MAC address on
 the wire of a parent NIC (see vethd(8)).
 
 Commands:
-  list                   list every bridge: systemd units vethd@*.service,
+  list [PATTERN...]      list every bridge: systemd units vethd@*.service,
                          bridges on the bus, files in the config dir (default)
-  show NAME              show everything known about a bridge
-  stats [NAME...]        counters and per-second rates (--interval, default 1s)
-  watch [NAME...]        refresh the rates every --interval until interrupted
+  status [PATTERN...]    a summary of every bridge; with names, as show
+  show PATTERN...        show everything known about bridges
+  stats [PATTERN...]     counters, drops by reason and per-second rates
+                         (--interval, default 1s)
+  watch [PATTERN...]     refresh the rates every --interval until interrupted
+  metrics [PATTERN...]   every counter, drop reason and state in Prometheus
+        [--format prometheus|openmetrics] [--output FILE]
   add NAME --parent IF   write CONFIG-DIR/NAME.conf and enable vethd@NAME.service
         [--mac persistent|random|ADDR] [--mtu N|inherit] [--carrier follow|on]
         [--now] [--force] [--no-block] [--timeout DURATION]
@@ -89,10 +102,15 @@ Commands:
         [--timeout DURATION]
   reset NAME             reset NAME's counters to zero
   mac NAME               print the persistent MAC address NAME gets on this host
+  help                   print this help
+
+A PATTERN is a bridge name or a shell glob: "veth*", "wan[0-9]" (quote it).
 
 Options:
-      --json             print JSON (list, show, stats, watch, mac)
+  -j, --json             print JSON (list, status, show, stats, watch, mac)
       --no-legend        print tables without header and footer
+      --no-pager         do not pipe list, status, show and stats into a pager
+                         ($SYSTEMD_PAGER, $PAGER, less; only on a terminal)
       --config-dir DIR   where the configuration files are (default /etc/vethd)
       --machine-id-file PATH
                          machine ID for persistent MACs (default /etc/machine-id)
@@ -143,7 +161,13 @@ type app struct {
 
 	now        func() time.Time
 	sleep      func(ctx context.Context, d time.Duration) error // returns ctx.Err() if ctx ends first
-	isTerminal bool                                             // stdout is a terminal (watch clears the screen)
+	isTerminal bool                                             // stdout is a terminal (watch clears the screen, a pager runs)
+
+	// lookupEnv reads the environment ($SYSTEMD_PAGER, $PAGER,
+	// $SYSTEMD_LESS); nil means none is set. sysClassNet is where the
+	// links are (/sys/class/net), for "__complete parents".
+	lookupEnv   func(key string) (string, bool)
+	sysClassNet string
 
 	// The connections and why they could not be opened, set on first use
 	// by units and bridges; close closes them.
@@ -165,6 +189,8 @@ func main() {
 		now:         time.Now,
 		sleep:       sleepCtx,
 		isTerminal:  isTerminal(os.Stdout),
+		lookupEnv:   os.LookupEnv,
+		sysClassNet: "/sys/class/net",
 	}
 	code := a.run(ctx, os.Args[1:])
 	stop()
@@ -224,6 +250,9 @@ type command struct {
 	args  func(n int) bool       // whether n positional arguments are right
 	flags func(fs *flag.FlagSet) // defines the command's own flags; may be nil
 	run   func(ctx context.Context, args []string) error
+	pager bool // its output goes through a pager on a terminal (not with --no-pager)
+	// hidden commands are not in --help nor in the completions' lists.
+	hidden bool
 }
 
 func (a *app) commands() map[string]*command {
@@ -231,15 +260,23 @@ func (a *app) commands() map[string]*command {
 	var rm removeOptions
 	var rl reloadOptions
 	var st statsOptions
+	var mo metricsOptions
 	exactly := func(k int) func(int) bool { return func(n int) bool { return n == k } }
 	anyNumber := func(int) bool { return true }
+	atLeastOne := func(n int) bool { return n >= 1 }
 	return map[string]*command{
-		"list": {usage: "list", help: listHelp, args: exactly(0), run: a.list},
-		"show": {usage: "show NAME", help: showHelp, args: exactly(1), run: a.show},
-		"stats": {usage: "stats [NAME...] [--interval DURATION]", help: statsHelp, args: anyNumber,
-			flags: st.register(time.Second),
-			run:   func(ctx context.Context, args []string) error { return a.stats(ctx, args, st) }},
-		"watch": {usage: "watch [NAME...] [--interval DURATION]", help: watchHelp, args: anyNumber,
+		"list":   {usage: "list [PATTERN...]", help: listHelp, args: anyNumber, run: a.list, pager: true},
+		"status": {usage: "status [PATTERN...]", help: statusHelp, args: anyNumber, run: a.status, pager: true},
+		"show":   {usage: "show PATTERN...", help: showHelp, args: atLeastOne, run: a.show, pager: true},
+		"stats": {usage: "stats [PATTERN...] [--interval DURATION]", help: statsHelp, args: anyNumber,
+			flags: st.register(time.Second), pager: true,
+			run: func(ctx context.Context, args []string) error { return a.stats(ctx, args, st) }},
+		"metrics": {usage: "metrics [PATTERN...] [--format prometheus|openmetrics] [--output FILE]", help: metricsHelp,
+			args: anyNumber, flags: mo.register,
+			run: func(ctx context.Context, args []string) error { return a.metrics(ctx, args, mo) }},
+		"__complete": {usage: "__complete parents|bridges", help: completeHelp, args: exactly(1), hidden: true,
+			run: a.complete},
+		"watch": {usage: "watch [PATTERN...] [--interval DURATION]", help: watchHelp, args: anyNumber,
 			flags: st.register(time.Second),
 			run:   func(ctx context.Context, args []string) error { return a.watch(ctx, args, st) }},
 		"add": {usage: "add NAME --parent IF [--mac POLICY] [--mtu N|inherit] [--carrier follow|on] [--now] [--force]" +
@@ -313,6 +350,11 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 	if !cmd.args(len(pos)) {
 		return a.fail(usageErr("usage: vethctl %s", cmd.usage))
+	}
+	if cmd.pager && a.isTerminal && !a.opts.noPager {
+		if p := a.startPager(); p != nil {
+			defer p.wait()
+		}
 	}
 	if err := cmd.run(ctx, pos); err != nil {
 		return a.fail(err)

@@ -26,6 +26,14 @@ func TestUsage(t *testing.T) {
 	if !strings.HasPrefix(h.stdout.String(), "Usage: vethctl add NAME --parent IF") || !strings.Contains(h.stdout.String(), "--carrier") {
 		t.Errorf("add --help: %q", h.stdout.String())
 	}
+	// Every command is in --help, but the hidden ones.
+	h.mustRun(0, "--help")
+	usage := h.stdout.String()
+	for name, cmd := range (&app{}).commands() {
+		if listed := strings.Contains(usage, "\n  "+name+" "); listed == cmd.hidden {
+			t.Errorf("command %s: in --help %v, hidden %v", name, listed, cmd.hidden)
+		}
+	}
 	for name := range (&app{}).commands() {
 		h.mustRun(0, name, "-h")
 		if !strings.HasPrefix(h.stdout.String(), "Usage: vethctl "+name) {
@@ -48,7 +56,12 @@ func TestUsage(t *testing.T) {
 	if !strings.Contains(h.stderr.String(), "unknown option --bogus") {
 		t.Errorf("stderr: %q", h.stderr.String())
 	}
-	h.mustRun(2, "list", "extra")
+	h.mustRun(2, "show")       // a NAME or PATTERN at least
+	h.mustRun(2, "list", "[x") // a bad pattern
+	if got := h.stderr.String(); !strings.Contains(got, `invalid pattern "[x"`) {
+		t.Errorf("stderr: %q", got)
+	}
+	h.mustRun(2, "list", "a/b") // not a name
 	h.mustRun(2, "mac", "-x", "veth1")
 	if !strings.Contains(h.stderr.String(), "unknown option -x") {
 		t.Errorf("stderr: %q", h.stderr.String())
@@ -67,7 +80,8 @@ func TestUsage(t *testing.T) {
 	}
 
 	h.mustRun(0, "--help")
-	for _, s := range []string{"--timeout DURATION", "--no-block"} {
+	for _, s := range []string{"--timeout DURATION", "--no-block", "\n  help ", "-j, --json", "--no-pager",
+		"status [PATTERN...]", "metrics [PATTERN...]"} {
 		if !strings.Contains(h.stdout.String(), s) {
 			t.Errorf("--help lacks %q", s)
 		}

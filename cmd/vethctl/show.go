@@ -19,11 +19,14 @@ import (
 	"github.com/vethd/vethd/pkg/macaddr"
 )
 
-const showHelp = `Show everything known about the bridge NAME: its unit (state, since when,
+const showHelp = `Show everything known about each bridge that a PATTERN names or matches
+("veth*"; as "vethctl status PATTERN..."): its unit (state, since when,
 enablement, main PID, status text), its configuration file, and, when it is on
 the bus, its live properties and counters. With --json, print the daemon's
 Describe document (or, without root, the same from the bus properties) with
-"name", "state" and "unit" added.
+"name", "state" and "unit" added: one object for one NAME, an array of them
+for a pattern or several. A NAME that exists nowhere is reported and the
+others are shown; the exit status is then 4.
 `
 
 // about is what vethctl knows about one bridge.
@@ -103,16 +106,67 @@ func (a *app) lookup(ctx context.Context, name string) (*about, error) {
 	return ab, nil
 }
 
+// show shows each bridge that args name or match, in that order. One
+// name without a pattern prints one document (--json: an object, as
+// before patterns); otherwise the bridges follow one another, a blank line
+// between (--json: an array). A name that exists nowhere is reported and
+// the others are still shown; vethctl then exits with 4.
 func (a *app) show(ctx context.Context, args []string) error {
-	name := args[0]
-	ab, err := a.lookup(ctx, name)
-	if err != nil {
+	if err := checkPatterns(args); err != nil {
 		return err
 	}
-	if a.opts.json {
-		return a.showJSON(ctx, name, ab)
+	names := args
+	if slices.ContainsFunc(args, isPattern) {
+		var known []string
+		for _, e := range a.gather(ctx).entries() {
+			known = append(known, e.Name)
+		}
+		var err error
+		if names, err = expand(args, known); err != nil {
+			return err
+		}
 	}
-	keyValues(a.stdout, a.showLines(name, ab))
+	single := len(args) == 1 && !isPattern(args[0])
+	var docs []json.RawMessage
+	missing, shown := 0, 0
+	for _, name := range names {
+		ab, err := a.lookup(ctx, name)
+		if err != nil {
+			if single || exitCode(err) != exitNoSuch {
+				return err
+			}
+			a.warn("%v", err)
+			missing++
+			continue
+		}
+		if a.opts.json {
+			doc, err := a.showDoc(ctx, name, ab)
+			if err != nil {
+				return err
+			}
+			docs = append(docs, doc)
+			continue
+		}
+		if shown > 0 {
+			fmt.Fprintln(a.stdout)
+		}
+		shown++
+		keyValues(a.stdout, a.showLines(name, ab))
+	}
+	if a.opts.json {
+		if single {
+			return writeJSON(a.stdout, docs[0])
+		}
+		if docs == nil {
+			docs = []json.RawMessage{}
+		}
+		if err := writeJSON(a.stdout, docs); err != nil {
+			return err
+		}
+	}
+	if missing > 0 {
+		return noSuch("%d of %d bridges not found", missing, len(names))
+	}
 	return nil
 }
 
@@ -290,11 +344,11 @@ type configJSON struct {
 	Carrier    string `json:"carrier"`
 }
 
-// showJSON prints the daemon's Describe document (or its equivalent from
+// showDoc returns the daemon's Describe document (or its equivalent from
 // the properties and the file) with name, state, unit and config_error
 // added. Its keys: name, state, unit, config_error, config, status,
 // counters (null when unknown), and those Describe adds (version, pid).
-func (a *app) showJSON(ctx context.Context, name string, ab *about) error {
+func (a *app) showDoc(ctx context.Context, name string, ab *about) (json.RawMessage, error) {
 	doc := map[string]any{"config": nil, "status": nil, "counters": nil}
 	if bb, onBus := ab.inv.bus[name]; onBus {
 		desc := ""
@@ -338,7 +392,11 @@ func (a *app) showJSON(ctx context.Context, name string, ab *about) error {
 		}
 		doc["unit"] = uj
 	}
-	return writeJSON(a.stdout, doc)
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode JSON: %w", err)
+	}
+	return b, nil
 }
 
 // isNull reports whether a JSON document's value v is missing or null.

@@ -7,25 +7,28 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vethd/vethd/internal/humanize"
-	"github.com/vethd/vethd/pkg/config"
 	"github.com/vethd/vethd/pkg/dbusapi"
 )
 
-const statsHelp = `Print the counters of the bridges NAME (default: every bridge on the bus)
-and their rates: the counters are read twice, --interval apart, and the
-difference is shown per second.
+const statsHelp = `Print the counters of the bridges on the bus that the PATTERNs name or match
+(default: every bridge on the bus) and their rates: the counters are read
+twice, --interval apart, and the difference is shown per second. RX-RATE and
+TX-RATE are in bits per second ("12.3 Mbit/s"), sizes in bytes ("4.5 MB"),
+both in SI units. Below the table, each bridge that dropped frames gets a
+line with its drops by reason, in the order of the reasons' names.
 
 Options:
       --interval DURATION  time between the two readings: 1s (default), 500ms,
                            2 (seconds); 0 prints the counters only, at once
 `
 
-const watchHelp = `Print the rates of the bridges NAME (default: every bridge on the bus) every
+const watchHelp = `Print the rates of the bridges PATTERN (default: every bridge on the bus) every
 --interval, until SIGINT (Ctrl-C) or SIGTERM, which end it with status 0. On
 a terminal the screen is redrawn; otherwise one table (or, with --json, one
 JSON array per line) is printed per interval.
@@ -191,20 +194,28 @@ func nonNil(m map[string]uint64) map[string]uint64 {
 	return maps.Clone(m)
 }
 
-func (a *app) checkNames(names []string) error {
-	for _, n := range names {
-		if err := config.Validate(n); err != nil {
-			return usageErr("%v", err)
-		}
+// busNames returns the bridges on the bus that args name or match
+// (expand); none for no args, which sample reads as every one.
+func (a *app) busNames(ctx context.Context, b bridges, args []string) ([]string, error) {
+	if !slices.ContainsFunc(args, isPattern) {
+		return args, nil
 	}
-	return nil
+	known, err := b.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return expand(args, known)
 }
 
-func (a *app) stats(ctx context.Context, names []string, o statsOptions) error {
-	if err := a.checkNames(names); err != nil {
+func (a *app) stats(ctx context.Context, args []string, o statsOptions) error {
+	if err := checkPatterns(args); err != nil {
 		return err
 	}
 	b, err := a.bridges(ctx)
+	if err != nil {
+		return err
+	}
+	names, err := a.busNames(ctx, b, args)
 	if err != nil {
 		return err
 	}
@@ -283,14 +294,20 @@ func u64(n uint64) string { return strconv.FormatUint(n, 10) }
 // Terminal control: cursor home, clear screen.
 const clearScreen = "\x1b[H\x1b[2J"
 
-func (a *app) watch(ctx context.Context, names []string, o statsOptions) error {
+func (a *app) watch(ctx context.Context, args []string, o statsOptions) error {
 	if o.interval <= 0 {
 		return usageErr("watch: --interval must be more than 0")
 	}
-	if err := a.checkNames(names); err != nil {
+	if err := checkPatterns(args); err != nil {
 		return err
 	}
 	b, err := a.bridges(ctx)
+	if err != nil {
+		return err
+	}
+	// Patterns are matched once, at the start: a bridge that appears
+	// later is not added.
+	names, err := a.busNames(ctx, b, args)
 	if err != nil {
 		return err
 	}
@@ -326,7 +343,7 @@ func (a *app) watch(ctx context.Context, names []string, o statsOptions) error {
 			fmt.Fprintln(a.stdout)
 		}
 		if !a.opts.noLegend {
-			title := "vethctl watch " + strings.Join(names, " ")
+			title := "vethctl watch " + strings.Join(args, " ")
 			fmt.Fprintf(a.stdout, "%s: every %s, %s\n\n", strings.TrimSpace(title), o.interval,
 				cur.at.Local().Format("2006-01-02 15:04:05"))
 		}

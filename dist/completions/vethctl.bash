@@ -50,19 +50,30 @@ _vethctl_names() {
     } | sort -u
 }
 
-# _vethctl_interfaces: network interface names, for --parent.
-_vethctl_interfaces() {
-    local f
+# _vethctl_parents: the links --parent can name, from "vethctl __complete
+# parents": Ethernet links (type 1: not lo, tun or WireGuard) that are not
+# vethd's own (a bridge's virtual interface or its vd-* peer). If that
+# vethctl cannot say (an older one), the same from /sys and the config
+# files, without the bridges that are only on the bus.
+_vethctl_parents() {
+    local dir f n type
+    dir=$(_vethctl_config_dir)
+    if "${COMP_WORDS[0]}" --config-dir "$dir" __complete parents 2>/dev/null; then
+        return 0
+    fi
     for f in /sys/class/net/*; do
-        [[ -e $f ]] && printf '%s\n' "${f##*/}"
+        n=${f##*/}
+        [[ -r $f/type ]] || continue
+        read -r type <"$f/type"
+        [[ $type == 1 && $n != vd-* && ! -e $dir/$n.conf ]] && printf '%s\n' "$n"
     done
 }
 
 _vethctl() {
     local cur=${COMP_WORDS[COMP_CWORD]}
-    local commands="list show stats watch add remove reload reset mac help"
-    local global="--json --no-legend --config-dir --machine-id-file --version --help"
-    local with_arg="--config-dir|--machine-id-file|--parent|--mac|--mtu|--carrier|--kind|--netns|--interval"
+    local commands="list status show stats watch metrics add remove reload reset mac help"
+    local global="--json -j --no-legend --no-pager --config-dir --machine-id-file --version --help"
+    local with_arg="--config-dir|--machine-id-file|--parent|--mac|--mtu|--carrier|--kind|--netns|--interval|--format|--output|--timeout"
     [[ $cur == "=" ]] && cur=""
 
     COMPREPLY=()
@@ -72,7 +83,7 @@ _vethctl() {
         --machine-id-file)
             COMPREPLY=( $(compgen -f -- "$cur") ); return 0 ;;
         --parent)
-            COMPREPLY=( $(compgen -W "$(_vethctl_interfaces)" -- "$cur") ); return 0 ;;
+            COMPREPLY=( $(compgen -W "$(_vethctl_parents)" -- "$cur") ); return 0 ;;
         --mac)
             COMPREPLY=( $(compgen -W "persistent random" -- "$cur") ); return 0 ;;
         --mtu)
@@ -85,6 +96,12 @@ _vethctl() {
             COMPREPLY=( $(compgen -W "$(ls /run/netns 2>/dev/null)" -- "$cur") ); return 0 ;;
         --interval)
             COMPREPLY=( $(compgen -W "1s 500ms 2s 5s" -- "$cur") ); return 0 ;;
+        --format)
+            COMPREPLY=( $(compgen -W "prometheus openmetrics" -- "$cur") ); return 0 ;;
+        --output)
+            COMPREPLY=( $(compgen -f -- "$cur") ); return 0 ;;
+        --timeout)
+            COMPREPLY=( $(compgen -W "10s 90s 0" -- "$cur") ); return 0 ;;
     esac
 
     # The command is the first word that is neither an option nor an
@@ -121,14 +138,18 @@ _vethctl() {
 
     local opts="" names=""
     case $cmd in
-        list|help) ;;
+        help) ;;
+        list|status|show)
+            names=1 ;;
         reload)
             opts="--timeout"
             [[ $nargs -eq 0 ]] && names=1 ;;
-        show|reset|mac)
+        reset|mac)
             [[ $nargs -eq 0 ]] && names=1 ;;
         stats|watch)
             opts="--interval"; names=1 ;;
+        metrics)
+            opts="--format --output"; names=1 ;;
         add)
             opts="--parent --mac --mtu --carrier --kind --netns --now --force --timeout --no-block" ;;
         remove)

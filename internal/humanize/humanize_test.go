@@ -1,11 +1,15 @@
 package humanize
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 func TestBytes(t *testing.T) {
 	for n, want := range map[uint64]string{
 		0: "0 B", 999: "999 B", 1000: "1.0 kB", 1500: "1.5 kB", 12_345_678: "12.3 MB",
-		1 << 62: "4.6 EB",
+		999_949: "999.9 kB", 999_950: "1.0 MB", 999_999: "1.0 MB", 1_000_000: "1.0 MB",
+		1 << 62: "4.6 EB", math.MaxUint64: "18.4 EB",
 	} {
 		if got := Bytes(n); got != want {
 			t.Errorf("Bytes(%d) = %q, want %q", n, got, want)
@@ -14,7 +18,11 @@ func TestBytes(t *testing.T) {
 }
 
 func TestRates(t *testing.T) {
-	for v, want := range map[float64]string{0: "0 bit/s", 69.8: "558 bit/s", 1_542_500: "12.3 Mbit/s"} {
+	for v, want := range map[float64]string{
+		0: "0 bit/s", 69.8: "558 bit/s", 1_542_500: "12.3 Mbit/s",
+		124.9: "999 bit/s", 124.95: "1.0 kbit/s", // 999.6 bit/s rounds up: not "1000 bit/s"
+		124_999: "1.0 Mbit/s", -1: "0 bit/s", math.NaN(): "0 bit/s",
+	} {
 		if got := BitRate(v); got != want {
 			t.Errorf("BitRate(%v) = %q, want %q", v, got, want)
 		}
