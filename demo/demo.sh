@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# demo/demo.sh - show in ~20 seconds what vethd does: one network cable, two
+# demo/demo.sh - show what vethd does (about 15 s; about a minute on a fresh
+# machine, most of it the Go build): one network cable, two
 # DHCP leases, two MAC addresses, and each address really on its own card:
 # the LAN's ARP table maps it to that card's MAC, its replies and the host's
 # own traffic from it leave by that card (captured on the LAN side).
 #
-# Run as root (`make demo`, or `sudo ./demo/demo.sh`). Everything happens on a
+# Run as root (`make demo`, or `./demo/demo.sh`; `sudo` in front where it
+# exists). Everything happens on a
 # small LAN made of network namespaces and a veth pair that this script
 # creates and removes again (also on failure or Ctrl-C). The machine's own
 # interfaces are never touched: every interface is created directly inside a
@@ -16,7 +18,8 @@
 # routing) vethd sets up by itself, and the demo shows it.
 #
 # Environment (all optional):
-#   VETHD=/path/to/vethd    use this binary instead of building ./bin/vethd
+#   VETHD=/path/to/vethd    use this binary instead of building one (into
+#                           the temporary directory, never into the tree)
 #   DEMO_STANDIN=macvlan    show the story with the kernel's macvlan standing
 #                           in for vethd (to compare, or to develop this script)
 #   DEMO_KEEP_LOGS=1        keep the temporary directory with every log
@@ -119,9 +122,12 @@ else
   done
   VETHD="$ROOT/bin/vethd"
   if [[ -n "$GO" ]]; then
-    (cd "$ROOT" && "$GO" build -o bin/vethd ./cmd/vethd) >"$TMP/build.log" 2>&1 \
+    # Built outside the tree: run as root in another user's checkout, a
+    # bin/ written here would be left owned by root.
+    VETHD="$TMP/vethd"
+    (cd "$ROOT" && "$GO" build -o "$VETHD" ./cmd/vethd) >"$TMP/build.log" 2>&1 \
       || { show <"$TMP/build.log"; die "go build failed"; }
-    say "go build -o bin/vethd ./cmd/vethd: OK"
+    say "go build ./cmd/vethd: OK"
   elif [[ -x "$VETHD" ]]; then
     say "no Go toolchain found; using the existing $VETHD"
   else
@@ -266,13 +272,16 @@ say "this machine now has two NICs on the LAN:"
 ip -n "$HOST" -br -4 addr show | grep -v '^lo' | show
 ip -n "$HOST" -br link show | grep -v '^lo' | show
 if [[ -z "$STANDIN" ]]; then
-  TABLE=""
+  # vethd names its table in veth1's alias and adds the rule for each
+  # address it sees: wait until both are there, for that table.
+  TABLE="" ALIAS=""
   for _ in $(seq 50); do
-    ip -n "$HOST" rule show | grep -q "from $VETH1_IP lookup .* proto 118" && break
+    ALIAS="$(in_host cat /sys/class/net/veth1/ifalias 2>/dev/null || true)"
+    TABLE="${ALIAS#vethd table=}"
+    [[ -n "$TABLE" && "$TABLE" != "$ALIAS" ]] \
+      && ip -n "$HOST" rule show | grep -q "from $VETH1_IP lookup $TABLE proto 118" && break
     sleep 0.1
   done
-  ALIAS="$(in_host cat /sys/class/net/veth1/ifalias 2>/dev/null || true)"
-  TABLE="${ALIAS#vethd table=}"
   [[ -n "$TABLE" && "$TABLE" != "$ALIAS" ]] || die "vethd does not route veth1 (alias: '$ALIAS')"
   say "vethd routes what comes from veth1's address out of veth1 (table $TABLE):"
   { ip -n "$HOST" rule show | grep "proto 118"; ip -n "$HOST" route show table "$TABLE"; } | show
