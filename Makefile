@@ -12,6 +12,8 @@ BINDIR        ?= $(PREFIX)/bin
 UNITDIR       ?= $(PREFIX)/lib/systemd/system
 # systemd reads presets from /usr/lib and /usr/local/lib (and /etc, /run).
 PRESETDIR     ?= $(PREFIX)/lib/systemd/system-preset
+# systemd-sysusers reads /usr/lib/sysusers.d and /usr/local/lib/sysusers.d.
+SYSUSERSDIR   ?= $(PREFIX)/lib/sysusers.d
 # dbus-daemon reads system policies from /usr/share/dbus-1/system.d and
 # /etc/dbus-1/system.d only: a /usr/local install puts it in /etc.
 # zsh looks in vendor-completions under /usr and site-functions elsewhere.
@@ -42,14 +44,53 @@ DBUSPOLICY := io.github.vethd.Bridge1.conf
 UDEVRULES  := 86-vethd.rules
 NMCONF     := vethd.conf
 NETWORKD   := 10-vethd-peer.network
+SYSUSERS   := vethd.conf
+# vethd-metrics.service writes `vethctl metrics` for node_exporter's
+# textfile collector; vethd-metrics.timer runs it every minute. Installed
+# next to the other units, the timer is not enabled (nor by the preset):
+# `systemctl enable --now vethd-metrics.timer` where node_exporter runs.
+METRICSUNITS := vethd-metrics.service vethd-metrics.timer
+# The guide and the notes it links to, installed in DOCDIR.
+DOCS       := docs/guide.md docs/routing.md docs/networkmanager.md
+
+# The directories install puts files in. Those that did not exist are
+# listed in DIRLIST (one path a line, without DESTDIR) for uninstall,
+# which removes them again if they are empty, and no other directory
+# (a package build, where dpkg owns the directories, sets DIRLIST=).
+INSTALLDIRS := $(SBINDIR) $(BINDIR) $(UNITDIR) $(PRESETDIR) $(SYSUSERSDIR) \
+	$(DBUSPOLICYDIR) $(DHCLIENTHOOKDIR) $(UDEVRULESDIR) $(NMCONFDIR) \
+	$(NETWORKDDIR) $(DOCDIR)/examples $(MANDIR)/man1 $(MANDIR)/man5 \
+	$(MANDIR)/man8 $(BASHCOMPDIR) $(ZSHCOMPDIR)
+DIRLIST    ?= $(DOCDIR)/installed-dirs
+
+# The binaries are real files, built again only when a Go source, go.mod or
+# go.sum is newer than they are: `make install` after `make` builds
+# nothing (`make -B` forces a build, e.g. for another VERSION).
+GOSRC := $(shell find cmd internal pkg -name '*.go' ! -name '*_test.go') go.mod go.sum
+BINS  := $(BUILDDIR)/vethd $(BUILDDIR)/vethctl
 
 .PHONY: all build test demo bench install uninstall clean
 
 all: build
 
-build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BUILDDIR)/vethd ./cmd/vethd
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BUILDDIR)/vethctl ./cmd/vethctl
+build: $(BINS)
+
+# As root, make does not build into a directory of another user (the
+# tree's owner, bin/ in a fresh clone): `sudo make install` would leave
+# root's files there. It says to run `make` as that user first; then
+# `make install` as root only installs. (A BUILDDIR of root's own, as the
+# end-to-end test gives, is built into.) go build leaves an up-to-date
+# output as it is: touch marks it checked.
+$(BINS): $(BUILDDIR)/%: $(GOSRC)
+	@d=$(@D); while [ ! -e "$$d" ]; do d=$$(dirname "$$d"); done; \
+	if [ "$$(id -u)" = 0 ] && [ "$$(stat -c %u "$$d")" != 0 ]; then \
+		u=$$(stat -c %U "$$d"); \
+		echo "make: $@ is missing or older than the sources, and make runs as root in $$d, which is $$u's: the build would leave root's files there." >&2; \
+		echo "make: run 'make' as $$u first (then 'make install' as root installs what it built)." >&2; \
+		exit 1; \
+	fi
+	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/$*
+	@touch $@
 
 test:
 	./scripts/test.sh
@@ -61,12 +102,33 @@ bench:
 	./bench/run.sh
 
 # The units name /usr/sbin/vethd; ExecStart= is rewritten to $(SBINDIR).
-install: build
+# The units run vethd as the user vethd: installed into the running system
+# (no DESTDIR), systemd-sysusers creates it now, before the D-Bus policy
+# that names it is installed (dbus-daemon drops a rule of an unknown user
+# when it loads the file). Into a DESTDIR (a package, the e2e stage) the
+# user is made at the next boot (systemd-sysusers.service) or by the
+# package's postinst. uninstall leaves the user (files may still be its).
+install: $(BINS)
+	@new=; for d in $(INSTALLDIRS); do \
+		while [ "$$d" != / ] && [ ! -d "$(DESTDIR)$$d" ]; do \
+			new="$$new $$d"; d=$$(dirname "$$d"); \
+		done; \
+	done; \
+	install -d -m 0755 $(addprefix $(DESTDIR),$(INSTALLDIRS)) && \
+	if [ -n "$(DIRLIST)" ]; then \
+		{ cat "$(DESTDIR)$(DIRLIST)" 2>/dev/null; printf '%s\n' $$new; } | sed '/^$$/d' | sort -u >"$(DESTDIR)$(DIRLIST).new" && \
+		mv "$(DESTDIR)$(DIRLIST).new" "$(DESTDIR)$(DIRLIST)" && chmod 0644 "$(DESTDIR)$(DIRLIST)"; \
+	fi
+	install -D -m 0644 dist/sysusers/$(SYSUSERS) $(DESTDIR)$(SYSUSERSDIR)/$(SYSUSERS)
+	if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \
+		systemd-sysusers $(SYSUSERSDIR)/$(SYSUSERS) || exit 1; \
+	fi
 	install -D -m 0755 $(BUILDDIR)/vethd $(DESTDIR)$(SBINDIR)/vethd
 	install -D -m 0755 $(BUILDDIR)/vethctl $(DESTDIR)$(BINDIR)/vethctl
 	install -d -m 0755 $(DESTDIR)$(UNITDIR)
-	for u in $(UNITS); do \
-		sed 's|^ExecStart=/usr/sbin/vethd|ExecStart=$(SBINDIR)/vethd|' dist/systemd/$$u \
+	for u in $(UNITS) $(METRICSUNITS); do \
+		sed -e 's|^ExecStart=/usr/sbin/vethd|ExecStart=$(SBINDIR)/vethd|' \
+			-e 's|^ExecStart=/usr/bin/vethctl|ExecStart=$(BINDIR)/vethctl|' dist/systemd/$$u \
 			>$(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
 	install -D -m 0644 dist/systemd/$(PRESET) $(DESTDIR)$(PRESETDIR)/$(PRESET)
@@ -76,7 +138,9 @@ install: build
 	install -D -m 0644 dist/NetworkManager/$(NMCONF) $(DESTDIR)$(NMCONFDIR)/$(NMCONF)
 	install -D -m 0644 dist/networkd/$(NETWORKD) $(DESTDIR)$(NETWORKDDIR)/$(NETWORKD)
 	install -D -m 0644 dist/vethd/veth1.conf.example $(DESTDIR)$(DOCDIR)/examples/veth1.conf
-	install -D -m 0644 docs/vethd.8 $(DESTDIR)$(MANDIR)/man8/vethd.8
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	sed 's|/usr/share/doc/vethd/|$(DOCDIR)/|g' docs/vethd.8 >$(DESTDIR)$(MANDIR)/man8/vethd.8
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/vethd.8
 	install -D -m 0644 docs/vethctl.1 $(DESTDIR)$(MANDIR)/man1/vethctl.1
 	install -D -m 0644 docs/vethd.conf.5 $(DESTDIR)$(MANDIR)/man5/vethd.conf.5
 	install -D -m 0644 dist/completions/vethctl.bash $(DESTDIR)$(BASHCOMPDIR)/vethctl
@@ -85,15 +149,23 @@ install: build
 # Removes what install put there (the same variables must be given).
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/vethd $(DESTDIR)$(BINDIR)/vethctl
-	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS) $(METRICSUNITS))
 	rm -f $(DESTDIR)$(PRESETDIR)/$(PRESET)
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/$(SYSUSERS)
 	rm -f $(DESTDIR)$(DBUSPOLICYDIR)/$(DBUSPOLICY)
 	rm -f $(DESTDIR)$(DHCLIENTHOOKDIR)/vethd $(DESTDIR)$(UDEVRULESDIR)/$(UDEVRULES)
 	rm -f $(DESTDIR)$(NMCONFDIR)/$(NMCONF) $(DESTDIR)$(NETWORKDDIR)/$(NETWORKD)
-	rm -f $(DESTDIR)$(DOCDIR)/examples/veth1.conf
-	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+	rm -f $(DESTDIR)$(DOCDIR)/examples/veth1.conf $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(DOCS)))
 	rm -f $(DESTDIR)$(MANDIR)/man8/vethd.8 $(DESTDIR)$(MANDIR)/man1/vethctl.1 $(DESTDIR)$(MANDIR)/man5/vethd.conf.5
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/vethctl $(DESTDIR)$(ZSHCOMPDIR)/_vethctl
+	@# The directories install created, deepest first, if empty; without a
+	@# list (an install by an older Makefile) only vethd's own doc directory.
+	@dirs=$$(cat "$(DESTDIR)$(DIRLIST)" 2>/dev/null) || dirs="$(DOCDIR)/examples $(DOCDIR)"; \
+	[ -z "$(DIRLIST)" ] || rm -f "$(DESTDIR)$(DIRLIST)"; \
+	for d in $$(printf '%s\n' $$dirs | sort -r); do \
+		[ -n "$(DESTDIR)" ] || case "$$d" in /|/etc|/usr|/usr/local|/var|/opt) continue;; esac; \
+		rmdir "$(DESTDIR)$$d" 2>/dev/null || true; \
+	done
 
 clean:
 	rm -rf bin

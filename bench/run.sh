@@ -15,6 +15,13 @@
 #                          on, as real drivers do
 #               mtu-nogro  MTU frames and no GRO anywhere (lan0 and eth0:
 #                          tx, tso, gso, gro off)
+#               big-tcp    BIG TCP on the LAN side: lan0 has gso_max_size and
+#                          gro_max_size 185000, so the LAN's TCP hands eth0
+#                          GSO frames of up to ~180 KB (IPv6 with a jumbo
+#                          header). Measured over IPv6 (2001:db8::/64), since
+#                          BIG TCP for IPv4 needs gso_ipv4_max_size, which
+#                          Debian 12's iproute2 cannot set. Not in the
+#                          default list: BENCH_CONDITIONS=big-tcp.
 # Each path is measured alone: only its interface holds an address in the host
 # namespace, and the macvlan / vethd interface exists only while it is
 # measured. One iperf3 stream, BENCH_SECONDS each. Also: vethd's CPU seconds
@@ -57,6 +64,9 @@ LAN="vb-$$-lan"
 HOST="vb-$$-host"
 LAN_IP=198.18.0.1
 declare -A SRC=([wire]=198.18.0.2 [macvlan]=198.18.0.3 [vethd]=198.18.0.4 [vethd-veth]=198.18.0.5)
+LAN_IP6=2001:db8::1
+declare -A SRC6=([wire]=2001:db8::2 [macvlan]=2001:db8::3 [vethd]=2001:db8::4 [vethd-veth]=2001:db8::5)
+BIG_TCP_SIZE=185000
 declare -A DEV=([wire]=eth0 [macvlan]=mv0 [vethd]=veth1 [vethd-veth]=veth1)
 declare -A KIND=([vethd]=tap [vethd-veth]=veth)
 is_vethd() { [[ "$1" == vethd || "$1" == vethd-veth ]]; }
@@ -76,7 +86,7 @@ fail() { log "  FAIL: $*"; FAILURES=$((FAILURES + 1)); }
 [[ "$PINGS" =~ ^[0-9]+$ && "$PINGS" -ge 1 ]] || die "BENCH_PINGS must be a whole number >= 1"
 [[ "$PING_INTERVAL" =~ ^[0-9]*\.?[0-9]+$ ]] || die "BENCH_PING_INTERVAL must be a number of seconds"
 for c in $CONDITIONS; do
-  case "$c" in default|nic-like|mtu-nogro) ;; *) die "unknown condition '$c'";; esac
+  case "$c" in default|nic-like|mtu-nogro|big-tcp) ;; *) die "unknown condition '$c'";; esac
 done
 for p in $PATHS; do
   case "$p" in wire|macvlan|vethd|vethd-veth) ;; *) die "unknown path '$p' in BENCH_ONLY";; esac
@@ -159,6 +169,7 @@ setup_lan() { # CONDITION
   ip -n "$LAN"  link set lo up
   ip -n "$HOST" link set lo up
   ip -n "$LAN"  addr add "$LAN_IP/24" dev lan0
+  ip -n "$LAN"  addr add "$LAN_IP6/64" dev lan0 nodad
   # No sysctls: each path holds the only address in the host namespace while
   # it is measured, and measure_ping checks that the LAN sees its MAC.
   case "$1" in
@@ -169,11 +180,15 @@ setup_lan() { # CONDITION
     mtu-nogro)
       in_lan  ethtool -K lan0 tx off tso off gso off gro off >/dev/null
       in_host ethtool -K eth0 tx off tso off gso off gro off >/dev/null ;;
+    big-tcp)
+      ip -n "$LAN" link set lan0 gso_max_size "$BIG_TCP_SIZE" gro_max_size "$BIG_TCP_SIZE" ;;
   esac
   ip -n "$LAN"  link set lan0 up
   ip -n "$HOST" link set eth0 up
   OFFLOADS[$1]="$(feat "$LAN" lan0); $(feat "$HOST" eth0)"
-  in_lan iperf3 -s -B "$LAN_IP" -p "$IPERF_PORT" --idle-timeout 60 >"$TMP/iperf3-server-$1.log" 2>&1 &
+  local bind=$LAN_IP
+  [[ "$1" == big-tcp ]] && bind=$LAN_IP6
+  in_lan iperf3 -s -B "$bind" -p "$IPERF_PORT" --idle-timeout 60 >"$TMP/iperf3-server-$1.log" 2>&1 &
   IPERF_PID=$!
   local n=50
   until in_lan ss -Hltn "sport = :$IPERF_PORT" | grep -q .; do
@@ -207,6 +222,7 @@ path_up() { # PATH COND: create the path's interface and give it the address
   esac
   # (called from an `if`, so errexit is off in here: check each step)
   ip -n "$HOST" addr add "${SRC[$1]}/24" dev "$dev" || return 1
+  ip -n "$HOST" addr add "${SRC6[$1]}/64" dev "$dev" nodad || return 1
   ip -n "$LAN" neigh flush dev lan0 || return 1
   # the upper interfaces' offloads, for the record
   [[ "$1" == wire ]] || OFFLOADS[$2]+="; $(feat "$HOST" "$dev")"
@@ -215,7 +231,8 @@ path_up() { # PATH COND: create the path's interface and give it the address
 path_down() { # PATH COND
   local rc=0
   case "$1" in
-    wire) ip -n "$HOST" addr del "${SRC[wire]}/24" dev eth0 ;;
+    wire) ip -n "$HOST" addr del "${SRC[wire]}/24" dev eth0
+          ip -n "$HOST" addr del "${SRC6[wire]}/64" dev eth0 ;;
     macvlan) ip -n "$HOST" link del mv0 ;;
     vethd|vethd-veth)
       if [[ -n "$STANDIN" ]]; then
@@ -265,10 +282,12 @@ measure_ping() { # PATH COND
 
 measure_iperf() { # PATH COND DIR
   local p=$1 c=$2 d=$3 json="$TMP/iperf3-$2-$1-$3.json" t0=0 t1=0 rev=() bps bytes err retr
+  local dst=$LAN_IP src=${SRC[$p]}
+  [[ "$c" == big-tcp ]] && { dst=$LAN_IP6; src=${SRC6[$p]}; }
   [[ "$d" == down ]] && rev=(-R)
   is_vethd "$p" && [[ -n "$VETHD_PID" ]] && t0="$(proc_cpu_ticks "$VETHD_PID")"
-  timeout --foreground $((SECS + 20)) ip netns exec "$HOST" iperf3 -c "$LAN_IP" -p "$IPERF_PORT" \
-    -B "${SRC[$p]}" -t "$SECS" -P 1 --connect-timeout 3000 -J "${rev[@]}" >"$json" 2>&1 || true
+  timeout --foreground $((SECS + 20)) ip netns exec "$HOST" iperf3 -c "$dst" -p "$IPERF_PORT" \
+    -B "$src" -t "$SECS" -P 1 --connect-timeout 3000 -J "${rev[@]}" >"$json" 2>&1 || true
   is_vethd "$p" && [[ -n "$VETHD_PID" ]] && t1="$(proc_cpu_ticks "$VETHD_PID")"
   err="$(jq -r '.error // empty' "$json" 2>/dev/null || echo "no JSON from iperf3")"
   bps="$(jq -r '.end.sum_received.bits_per_second // empty' "$json" 2>/dev/null || true)"

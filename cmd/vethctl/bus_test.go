@@ -10,9 +10,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -231,8 +234,9 @@ func (b *testBridge) Status() dbusapi.Status { b.mu.Lock(); defer b.mu.Unlock();
 func (b *testBridge) Counters() dbusapi.Counters {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.rx += 1000 // each reading 1000 more packets
-	return dbusapi.Counters{RxPackets: b.rx, RxBytes: b.rx * 100, RxDrops: map[string]uint64{"runt": 1}, TxDrops: map[string]uint64{}}
+	b.rx += 1000 // each reading 1000 more packets, 2 more RX and 1 more TX super-frames split
+	return dbusapi.Counters{RxPackets: b.rx, RxBytes: b.rx * 100, RxSplit: b.rx / 500, TxSplit: b.rx / 1000,
+		RxDrops: map[string]uint64{"runt": 1}, TxDrops: map[string]uint64{}}
 }
 func (b *testBridge) Reload() error {
 	b.mu.Lock()
@@ -321,6 +325,12 @@ func TestBus(t *testing.T) {
 			t.Errorf("show lacks %q", s)
 		}
 	}
+	// The split counters come over the bus (one reading: RX 2 and TX 1 per
+	// 1000 packets).
+	if m := regexp.MustCompile(`RX: (\d+)000 packets, .* \(0 coalesced, (\d+) split\)\n.*\n *TX: 0 packets, 0 B \((\d+) split\)\n`).
+		FindStringSubmatch(h.stdout.String()); m == nil || m[2] != fmt.Sprint(2*atoi(t, m[1])) || m[3] != m[1] {
+		t.Errorf("show: RX and TX split not as read (%q):\n%s", m, h.stdout.String())
+	}
 	run(0, "show", "veth1", "--json")
 	var doc map[string]any
 	if err := json.Unmarshal(h.stdout.Bytes(), &doc); err != nil || doc["version"] != "test" || doc["unit"] == nil {
@@ -330,7 +340,18 @@ func TestBus(t *testing.T) {
 	run(0, "stats", "veth1", "--interval", "50ms", "--json")
 	var rs []statsRow
 	if err := json.Unmarshal(h.stdout.Bytes(), &rs); err != nil || len(rs) != 1 || rs[0].Rates == nil || rs[0].Rates.RxPackets <= 0 {
-		t.Errorf("stats: %+v %v", rs, err)
+		t.Fatalf("stats: %+v %v", rs, err)
+	}
+	if r := rs[0]; r.RxSplit != r.RxPackets/500 || r.TxSplit != r.RxPackets/1000 || r.TxSplit == 0 ||
+		r.Rates.RxSplit <= 0 || r.Rates.TxSplit <= 0 {
+		t.Errorf("stats: split %d/%d of %d packets, rates %+v", r.RxSplit, r.TxSplit, r.RxPackets, *r.Rates)
+	}
+
+	run(0, "metrics")
+	m1 := regexp.MustCompile(`(?m)^vethd_rx_split_total\{bridge="veth1"\} (\d+)$`).FindStringSubmatch(h.stdout.String())
+	m2 := regexp.MustCompile(`(?m)^vethd_tx_split_total\{bridge="veth1"\} (\d+)$`).FindStringSubmatch(h.stdout.String())
+	if m1 == nil || m2 == nil || atoi(t, m2[1]) == 0 || atoi(t, m1[1]) != 2*atoi(t, m2[1]) {
+		t.Errorf("metrics: split samples %q %q:\n%s", m1, m2, h.stdout.String())
 	}
 
 	m.takeCalls()
@@ -388,6 +409,15 @@ func TestBus(t *testing.T) {
 	if !strings.Contains(h.stderr.String(), "the start job of vethd@veth4.service did not end within 200ms (--timeout)") {
 		t.Errorf("stderr: %q", h.stderr.String())
 	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // slowBridge is a bridge object whose Reload answers after a while.

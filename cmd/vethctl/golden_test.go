@@ -49,9 +49,9 @@ func goldenHost(h *harness) {
 	v1.status.Kind = "tap"
 	v1.status.StartedUsec = uint64(t0.Add(-90 * 60e9).UnixMicro())
 	v1.counters = []dbusapi.Counters{
-		{RxPackets: 1000, RxBytes: 1_500_000, TxPackets: 500, TxBytes: 40_000, RxCoalesced: 10,
+		{RxPackets: 1000, RxBytes: 1_500_000, TxPackets: 500, TxBytes: 40_000, RxCoalesced: 10, RxSplit: 2, TxSplit: 1,
 			RxDrops: map[string]uint64{"runt": 1, "filter": 0}, TxDrops: map[string]uint64{}},
-		{RxPackets: 3000, RxBytes: 4_500_000, TxPackets: 700, TxBytes: 60_000, RxCoalesced: 30, Errors: 1,
+		{RxPackets: 3000, RxBytes: 4_500_000, TxPackets: 700, TxBytes: 60_000, RxCoalesced: 30, Errors: 1, RxSplit: 6, TxSplit: 3,
 			RxDrops: map[string]uint64{"runt": 1, "oversize": 2, "storm-broadcast": 7, "filter": 0},
 			TxDrops: map[string]uint64{"spoof": 4}},
 	}

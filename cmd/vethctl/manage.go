@@ -177,6 +177,9 @@ func (a *app) bridgeConfig(name string, o addOptions) (*config.Bridge, error) {
 			return nil, usageErr("--kind: %v", err)
 		}
 	}
+	if err := config.CheckMTU(kind, mtu); err != nil {
+		return nil, usageErr("--mtu: %v", err)
+	}
 	if _, err := config.NamespacePath(o.netns); err != nil {
 		return nil, usageErr("--netns: %v", err)
 	}

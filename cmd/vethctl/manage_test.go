@@ -142,6 +142,8 @@ func TestAddInvalid(t *testing.T) {
 		{[]string{"veth1", "--parent", "eth0", "--mtu", "65536"}, `--mtu: 65536 is out of range: an MTU is 68 to 65535, or "inherit"`},
 		{[]string{"veth1", "--parent", "eth0", "--carrier", ""}, `--carrier: "" is not follow or on`},
 		{[]string{"veth1", "--parent", "eth0", "--mtu", "10"}, "--mtu: 10 is out of range"},
+		{[]string{"veth1", "--parent", "eth0", "--mtu", "65535"}, "--mtu: 65535 is above what an interface of Kind=tap takes: at most 65521 (Kind=veth: 65535)"},
+		{[]string{"veth1", "--parent", "eth0", "--mtu", "65522", "--kind", "tap"}, "--mtu: 65522 is above what an interface of Kind=tap takes: at most 65521"},
 		{[]string{"veth1", "--parent", "eth0", "--mtu", "big"}, "--mtu:"},
 		{[]string{"veth1", "--parent", "eth0", "--carrier", "off"}, `--carrier: "off" is not follow or on`},
 		{[]string{"veth1", "--parent", "eth0", "--kind", "tun"}, `--kind: "tun" is not tap or veth`},

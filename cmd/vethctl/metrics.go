@@ -22,7 +22,8 @@ read once. The system bus must be reachable, or nothing is written
 
 Metrics (labels: bridge, and reason for drops):
   vethd_rx_packets_total, vethd_rx_bytes_total, vethd_rx_coalesced_total,
-  vethd_tx_packets_total, vethd_tx_bytes_total, vethd_errors_total
+  vethd_rx_split_total, vethd_tx_packets_total, vethd_tx_bytes_total,
+  vethd_tx_split_total, vethd_errors_total
                          counters, as "vethctl stats" prints them
   vethd_rx_dropped_total{reason}, vethd_tx_dropped_total{reason}
                          drops by reason (runt, oversize, spoof, ...)
@@ -109,9 +110,11 @@ func families(inv *inventory, es []entry) []*family {
 	rxPkts := newF("vethd_rx_packets_total", counter, "", "Frames relayed from the parent's wire to the virtual interface.")
 	rxBytes := newF("vethd_rx_bytes_total", counter, "bytes", "Bytes relayed from the parent's wire to the virtual interface.")
 	rxCoal := newF("vethd_rx_coalesced_total", counter, "", "Frames from the wire merged into larger ones for the virtual interface.")
+	rxSplit := newF("vethd_rx_split_total", counter, "", "BIG TCP super-frames (over 64 KiB) from the wire split into smaller ones for the virtual interface.")
 	rxDrop := newF("vethd_rx_dropped_total", counter, "", "Frames from the wire dropped, by reason.")
 	txPkts := newF("vethd_tx_packets_total", counter, "", "Frames relayed from the virtual interface to the parent's wire.")
 	txBytes := newF("vethd_tx_bytes_total", counter, "bytes", "Bytes relayed from the virtual interface to the parent's wire.")
+	txSplit := newF("vethd_tx_split_total", counter, "", "BIG TCP super-frames (over 64 KiB) from the virtual interface split into smaller ones for the wire.")
 	txDrop := newF("vethd_tx_dropped_total", counter, "", "Frames from the virtual interface dropped, by reason.")
 	errs := newF("vethd_errors_total", counter, "", "Errors of the relay.")
 	carrier := newF("vethd_carrier", gauge, "", "Whether the virtual interface has carrier (1) or not (0).")
@@ -135,11 +138,13 @@ func families(inv *inventory, es []entry) []*family {
 		rxPkts.add(u64(c.RxPackets), "bridge", b)
 		rxBytes.add(u64(c.RxBytes), "bridge", b)
 		rxCoal.add(u64(c.RxCoalesced), "bridge", b)
+		rxSplit.add(u64(c.RxSplit), "bridge", b)
 		for _, r := range sortedKeys(c.RxDrops) {
 			rxDrop.add(u64(c.RxDrops[r]), "bridge", b, "reason", r)
 		}
 		txPkts.add(u64(c.TxPackets), "bridge", b)
 		txBytes.add(u64(c.TxBytes), "bridge", b)
+		txSplit.add(u64(c.TxSplit), "bridge", b)
 		for _, r := range sortedKeys(c.TxDrops) {
 			txDrop.add(u64(c.TxDrops[r]), "bridge", b, "reason", r)
 		}
@@ -152,7 +157,7 @@ func families(inv *inventory, es []entry) []*family {
 			started.add(strconv.FormatFloat(float64(st.StartedUsec)/1e6, 'f', -1, 64), "bridge", b)
 		}
 	}
-	return []*family{rxPkts, rxBytes, rxCoal, rxDrop, txPkts, txBytes, txDrop, errs,
+	return []*family{rxPkts, rxBytes, rxCoal, rxSplit, rxDrop, txPkts, txBytes, txSplit, txDrop, errs,
 		carrier, pcarrier, promisc, mtu, started, state, info}
 }
 

@@ -254,9 +254,9 @@ func (a *app) showLines(name string, ab *about) [][2]string {
 	if st.LastError != "" {
 		add("Last Error", st.LastError)
 	}
-	add("RX", fmt.Sprintf("%d packets, %s (%d coalesced)", c.RxPackets, humanize.Bytes(c.RxBytes), c.RxCoalesced))
+	add("RX", fmt.Sprintf("%d packets, %s (%d coalesced, %d split)", c.RxPackets, humanize.Bytes(c.RxBytes), c.RxCoalesced, c.RxSplit))
 	add("RX Drops", drops(c.RxDrops))
-	add("TX", fmt.Sprintf("%d packets, %s", c.TxPackets, humanize.Bytes(c.TxBytes)))
+	add("TX", fmt.Sprintf("%d packets, %s (%d split)", c.TxPackets, humanize.Bytes(c.TxBytes), c.TxSplit))
 	add("TX Drops", drops(c.TxDrops))
 	add("Errors", strconv.FormatUint(c.Errors, 10))
 	return kv

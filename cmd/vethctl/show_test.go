@@ -21,7 +21,7 @@ func showFixture(h *harness) {
 		StatusText: "veth1 running on eth0", ActiveEnter: t0.Add(-90 * time.Second)}}
 	b := running("veth1", "eth0", "22:43:60:c3:5b:4c")
 	b.status.StartedUsec = uint64(t0.Add(-89 * time.Second).UnixMicro())
-	b.counters = []dbusapi.Counters{{RxPackets: 12, RxBytes: 3400, RxCoalesced: 2, TxPackets: 5, TxBytes: 600,
+	b.counters = []dbusapi.Counters{{RxPackets: 12, RxBytes: 3400, RxCoalesced: 2, RxSplit: 1, TxPackets: 5, TxBytes: 600, TxSplit: 3,
 		RxDrops: map[string]uint64{"runt": 1}, TxDrops: map[string]uint64{}}}
 	b.describe = `{"version":"1.0","pid":1234,"config":{"file":"/etc/vethd/veth1.conf","parent":"eth0","mac_address":"persistent","mtu":"inherit","carrier":"follow"},"status":{"name":"veth1","mac_address":"22:43:60:c3:5b:4c"},"counters":{"rx_packets":12}}`
 	h.bridges.bridges["veth1"] = b
@@ -48,7 +48,8 @@ func TestShow(t *testing.T) {
 		"        Carrier: on\n",
 		"         Parent: eth0 (index 2, carrier on, promiscuous no)\n",
 		"       Offloads: csum tso4\n",
-		"             RX: 12 packets, 3.4 kB (2 coalesced)\n",
+		"             RX: 12 packets, 3.4 kB (2 coalesced, 1 split)\n",
+		"             TX: 5 packets, 600 B (3 split)\n",
 		"       RX Drops: 1 (runt 1)\n",
 		"       TX Drops: 0\n",
 	} {

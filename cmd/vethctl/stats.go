@@ -114,9 +114,11 @@ type rates struct {
 	RxBytes     float64 `json:"rx_bytes"`
 	RxDropped   float64 `json:"rx_dropped"`
 	RxCoalesced float64 `json:"rx_coalesced"`
+	RxSplit     float64 `json:"rx_split"`
 	TxPackets   float64 `json:"tx_packets"`
 	TxBytes     float64 `json:"tx_bytes"`
 	TxDropped   float64 `json:"tx_dropped"`
+	TxSplit     float64 `json:"tx_split"`
 	Errors      float64 `json:"errors"`
 }
 
@@ -139,9 +141,11 @@ func computeRates(prev, cur dbusapi.Counters, d time.Duration) rates {
 		RxBytes:     rate(prev.RxBytes, cur.RxBytes),
 		RxDropped:   rate(humanize.Sum(prev.RxDrops), humanize.Sum(cur.RxDrops)),
 		RxCoalesced: rate(prev.RxCoalesced, cur.RxCoalesced),
+		RxSplit:     rate(prev.RxSplit, cur.RxSplit),
 		TxPackets:   rate(prev.TxPackets, cur.TxPackets),
 		TxBytes:     rate(prev.TxBytes, cur.TxBytes),
 		TxDropped:   rate(humanize.Sum(prev.TxDrops), humanize.Sum(cur.TxDrops)),
+		TxSplit:     rate(prev.TxSplit, cur.TxSplit),
 		Errors:      rate(prev.Errors, cur.Errors),
 	}
 }
@@ -154,10 +158,12 @@ type statsRow struct {
 	RxDropped   uint64            `json:"rx_dropped"`
 	RxDrops     map[string]uint64 `json:"rx_drops"`
 	RxCoalesced uint64            `json:"rx_coalesced"`
+	RxSplit     uint64            `json:"rx_split"`
 	TxPackets   uint64            `json:"tx_packets"`
 	TxBytes     uint64            `json:"tx_bytes"`
 	TxDropped   uint64            `json:"tx_dropped"`
 	TxDrops     map[string]uint64 `json:"tx_drops"`
+	TxSplit     uint64            `json:"tx_split"`
 	Errors      uint64            `json:"errors"`
 	Rates       *rates            `json:"rates"` // null without a previous sample
 }
@@ -170,9 +176,9 @@ func rows(prev *sample, cur sample) []statsRow {
 		c := cur.counters[n]
 		r := statsRow{
 			Name:      n,
-			RxPackets: c.RxPackets, RxBytes: c.RxBytes, RxCoalesced: c.RxCoalesced,
+			RxPackets: c.RxPackets, RxBytes: c.RxBytes, RxCoalesced: c.RxCoalesced, RxSplit: c.RxSplit,
 			RxDropped: humanize.Sum(c.RxDrops), RxDrops: nonNil(c.RxDrops),
-			TxPackets: c.TxPackets, TxBytes: c.TxBytes,
+			TxPackets: c.TxPackets, TxBytes: c.TxBytes, TxSplit: c.TxSplit,
 			TxDropped: humanize.Sum(c.TxDrops), TxDrops: nonNil(c.TxDrops),
 			Errors: c.Errors,
 		}
@@ -249,7 +255,7 @@ func (a *app) statsTable(rs []statsRow, interval time.Duration) {
 	cols := []column{{title: "NAME"},
 		{title: "RX-PKTS", right: true}, {title: "RX-BYTES", right: true}, {title: "RX-DROPS", right: true},
 		{title: "TX-PKTS", right: true}, {title: "TX-BYTES", right: true}, {title: "TX-DROPS", right: true},
-		{title: "COALESCED", right: true}, {title: "ERRORS", right: true}}
+		{title: "COALESCED", right: true}, {title: "SPLIT", right: true}, {title: "ERRORS", right: true}}
 	if withRates {
 		cols = append(cols, column{title: "RX-PPS", right: true}, column{title: "RX-RATE", right: true},
 			column{title: "TX-PPS", right: true}, column{title: "TX-RATE", right: true})
@@ -259,7 +265,7 @@ func (a *app) statsTable(rs []statsRow, interval time.Duration) {
 		cells := []string{r.Name,
 			u64(r.RxPackets), humanize.Bytes(r.RxBytes), u64(r.RxDropped),
 			u64(r.TxPackets), humanize.Bytes(r.TxBytes), u64(r.TxDropped),
-			u64(r.RxCoalesced), u64(r.Errors)}
+			u64(r.RxCoalesced), u64(r.RxSplit + r.TxSplit), u64(r.Errors)}
 		if withRates {
 			if rt := r.Rates; rt != nil {
 				cells = append(cells, humanRate(rt.RxPackets), humanize.BitRate(rt.RxBytes),

@@ -36,9 +36,9 @@ func TestComputeRates(t *testing.T) {
 func twoSamples(h *harness) {
 	v1 := running("veth1", "eth0", "22:43:60:c3:5b:4c")
 	v1.counters = []dbusapi.Counters{
-		{RxPackets: 1000, RxBytes: 1_500_000, TxPackets: 500, TxBytes: 40_000, RxCoalesced: 10,
+		{RxPackets: 1000, RxBytes: 1_500_000, TxPackets: 500, TxBytes: 40_000, RxCoalesced: 10, RxSplit: 2, TxSplit: 1,
 			RxDrops: map[string]uint64{"runt": 1}, TxDrops: map[string]uint64{}},
-		{RxPackets: 3000, RxBytes: 4_500_000, TxPackets: 700, TxBytes: 60_000, RxCoalesced: 30,
+		{RxPackets: 3000, RxBytes: 4_500_000, TxPackets: 700, TxBytes: 60_000, RxCoalesced: 30, RxSplit: 6, TxSplit: 3,
 			RxDrops: map[string]uint64{"runt": 1, "oversize": 2}, TxDrops: map[string]uint64{"spoof": 4}, Errors: 1},
 	}
 	v2 := running("veth2", "eth1", "02:00:00:00:00:02")
@@ -52,9 +52,9 @@ func TestStatsTable(t *testing.T) {
 	h.mustRun(0, "stats", "--interval", "2s")
 	// Sizes and rates in SI units with a space (internal/humanize), the
 	// columns still aligned.
-	want := `NAME  RX-PKTS RX-BYTES RX-DROPS TX-PKTS TX-BYTES TX-DROPS COALESCED ERRORS RX-PPS     RX-RATE TX-PPS     TX-RATE
-veth1    3000   4.5 MB        3     700  60.0 kB        4        30      1   1000 12.0 Mbit/s    100 80.0 kbit/s
-veth2       0      0 B        0       0      0 B        0         0      0    0.0     0 bit/s    0.0     0 bit/s
+	want := `NAME  RX-PKTS RX-BYTES RX-DROPS TX-PKTS TX-BYTES TX-DROPS COALESCED SPLIT ERRORS RX-PPS     RX-RATE TX-PPS     TX-RATE
+veth1    3000   4.5 MB        3     700  60.0 kB        4        30     9      1   1000 12.0 Mbit/s    100 80.0 kbit/s
+veth2       0      0 B        0       0      0 B        0         0     0      0    0.0     0 bit/s    0.0     0 bit/s
 
 veth1 drops: rx 3 (oversize 2, runt 1); tx 4 (spoof 4)
 Rates per second over 2s; RX-RATE and TX-RATE in bits per second.
@@ -80,19 +80,20 @@ func TestStatsJSON(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 	r := got[0]
-	if r.RxPackets != 3000 || r.RxDropped != 3 || r.RxDrops["oversize"] != 2 || r.TxDrops["spoof"] != 4 {
+	if r.RxPackets != 3000 || r.RxDropped != 3 || r.RxDrops["oversize"] != 2 || r.TxDrops["spoof"] != 4 ||
+		r.RxSplit != 6 || r.TxSplit != 3 {
 		t.Errorf("counters %+v", r)
 	}
-	want := rates{IntervalSec: 1, RxPackets: 2000, RxBytes: 3_000_000, RxDropped: 2, RxCoalesced: 20,
-		TxPackets: 200, TxBytes: 20_000, TxDropped: 4, Errors: 1}
+	want := rates{IntervalSec: 1, RxPackets: 2000, RxBytes: 3_000_000, RxDropped: 2, RxCoalesced: 20, RxSplit: 4,
+		TxPackets: 200, TxBytes: 20_000, TxDropped: 4, TxSplit: 2, Errors: 1}
 	if *r.Rates != want {
 		t.Errorf("rates %+v\nwant %+v", *r.Rates, want)
 	}
 	// The keys, fixed.
 	var raw []map[string]any
 	_ = json.Unmarshal(h.stdout.Bytes(), &raw)
-	for _, k := range []string{"name", "rx_packets", "rx_bytes", "rx_dropped", "rx_drops", "rx_coalesced",
-		"tx_packets", "tx_bytes", "tx_dropped", "tx_drops", "errors", "rates"} {
+	for _, k := range []string{"name", "rx_packets", "rx_bytes", "rx_dropped", "rx_drops", "rx_coalesced", "rx_split",
+		"tx_packets", "tx_bytes", "tx_dropped", "tx_drops", "tx_split", "errors", "rates"} {
 		if _, ok := raw[0][k]; !ok {
 			t.Errorf("no key %q", k)
 		}
@@ -103,7 +104,7 @@ func TestStatsNoInterval(t *testing.T) {
 	h := newHarness(t)
 	twoSamples(h)
 	h.mustRun(0, "stats", "--interval", "0", "--no-legend", "veth1")
-	if got, want := h.stdout.String(), "veth1 1000 1.5 MB 1 500 40.0 kB 0 10 0\n"; got != want {
+	if got, want := h.stdout.String(), "veth1 1000 1.5 MB 1 500 40.0 kB 0 10 3 0\n"; got != want {
 		t.Errorf("stats: %q, want %q", got, want)
 	}
 	if h.clock != t0 {
@@ -154,7 +155,7 @@ func TestWatch(t *testing.T) {
 		t.Errorf("output begins %q", out[:40])
 	}
 	// First refresh: veth1 went from sample 1 to 2 in 0.5s.
-	if !strings.Contains(out, "veth1    3000   4.5 MB        3     700  60.0 kB        4        30      1   4000") {
+	if !strings.Contains(out, "veth1    3000   4.5 MB        3     700  60.0 kB        4        30     9      1   4000") {
 		t.Errorf("no rates of 4000 pps:\n%s", out)
 	}
 

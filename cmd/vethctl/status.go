@@ -74,8 +74,10 @@ func summarize(inv *inventory) summary {
 		t.RxPackets += c.RxPackets
 		t.RxBytes += c.RxBytes
 		t.RxCoalesced += c.RxCoalesced
+		t.RxSplit += c.RxSplit
 		t.TxPackets += c.TxPackets
 		t.TxBytes += c.TxBytes
+		t.TxSplit += c.TxSplit
 		t.Errors += c.Errors
 		for r, v := range c.RxDrops {
 			t.RxDrops[r] += v
@@ -139,9 +141,9 @@ func (s summary) lines() [][2]string {
 	}
 	c := s.Counters
 	kv = append(kv,
-		[2]string{"RX", fmt.Sprintf("%d packets, %s (%d coalesced)", c.RxPackets, humanize.Bytes(c.RxBytes), c.RxCoalesced)},
+		[2]string{"RX", fmt.Sprintf("%d packets, %s (%d coalesced, %d split)", c.RxPackets, humanize.Bytes(c.RxBytes), c.RxCoalesced, c.RxSplit)},
 		[2]string{"RX Drops", drops(c.RxDrops)},
-		[2]string{"TX", fmt.Sprintf("%d packets, %s", c.TxPackets, humanize.Bytes(c.TxBytes))},
+		[2]string{"TX", fmt.Sprintf("%d packets, %s (%d split)", c.TxPackets, humanize.Bytes(c.TxBytes), c.TxSplit)},
 		[2]string{"TX Drops", drops(c.TxDrops)},
 		[2]string{"Errors", u64(c.Errors)})
 	return kv

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,7 @@ type options struct {
 	routePriority string // --route-priority: "" (default) or N
 	kind          string // --kind: "" (default: config.DefaultKind), tap or veth
 	netns         string // --netns: "" (vethd's own), a name under /run/netns or an absolute path
+	bcastLimit    string // --broadcast-limit: "" (default) or N or off, as config.ParseBroadcastLimit reads it
 	machineIDFile string
 	version       bool
 	instance      string // --instance NAME
@@ -94,6 +96,11 @@ Options:
       --netns NAME|PATH
                        create NAME in the network namespace /run/netns/NAME
                        or PATH (waits for it to appear)
+      --broadcast-limit N|off
+                       at most N broadcast/multicast frames a second of
+                       each class (ARP, IPv6 neighbour discovery, DHCP,
+                       other) from the parent to NAME (default 1000);
+                       off: no storm limiter
       --machine-id-file PATH
                        read the machine ID for persistent MACs from PATH
                        (default /etc/machine-id)
@@ -129,6 +136,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.routePriority, "route-priority", "", "")
 	fs.StringVar(&o.kind, "kind", "", "")
 	fs.StringVar(&o.netns, "netns", "", "")
+	fs.StringVar(&o.bcastLimit, "broadcast-limit", "", "")
 	fs.StringVar(&o.machineIDFile, "machine-id-file", o.machineIDFile, "")
 	fs.BoolVar(&o.version, "version", false, "")
 	fs.StringVar(&o.instance, "instance", "", "")
@@ -146,7 +154,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "v", "name", "e", "parent", "m", "mac", "arp-isolation",
-			"source-routing", "route-table", "route-priority", "kind", "netns":
+			"source-routing", "route-table", "route-priority", "kind", "netns", "broadcast-limit":
 			o.seedFlags = append(o.seedFlags, "-"+f.Name)
 		}
 	})
@@ -175,7 +183,37 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 }
 
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		if hard := cgroupMemoryMax(); hard > 0 {
+			// Nearing 3/4 of the unit's MemoryMax=, the garbage collector
+			// runs more often and returns freed memory at once, before the
+			// kernel's OOM killer would act.
+			debug.SetMemoryLimit(hard / 4 * 3)
+		}
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cgroupMemoryMax returns the memory.max of vethd's cgroup (v2), the
+// unit's MemoryMax=; 0 if there is none or it cannot be read.
+func cgroupMemoryMax() int64 {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return 0
+	}
+	path, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "0::")
+	if !ok || strings.Contains(path, "\n") {
+		return 0
+	}
+	b, err = os.ReadFile("/sys/fs/cgroup" + path + "/memory.max")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil { // "max": none
+		return 0
+	}
+	return n
 }
 
 // run is vethd with its command line and output streams; it returns the
@@ -226,10 +264,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error(fmt.Sprintf("--netns: %v", err))
 		return exitConfig
 	}
+	bcast := 0
+	if o.bcastLimit != "" {
+		if bcast, err = config.ParseBroadcastLimit(o.bcastLimit); err != nil {
+			log.Error(fmt.Sprintf("--broadcast-limit: %v", err))
+			return exitConfig
+		}
+	}
 	cfg := service.Config{
 		Mode: service.ModeSeed, Name: o.name, Parent: o.parent, MAC: o.mac, NoARPIsolation: !arp,
 		NoSourceRouting: !routing, RouteTable: table, RoutePriority: priority, Kind: o.kind, Namespace: o.netns,
-		ConfigDir: o.configDir, MachineIDFile: o.machineIDFile, Version: version,
+		BroadcastLimit: bcast, ConfigDir: o.configDir, MachineIDFile: o.machineIDFile, Version: version,
 		Log: log, Notifier: sdnotify.New(), Routes: service.SourceRoutes{},
 	}
 	switch {
@@ -245,7 +290,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg.StoredFDs = sdnotify.StoredFDs()
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
 	return exitCode(service.Run(cfg, sigs))
 }

@@ -14,9 +14,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Handler is a slog.Handler that writes one plain line per record:
@@ -57,7 +60,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 			b.WriteString(": ")
 		}
 	}
-	b.WriteString(r.Message)
+	b.WriteString(escapeLine(r.Message))
 	b.WriteString(h.attrs)
 	r.Attrs(func(a slog.Attr) bool {
 		writeAttr(&b, a)
@@ -90,12 +93,51 @@ func writeAttr(b *strings.Builder, a slog.Attr) {
 }
 
 // Quote renders v as the value of a key=value pair in a log line: as it
-// is, or quoted with %q if it is empty or holds a space, '"' or '='.
+// is, or quoted with %q if it is empty, holds a space, '"', '=' or '\\',
+// a character that is not printable (control characters, terminal escape
+// sequences, Unicode format characters such as U+202E) or is not valid
+// UTF-8. %q escapes all of those (\x1b, \u202e, \xff), so a quoted value
+// is one line of printable text that reads back with strconv.Unquote.
 func Quote(v string) string {
-	if strings.ContainsAny(v, " \"=") || v == "" {
-		return fmt.Sprintf("%q", v)
+	if v == "" || strings.ContainsAny(v, " \"=\\") || !printable(v) {
+		return strconv.Quote(v)
 	}
 	return v
+}
+
+// printable reports whether v is valid UTF-8 made only of printable
+// characters (unicode.IsPrint: letters, marks, numbers, punctuation,
+// symbols and the ASCII space).
+func printable(v string) bool {
+	for _, r := range v {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return utf8.ValidString(v)
+}
+
+// escapeLine returns s with every character that is not printable, or not
+// valid UTF-8, escaped as %q escapes it (a newline as \n, ESC as \x1b), so
+// that no message can end its journal line early, forge another one, or
+// send escape sequences to the terminal of whoever reads the log. Printable
+// text, '"' and '\\' included, is left as it is.
+func escapeLine(s string) string {
+	if printable(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && n <= 1) || !unicode.IsPrint(r) {
+			q := strconv.Quote(s[i : i+n])
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // priority returns the sd-daemon(3) prefix for a level.

@@ -36,8 +36,8 @@ func TestBusGoneAndBack(t *testing.T) {
 		return st, err
 	}
 	c := dbusapi.NewClient(bus.Conn(t))
-	// The object is exported before the bridge starts; the start's change
-	// is published by the main loop.
+	// The object is exported once the bridge has started (instance mode);
+	// later changes are published by the main loop.
 	waitFor(t, "running on the bus", func() bool { st, err := get(c); return err == nil && st.State == "running" && st.Parent == "eth0" })
 	// A change reaches the bus through the main loop.
 	b.set(func(b *fakeBridge) { b.status.State = bridge.StateDegraded; b.status.ParentCarrier = false })
@@ -129,5 +129,68 @@ func TestNetworkManagerHint(t *testing.T) {
 				t.Errorf("hint logged: %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// nameOwner returns the unique name owning name on conn's bus, or "".
+func nameOwner(conn *dbus.Conn, name string) string {
+	var owner string
+	_ = conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, name).Store(&owner)
+	return owner
+}
+
+// TestStartLoserNeverOwnsName (issue 9 item 3): in instance mode the bus
+// name is asked for only once the bridge holds its interface, so a vethd
+// that loses the race for it never owns the name (it used to take it
+// first and, exiting, leave the winner without it).
+func TestStartLoserNeverOwnsName(t *testing.T) {
+	bus := dbustest.StartOpen(t)
+	watch := bus.Conn(t)
+	h := newHarness(t)
+	h.writeConf("veth1", "[Bridge]\nParent=eth0\n")
+	var ownedAtStart atomic.Value
+	h.start.setHook(func(bridge.Config) error {
+		ownedAtStart.Store(nameOwner(watch, dbusapi.BusName("veth1")))
+		return fmt.Errorf("create TAP veth1: %w", bridge.ErrNameInUse)
+	})
+	cfg := h.config(ModeInstance)
+	cfg.ConnectBus = func() (*dbus.Conn, error) { return dbus.Connect(bus.Addr) }
+	h.run(cfg)
+	if err := h.wait(); err == nil {
+		t.Fatal("Run succeeded with the interface in use")
+	}
+	if o := ownedAtStart.Load(); o != "" {
+		t.Errorf("the bus name was owned by %v while the bridge started", o)
+	}
+}
+
+// TestQueuedForName (issue 9 item 3): a bridge whose bus name another
+// connection still owns (the loser of a start race, on its way out)
+// queues for it and owns it as soon as that one lets go.
+func TestQueuedForName(t *testing.T) {
+	bus := dbustest.StartOpen(t)
+	other := bus.Conn(t)
+	if r, err := other.RequestName(dbusapi.BusName("veth1"), dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("own the name: %v %v", r, err)
+	}
+	h := newHarness(t)
+	h.writeConf("veth1", "[Bridge]\nParent=eth0\n")
+	cfg := h.config(ModeInstance)
+	cfg.ConnectBus = func() (*dbus.Conn, error) { return dbus.Connect(bus.Addr) }
+	h.run(cfg)
+	h.start.nextStarted(t)
+	h.ready(0)
+	h.log.WaitLine(t, "vethd: veth1: another connection owns io.github.vethd.Bridge1.veth1; queued for it")
+	if _, err := other.ReleaseName(dbusapi.BusName("veth1")); err != nil {
+		t.Fatal(err)
+	}
+	var mine string
+	if err := h.d.call(func() error { mine = h.d.bus.Names()[0]; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the name handed over", func() bool { return nameOwner(other, dbusapi.BusName("veth1")) == mine })
+	st, _, err := dbusapi.NewClient(other).Get(context.Background(), "veth1")
+	if err != nil || st.State != "running" {
+		t.Errorf("after the handover: %+v %v", st, err)
 	}
 }

@@ -3,8 +3,10 @@ package service
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/vethd/vethd/pkg/bridge"
+	"github.com/vethd/vethd/pkg/config"
 	"github.com/vethd/vethd/pkg/ifname"
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +44,7 @@ func startError(err error) *Error {
 	switch {
 	case isPermission(err):
 		return &Error{Kind: KindPermission, Err: err}
-	case errors.Is(err, ifname.ErrInvalid):
+	case errors.Is(err, ifname.ErrInvalid), errors.Is(err, bridge.ErrMTUTooLarge):
 		return &Error{Kind: KindConfig, Err: err}
 	}
 	return &Error{Kind: KindFailure, Err: err}
@@ -59,6 +61,23 @@ func explain(err error, cfg bridge.Config) string {
 		return fmt.Sprintf("%v: vethd needs CAP_NET_ADMIN and CAP_NET_RAW; run it as root", err)
 	}
 	return err.Error()
+}
+
+// publicText is err's text for what any user reads — LastError on D-Bus,
+// STATUS= in systemctl status: a configuration error is given as
+// config.Error.Public, without the value it refused or any other text of
+// the file (a configuration file may be a link to a secret). The journal,
+// which root and adm read, gets err.Error(), value and all.
+func publicText(err error) string {
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		return err.Error()
+	}
+	full, inner := err.Error(), ce.Error()
+	if i := strings.Index(full, inner); i >= 0 {
+		return full[:i] + ce.Public() + full[i+len(inner):]
+	}
+	return ce.Public()
 }
 
 func isPermission(err error) bool {

@@ -191,10 +191,12 @@ func (in *instance) storeFD(br Bridge, adopted bool) error {
 	return in.env.notify.StoreFD(in.fdName, fd)
 }
 
-// setErr records err as the instance's last error and returns it.
+// setErr records err as the instance's last error (LastError, STATUS=:
+// publicText, which quotes nothing of a configuration file) and returns
+// it (whoever logs it logs it whole).
 func (in *instance) setErr(err error) error {
 	in.mu.Lock()
-	in.lastErr = err.Error()
+	in.lastErr = publicText(err)
 	in.mu.Unlock()
 	in.env.changed()
 	return err
@@ -246,9 +248,25 @@ func (in *instance) stop(keep, exiting bool) {
 		br.Close()
 	}
 	c := br.Counters().Snapshot()
-	in.env.log.Info(fmt.Sprintf("Detached %s from %s rx_packets=%d rx_bytes=%d rx_coalesced=%d tx_packets=%d tx_bytes=%d dropped=%d errors=%d took=%s",
-		in.name, br.Status().Parent, c.RxPackets, c.RxBytes, c.RxCoalesced, c.TxPackets, c.TxBytes,
-		humanize.Sum(c.RxDrops)+humanize.Sum(c.TxDrops), c.Errors, time.Since(start).Round(time.Millisecond)))
+	in.env.log.Info(fmt.Sprintf("Detached %s from %s rx_packets=%d rx_bytes=%d rx_coalesced=%d rx_split=%d tx_packets=%d tx_bytes=%d tx_split=%d dropped=%d%s%s errors=%d took=%s",
+		in.name, br.Status().Parent, c.RxPackets, c.RxBytes, c.RxCoalesced, c.RxSplit, c.TxPackets, c.TxBytes, c.TxSplit,
+		humanize.Sum(c.RxDrops)+humanize.Sum(c.TxDrops), dropFields("rx", c.RxDrops), dropFields("tx", c.TxDrops),
+		c.Errors, time.Since(start).Round(time.Millisecond)))
+}
+
+// dropFields formats the nonzero drops of m (by reason) as key=value
+// fields for a log line, each with a leading space, in the order of
+// bridge.DropReasons: dropFields("rx", {"runt": 2, "oversize": 1}) is
+// " rx_drop_runt=2 rx_drop_oversize=1". Dashes in a reason become
+// underscores (no-parent: rx_drop_no_parent).
+func dropFields(dir string, m map[string]uint64) string {
+	var b strings.Builder
+	for _, r := range bridge.DropReasons() {
+		if n := m[r.String()]; n > 0 {
+			fmt.Fprintf(&b, " %s_drop_%s=%d", dir, strings.ReplaceAll(r.String(), "-", "_"), n)
+		}
+	}
+	return b.String()
 }
 
 // bridge returns the running bridge, nil if there is none.
@@ -356,6 +374,7 @@ func (in *instance) counters() dbusapi.Counters {
 	s := br.Counters().Snapshot()
 	c.RxPackets, c.RxBytes, c.RxCoalesced = s.RxPackets, s.RxBytes, s.RxCoalesced
 	c.TxPackets, c.TxBytes, c.Errors = s.TxPackets, s.TxBytes, s.Errors
+	c.RxSplit, c.TxSplit = s.RxSplit, s.TxSplit
 	c.RxDrops, c.TxDrops = s.RxDrops, s.TxDrops
 	return c
 }

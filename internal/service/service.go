@@ -97,6 +97,9 @@ type Config struct {
 	// "" is the default: config.DefaultKind, vethd's own namespace), as
 	// written: config.ParseKind and config.NamespacePath read them.
 	Kind, Namespace string
+	// BroadcastLimit is the seed flag --broadcast-limit (ModeSeed), as
+	// config.ParseBroadcastLimit reads it: 0 is the default.
+	BroadcastLimit int
 	// Instance is the NAME of --instance NAME (ModeInstance).
 	Instance string
 	// ConfigDir is where NAME.conf files are.
@@ -119,7 +122,8 @@ type Config struct {
 	// Routes keeps the bridges' source routing (SourceRoutes is the real
 	// one); nil keeps none and touches no rules (the service's tests).
 	Routes Routes
-	// ConnectBus connects to the system bus; nil is dbus.ConnectSystemBus.
+	// ConnectBus connects to the system bus; nil is
+	// dbusapi.ConnectSystemBus (which bounds what the connection reads).
 	ConnectBus func() (*dbus.Conn, error)
 	// Units asks systemd and the bus, over a connection ConnectBus made,
 	// which unit runs a bridge; nil is the real one (newBusUnits).
@@ -189,7 +193,7 @@ func newDaemon(cfg Config) *daemon {
 		cfg.StartBridge = startBridge
 	}
 	if cfg.ConnectBus == nil {
-		cfg.ConnectBus = func() (*dbus.Conn, error) { return dbus.ConnectSystemBus() }
+		cfg.ConnectBus = dbusapi.ConnectSystemBus
 	}
 	if cfg.BusRetry == 0 {
 		cfg.BusRetry = defaultBusRetry
@@ -308,6 +312,9 @@ func (d *daemon) startOne(s spec, sigs <-chan os.Signal) (br Bridge, stopped boo
 		}
 	}
 	if err == nil {
+		// On the bus only now that it holds the interface: a vethd that
+		// lost the race for it never owns the name (issue 9 item 3).
+		d.export(in)
 		return br, false, nil
 	}
 	if errors.Is(err, bridge.ErrNameInUse) {
@@ -378,6 +385,10 @@ func (d *daemon) pause(sigs <-chan os.Signal, dur time.Duration) bool {
 		case <-t.C:
 			return false
 		case sig := <-sigs:
+			if sig == syscall.SIGUSR1 {
+				d.log.Info(runtimeLine())
+				continue
+			}
 			if sig != syscall.SIGHUP {
 				d.log.Info(fmt.Sprintf("Stopping on %v", sig))
 				return true
@@ -560,6 +571,10 @@ func (d *daemon) loop(sigs <-chan os.Signal) error {
 				d.reloadAll()
 				continue
 			}
+			if sig == syscall.SIGUSR1 {
+				d.log.Info(runtimeLine())
+				continue
+			}
 			d.log.Info(fmt.Sprintf("Stopping on %v", sig))
 			return nil
 		case f := <-d.calls:
@@ -628,7 +643,9 @@ func (d *daemon) closeBus() {
 	}
 }
 
-// newInstance registers a bridge and exports its D-Bus object.
+// newInstance registers a bridge; in --all mode it also exports its D-Bus
+// object (seed and instance modes export it once the bridge has started:
+// startOne).
 func (d *daemon) newInstance(s spec) *instance {
 	fdName := "tap"
 	if d.cfg.Mode == ModeAll {
@@ -636,7 +653,9 @@ func (d *daemon) newInstance(s spec) *instance {
 	}
 	in := newInstance(s, fdName, d.env)
 	d.instances[in.name] = in
-	d.export(in)
+	if d.cfg.Mode == ModeAll {
+		d.export(in)
+	}
 	return in
 }
 
@@ -651,6 +670,10 @@ func (d *daemon) export(in *instance) {
 		return
 	}
 	d.servers[in.name] = srv
+	if srv.Queued() {
+		// The bus hands the name over when the owner lets it go.
+		d.log.Info(fmt.Sprintf("%s: another connection owns %s; queued for it", in.name, srv.BusName()))
+	}
 }
 
 // busBridge returns in's D-Bus adapter.

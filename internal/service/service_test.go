@@ -105,7 +105,7 @@ func TestAdoptFromFDStore(t *testing.T) {
 		t.Error("the bridge was not closed at stop")
 	}
 	h.log.WaitLine(t, "vethd: Stopping on terminated")
-	h.log.WaitLine(t, "vethd: Detached veth1 from eth0 rx_packets=0 rx_bytes=0 rx_coalesced=0 tx_packets=0 tx_bytes=0 dropped=0 errors=0 took=")
+	h.log.WaitLine(t, "vethd: Detached veth1 from eth0 rx_packets=0 rx_bytes=0 rx_coalesced=0 rx_split=0 tx_packets=0 tx_bytes=0 tx_split=0 dropped=0 errors=0 took=")
 }
 
 // TestFreshTAPStored: without a stored TAP, the new one replaces any

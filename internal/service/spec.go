@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/vethd/vethd/pkg/bridge"
@@ -8,6 +9,14 @@ import (
 	"github.com/vethd/vethd/pkg/ifname"
 	"github.com/vethd/vethd/pkg/macaddr"
 	"github.com/vethd/vethd/pkg/srcroute"
+)
+
+// The storm limiter's default is written in both pkg/config (docs, files)
+// and pkg/bridge (what runs): this fails to compile if they differ, as
+// it does if "off" is not negative in both.
+const (
+	_ = uint(config.DefaultBroadcastLimit-bridge.DefaultBroadcastLimit) + uint(bridge.DefaultBroadcastLimit-config.DefaultBroadcastLimit)
+	_ = uint(-config.BroadcastLimitOff) + uint(-bridge.BroadcastLimitOff)
 )
 
 // spec is one bridge's resolved configuration.
@@ -79,6 +88,9 @@ func (d *daemon) loadSpecs() ([]spec, error) {
 			if err := tableClash(s, specs); err != nil {
 				return nil, err
 			}
+			if err := macClash(s, specs); err != nil {
+				return nil, err
+			}
 			specs = append(specs, s)
 		}
 		return specs, nil
@@ -116,7 +128,7 @@ func (d *daemon) loadSpecs() ([]spec, error) {
 	}
 	return []spec{{
 		cfg: bridge.Config{Name: d.cfg.Name, Kind: bridgeKind(kind), Namespace: ns, Parent: d.cfg.Parent, MAC: mac,
-			ARPIsolation: !d.cfg.NoARPIsolation},
+			ARPIsolation: !d.cfg.NoARPIsolation, BroadcastLimit: d.cfg.BroadcastLimit},
 		policy: policy,
 		route:  route,
 	}}, nil
@@ -149,7 +161,7 @@ func (d *daemon) loadSpec(name string) (spec, error) {
 		cfg: bridge.Config{
 			Name: c.Name, Kind: bridgeKind(c.Kind), Namespace: ns, Parent: c.Parent, MAC: mac, MTU: c.MTU,
 			CarrierOn: c.Carrier == config.CarrierOn, WaitParent: true,
-			ARPIsolation: !c.NoARPIsolation,
+			ARPIsolation: !c.NoARPIsolation, BroadcastLimit: c.BroadcastLimit,
 		},
 		policy: c.MAC,
 		route:  route,
@@ -170,9 +182,30 @@ func tableClash(s spec, others []spec) error {
 		if o.cfg.Name == s.cfg.Name || !routesHere(o) || o.route.Table != s.route.Table {
 			continue
 		}
-		return &config.Error{File: s.file, Key: "RouteTable",
-			Err: fmt.Errorf("table %d is %s's too (%s); each interface needs a table of its own: set RouteTable= in one of them",
-				s.route.Table, o.cfg.Name, o.file)}
+		return &config.Error{File: s.file, Key: "RouteTable", Err: &config.ValueError{
+			Shown: fmt.Sprintf("table %d", s.route.Table), Subject: "its table",
+			Problem: fmt.Sprintf("is %s's too (%s); each interface needs a table of its own: set RouteTable= in one of them", o.cfg.Name, o.file)}}
+	}
+	return nil
+}
+
+// macClash fails, with a *config.Error naming both files, if s gives its
+// interface the MAC address of one of others: two interfaces of one
+// process with one address would both take the frames sent to it (an
+// explicit MACAddress= in two files; a persistent or random one is the
+// interface's own). Only a file can clash: in seed mode there is one
+// bridge.
+func macClash(s spec, others []spec) error {
+	if len(s.cfg.MAC) == 0 {
+		return nil
+	}
+	for _, o := range others {
+		if o.cfg.Name == s.cfg.Name || !bytes.Equal(o.cfg.MAC, s.cfg.MAC) {
+			continue
+		}
+		return &config.Error{File: s.file, Key: "MACAddress", Err: &config.ValueError{
+			Shown: s.cfg.MAC.String(), Subject: "its address",
+			Problem: fmt.Sprintf("is %s's too (%s); two interfaces with one address would both take its frames: give one of them another MACAddress=", o.cfg.Name, o.file)}}
 	}
 	return nil
 }
@@ -182,8 +215,8 @@ func tableClash(s spec, others []spec) error {
 func routesHere(s spec) bool { return s.route.On && s.cfg.Namespace == "" }
 
 // checkSpec is env.checkSpec in --all mode: s must not share its routing
-// table with another bridge of this process. Run goroutine only (it reads
-// the instances).
+// table or its MAC address with another bridge of this process. Run
+// goroutine only (it reads the instances).
 func (d *daemon) checkSpec(s spec) error {
 	var others []spec
 	for _, in := range d.list() {
@@ -191,5 +224,8 @@ func (d *daemon) checkSpec(s spec) error {
 		others = append(others, in.spec)
 		in.mu.Unlock()
 	}
-	return tableClash(s, others)
+	if err := tableClash(s, others); err != nil {
+		return err
+	}
+	return macClash(s, others)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -119,6 +120,11 @@ const (
 	errNoUnitForPID   = "org.freedesktop.systemd1.NoUnitForPID"
 	errServiceUnknown = "org.freedesktop.DBus.Error.ServiceUnknown" // no systemd on this bus
 	systemdJob        = "org.freedesktop.systemd1.Job"
+	systemdService    = "org.freedesktop.systemd1.Service"
+	// ReloadUnit refused to a user polkit does not authorize, and
+	// without polkit.
+	errInteractiveAuth = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+	errAccessDenied    = "org.freedesktop.DBus.Error.AccessDenied"
 )
 
 // busUnits is Units over a connection to the system bus.
@@ -187,11 +193,40 @@ func (u *busUnits) Owner(ctx context.Context, name string) (uint32, string, erro
 }
 
 // Reload is Units' Reload. Equivalent to: `systemctl reload --no-block
-// --job-mode=fail UNIT`.
+// --job-mode=fail UNIT`. The units run vethd as the user vethd, whom
+// systemd does not let manage units (polkit: "Interactive authentication
+// required"; no polkit: "Access denied"): then Reload does what the
+// unit's ExecReload= does, SIGHUP to its main process (`systemctl kill
+// -s HUP --kill-whom=main UNIT`), which kill(2) allows to a process of
+// the same user.
 func (u *busUnits) Reload(ctx context.Context, unit string) error {
 	var job dbus.ObjectPath
-	if err := u.manager().CallWithContext(ctx, systemdManager+".ReloadUnit", 0, unit, "fail").Store(&job); err != nil {
+	err := u.manager().CallWithContext(ctx, systemdManager+".ReloadUnit", 0, unit, "fail").Store(&job)
+	if isDBusError(err, errInteractiveAuth) || isDBusError(err, errAccessDenied) {
+		err = u.hangUpMain(ctx, unit)
+	}
+	if err != nil {
 		return fmt.Errorf("reload %s: %w", unit, err)
+	}
+	return nil
+}
+
+// hangUpMain sends SIGHUP to the main process of unit.
+func (u *busUnits) hangUpMain(ctx context.Context, unit string) error {
+	var path dbus.ObjectPath
+	if err := u.manager().CallWithContext(ctx, systemdManager+".GetUnit", 0, unit).Store(&path); err != nil {
+		return fmt.Errorf("ask systemd about %s: %w", unit, err)
+	}
+	v, err := u.property(ctx, path, systemdService, "MainPID")
+	if err != nil {
+		return fmt.Errorf("ask systemd for the main PID of %s: %w", unit, err)
+	}
+	pid, _ := v.Value().(uint32)
+	if pid == 0 {
+		return fmt.Errorf("%s has no main process", unit)
+	}
+	if err := syscall.Kill(int(pid), syscall.SIGHUP); err != nil {
+		return fmt.Errorf("send SIGHUP to PID %d of %s: %w", pid, unit, err)
 	}
 	return nil
 }

@@ -3,8 +3,11 @@ package service
 import (
 	"context"
 	"os"
+	"os/signal"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +22,10 @@ import (
 type fakeManager struct {
 	files  map[string]string // UnitFileState by unit; others are FileNotFound
 	active map[string]string // ActiveState of the loaded units
+	mains  map[string]uint32 // MainPID of the loaded units (0 if not here)
+	// reloadErr, if not "", is the D-Bus error ReloadUnit answers with
+	// (as systemd refuses the user vethd).
+	reloadErr string
 
 	mu      sync.Mutex
 	pids    map[uint32]string // GetUnitByPID
@@ -56,11 +63,17 @@ func (m *fakeManager) ReloadUnit(unit, mode string) (dbus.ObjectPath, *dbus.Erro
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.reloads = append(m.reloads, [2]string{unit, mode})
+	if m.reloadErr != "" {
+		return "", dbus.NewError(m.reloadErr, []any{"Access denied"})
+	}
 	return "/org/freedesktop/systemd1/job/1", nil
 }
 
 // unitProps is a unit's org.freedesktop.DBus.Properties.
-type unitProps struct{ id, active string }
+type unitProps struct {
+	id, active string
+	main       uint32
+}
 
 func (p unitProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
 	switch {
@@ -68,6 +81,8 @@ func (p unitProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
 		return dbus.MakeVariant(p.id), nil
 	case iface == "org.freedesktop.systemd1.Unit" && name == "ActiveState":
 		return dbus.MakeVariant(p.active), nil
+	case iface == "org.freedesktop.systemd1.Service" && name == "MainPID":
+		return dbus.MakeVariant(p.main), nil
 	}
 	return dbus.Variant{}, dbus.NewError("org.freedesktop.DBus.Error.UnknownProperty", nil)
 }
@@ -86,7 +101,7 @@ func (m *fakeManager) serve(t *testing.T, conn *dbus.Conn) {
 		units[u] = true
 	}
 	for u := range units {
-		if err := conn.Export(unitProps{id: u, active: m.active[u]}, unitPath(u), "org.freedesktop.DBus.Properties"); err != nil {
+		if err := conn.Export(unitProps{id: u, active: m.active[u], main: m.mains[u]}, unitPath(u), "org.freedesktop.DBus.Properties"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -169,5 +184,65 @@ func TestBusUnitsNoSystemd(t *testing.T) {
 	}
 	if pid, _, err := u.Owner(ctx, "veth1"); err != nil || pid != 0 {
 		t.Errorf("Owner = %d, %v; want no owner", pid, err)
+	}
+}
+
+// TestBusUnitsReloadRefused: systemd refuses ReloadUnit to the user vethd
+// (InteractiveAuthorizationRequired with polkit, AccessDenied without):
+// Reload sends SIGHUP to the unit's main process instead (here this test
+// process, which catches it); other errors, and a unit without a main
+// process, are Reload's error and signal no one.
+func TestBusUnitsReloadRefused(t *testing.T) {
+	hup := make(chan os.Signal, 4)
+	signal.Notify(hup, syscall.SIGHUP)
+	t.Cleanup(func() { signal.Stop(hup) })
+	for _, tc := range []struct {
+		name, reloadErr string
+		main            uint32
+		wantErr         string // "" for SIGHUP to main
+	}{
+		{name: "polkit", reloadErr: errInteractiveAuth, main: uint32(os.Getpid())},
+		{name: "no polkit", reloadErr: errAccessDenied, main: uint32(os.Getpid())},
+		{name: "no main process", reloadErr: errAccessDenied, wantErr: "reload vethd.service: vethd.service has no main process"},
+		{name: "other error", reloadErr: "org.freedesktop.systemd1.NoSuchUnit", main: uint32(os.Getpid()), wantErr: "reload vethd.service: Access denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := dbustest.StartOpen(t)
+			m := &fakeManager{
+				active:    map[string]string{"vethd.service": "active"},
+				mains:     map[string]uint32{"vethd.service": tc.main},
+				reloadErr: tc.reloadErr,
+			}
+			m.serve(t, bus.Conn(t))
+			u := newBusUnits(bus.Conn(t))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := u.Reload(ctx, "vethd.service")
+			m.mu.Lock()
+			got := slices.Clone(m.reloads)
+			m.mu.Unlock()
+			if !slices.Equal(got, [][2]string{{"vethd.service", "fail"}}) {
+				t.Errorf("ReloadUnit calls %q, want one", got)
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("Reload = %v, want an error %q", err, tc.wantErr)
+				}
+				select {
+				case <-hup:
+					t.Error("SIGHUP sent although Reload failed")
+				case <-time.After(50 * time.Millisecond):
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Reload = %v, want SIGHUP to the main process", err)
+			}
+			select {
+			case <-hup:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no SIGHUP to the main process")
+			}
+		})
 	}
 }

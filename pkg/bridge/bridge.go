@@ -76,6 +76,10 @@ var ErrParentNotEthernet = errors.New("not an Ethernet device")
 // one station on the wire.
 var ErrParentMAC = errors.New("the virtual interface needs an address of its own")
 
+// ErrMTUTooLarge is wrapped by the error of Start and Reconfigure for a
+// Config.MTU above what the kind of interface takes (MaxMTU).
+var ErrMTUTooLarge = errors.New("MTU too large")
+
 // Kind is what the virtual interface is.
 type Kind string
 
@@ -89,6 +93,25 @@ const (
 	KindVeth Kind = "veth"
 )
 
+// The largest MTU of each kind: a TAP's is 65535 less its 14-byte Ethernet
+// header (the tun driver's max_mtu, MAX_MTU - hard_header_len), a veth's
+// the kernel's ETH_MAX_MTU. pkg/config's MaxMTUTAP and MaxMTUVeth say the
+// same (TestMTULimitsAgree in internal/service keeps them in step).
+const (
+	MaxMTUTAP  = 65521
+	MaxMTUVeth = 65535
+)
+
+// MaxMTU returns the largest MTU an interface of kind k takes ("" is
+// KindTAP). A parent with a larger MTU is followed up to it (see
+// Config.MTU).
+func MaxMTU(k Kind) int {
+	if k == KindVeth {
+		return MaxMTUVeth
+	}
+	return MaxMTUTAP
+}
+
 // Config is what a bridge is built from.
 type Config struct {
 	// Name is the virtual interface's name (veth0, veth1, …).
@@ -100,7 +123,8 @@ type Config struct {
 	// is created; "" means the caller's. A path that does not exist is
 	// waited for (StateWaitingNamespace), looked at once a second; the
 	// interface is created again there when that namespace is destroyed
-	// and another appears. Not with TAP.
+	// and another appears. A TAP to adopt (TAP set) is adopted in
+	// whichever namespace it is, this one or another.
 	Namespace string
 	// Parent is the name of the NIC whose wire is shared.
 	Parent string
@@ -118,7 +142,20 @@ type Config struct {
 	// reports it in Status.MAC. A multicast or all-zero address is not
 	// followed (the kernel refuses to set one on a TAP anyway).
 	MAC net.HardwareAddr
-	// MTU, if not zero, is used instead of following the parent's MTU.
+	// MTU, if not zero, is used instead of following the parent's MTU;
+	// it may not be more than MaxMTU(Kind) (ErrMTUTooLarge).
+	//
+	// MTU changes. Following the parent, the interface gets the parent's
+	// MTU, at most MaxMTU(Kind) (one log line says when it is less),
+	// whenever the parent's MTU is new to the bridge: at attach, and when
+	// it changes. An MTU someone else sets on the interface (`ip link set
+	// veth1 mtu N`, NetworkManager) is always reflected in Status.MTU; one
+	// above what the parent carries (the parent's MTU, or MTU if that is
+	// more) would make the larger frames vanish on the parent, so the
+	// bridge sets the interface back (to MTU, else the parent's) and warns,
+	// naming the limit; a lower one is kept, until the parent's MTU
+	// changes or Reconfigure brings a non-zero MTU (a Reconfigure with MTU
+	// 0, as before, keeps it).
 	MTU int
 	// CarrierOn keeps the virtual interface's carrier on whatever the
 	// parent's (Carrier=on); otherwise it follows the parent's.
@@ -134,6 +171,12 @@ type Config struct {
 	// to one. Turned off (also by Reconfigure), it leaves the values as they
 	// are. The values stay after the bridge is closed.
 	ARPIsolation bool
+	// BroadcastLimit is the storm limiter's limit (storm.go): at most this
+	// many broadcast/multicast frames a second per class (ARP, ICMPv6
+	// neighbour discovery, DHCP, other) from the parent to the virtual
+	// NIC; 0 means DefaultBroadcastLimit, BroadcastLimitOff (negative)
+	// no limit. Reconfigure applies a new one at once.
+	BroadcastLimit int
 	// TAP, if not nil, is an open TAP descriptor to adopt instead of
 	// creating the interface, such as the one systemd's fd store hands
 	// back after a restart: the interface keeps its ifindex and addresses.
@@ -222,6 +265,13 @@ type Bridge struct {
 	// may be one it followed), and the last address it refused to follow.
 	cfg    Config
 	badMAC net.HardwareAddr
+	// mtu is the MTU bookkeeping: followed is the parent MTU last
+	// followed (see followMTU), err the LastError an MTU that could not
+	// be set left ("" if none), cleared once one is set.
+	mtu struct {
+		followed int
+		err      string
+	}
 
 	// state is what routineWatchLinks (or Start before it) sets up and
 	// everyone reads; the relay's error reports write LastError.
@@ -286,11 +336,11 @@ func Start(cfg Config) (_ *Bridge, err error) {
 	default:
 		return nil, fmt.Errorf("%s: unknown kind %q (want %s or %s)", cfg.Name, cfg.Kind, KindTAP, KindVeth)
 	}
-	if cfg.Namespace != "" && cfg.TAP != nil {
-		return nil, fmt.Errorf("%s: a TAP descriptor to adopt with a namespace to create the interface in", cfg.Name)
-	}
 	if len(cfg.MAC) != 6 && !(cfg.MAC == nil && cfg.TAP != nil) {
 		return nil, fmt.Errorf("%s: want a 6-byte MAC address", cfg.Name)
+	}
+	if err := checkMTU(cfg.Name, cfg.Kind, cfg.MTU); err != nil {
+		return nil, err
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -334,12 +384,15 @@ func Start(cfg Config) (_ *Bridge, err error) {
 	}
 	undo = append(undo, sub.Close)
 
-	var parent *Link
+	var parent, sized *Link // sized: the parent with its MTU at most the kind's, to size the interface
 	if l, err := b.links.LinkByName(cfg.Parent); err == nil {
 		if err := checkParent(l, cfg.MAC); err != nil {
 			return nil, err
 		}
 		parent = &l
+		c := l
+		c.MTU = min(c.MTU, MaxMTU(cfg.Kind))
+		sized = &c
 	} else if !errors.Is(err, ErrLinkNotFound) {
 		return nil, fmt.Errorf("find parent %s: %w", cfg.Parent, err)
 	} else if !cfg.WaitParent {
@@ -350,22 +403,27 @@ func Start(cfg Config) (_ *Bridge, err error) {
 		b.cfg = cfg // (for nsLabel and the log)
 		f, err := b.openNamespace()
 		switch {
+		case errors.Is(err, os.ErrNotExist) && cfg.TAP != nil:
+			// The TAP to adopt lives on wherever it is (its namespace
+			// may have lost its name, or it was moved): adopted there;
+			// the namespace is looked for again if it goes.
 		case errors.Is(err, os.ErrNotExist):
 			b.waitNamespace(nil)
 			go b.routineWatchLinks(sub)
 			return b, nil
 		case err != nil:
 			return nil, err
+		default:
+			b.nsFile = f
+			defer func() { f.Close(); b.nsFile = nil }()
 		}
-		b.nsFile = f
-		defer func() { f.Close(); b.nsFile = nil }()
 	}
 	var tap Device
 	var link Link
 	switch {
 	case cfg.Kind == KindVeth:
 		created := false
-		if tap, link, created, err = b.openVeth(cfg, parent); err != nil {
+		if tap, link, created, err = b.openVeth(cfg, sized); err != nil {
 			return nil, err
 		}
 		undo = append(undo, func() {
@@ -386,11 +444,11 @@ func Start(cfg Config) (_ *Bridge, err error) {
 		if err = b.findAwayTAP(tap); err != nil {
 			return nil, err
 		}
-		if link, err = b.adoptLink(tap.Name(), cfg, parent); err != nil {
+		if link, err = b.adoptLink(tap.Name(), cfg, sized); err != nil {
 			return nil, err
 		}
 	default:
-		if tap, link, err = b.createTAP(cfg, parent); err != nil {
+		if tap, link, err = b.createTAP(cfg, sized); err != nil {
 			return nil, err
 		}
 		undo = append(undo, func() { tap.Close() })
@@ -434,7 +492,7 @@ func (b *Bridge) createTAP(cfg Config, parent *Link) (Device, Link, error) {
 	}
 	mtu := cfg.MTU
 	if mtu == 0 && parent != nil {
-		mtu = parent.MTU
+		mtu = min(parent.MTU, MaxMTU(KindTAP))
 	}
 	// Carrier off while the link comes up; attach turns it on if the
 	// parent has one. The off→on change is what makes the kernel
@@ -505,13 +563,14 @@ func (b *Bridge) adoptLink(name string, cfg Config, parent *Link) (Link, error) 
 	}
 	mtu := cfg.MTU
 	if mtu == 0 && parent != nil {
-		mtu = parent.MTU
+		mtu = min(parent.MTU, MaxMTU(cfg.Kind))
 	}
 	if mtu != 0 && mtu != l.MTU && b.devNetns == OwnNetns {
 		// Not fatal, as for a running bridge: the interface is there and
 		// relays; LastError says why its MTU is not the one wanted.
 		if err := b.linkSetMTU(l.Index, mtu); err != nil {
 			msg := fmt.Sprintf("set %s mtu %d: %v", name, mtu, err)
+			b.mtu.err = msg // (cleared once an MTU is set)
 			b.state.Lock()
 			b.state.st.LastError = msg
 			b.state.Unlock()
@@ -551,6 +610,7 @@ func (b *Bridge) attach(parent Link, flags attachFlags) error {
 	if flags&announceMAC != 0 {
 		b.announce(sock, parent.Name, b.cfg.MAC)
 	}
+	b.rl().SetStormLimit(b.cfg.BroadcastLimit)
 	b.rl().SetParent(sock)
 	carrier := parent.Carrier()
 	if err := b.dev().SetCarrier(b.tapCarrier(carrier)); err != nil {
@@ -620,18 +680,57 @@ func stateFor(carrier bool) State {
 	return StateDegraded
 }
 
-// followMTU sets the TAP's MTU to the parent's, unless an MTU is configured.
-func (b *Bridge) followMTU(mtu int) {
-	if b.cfg.MTU != 0 {
+// checkMTU refuses a configured MTU (0: follow the parent) that an
+// interface of kind k cannot take.
+func checkMTU(name string, k Kind, mtu int) error {
+	if mtu < 0 || mtu > MaxMTU(k) {
+		return fmt.Errorf("%s: MTU %d: %w for a %s interface (at most %d)", name, mtu, ErrMTUTooLarge, k, MaxMTU(k))
+	}
+	return nil
+}
+
+// followMTU gives the interface the parent's MTU, parentMTU (0: none
+// known), at most its kind's maximum, unless an MTU is configured: when
+// parentMTU is new to the bridge (a new parent, a change of the
+// parent's), or when the interface's MTU is above it. An MTU someone set
+// below it stays until then (see Config.MTU).
+func (b *Bridge) followMTU(parentMTU int) {
+	if b.cfg.MTU != 0 || parentMTU <= 0 {
 		return
 	}
+	st := b.Status()
+	mtu := min(parentMTU, MaxMTU(b.kind))
+	if parentMTU == b.mtu.followed && st.MTU <= mtu {
+		return
+	}
+	if parentMTU != b.mtu.followed && mtu != parentMTU {
+		// One line, whether the interface's MTU changes or not.
+		b.mtu.followed = parentMTU
+		b.log.Warn(fmt.Sprintf("MTU of %s follows %s only up to the most a %s interface takes mtu=%d parent_mtu=%d",
+			b.name, st.Parent, b.kind, mtu, parentMTU))
+		b.setMTULogged(mtu, "")
+		return
+	}
+	b.mtu.followed = parentMTU
 	b.setMTU(mtu)
 }
 
-// setMTU sets the TAP's MTU, if it differs.
+// setMTU sets the TAP's MTU, if it differs, and logs it.
 //
 // Equivalent to: `ip link set $name mtu $mtu`.
 func (b *Bridge) setMTU(mtu int) {
+	msg := fmt.Sprintf("MTU of %s set mtu=%d", b.name, mtu)
+	if b.cfg.MTU == 0 {
+		msg = fmt.Sprintf("MTU of %s follows %s mtu=%d", b.name, b.Status().Parent, mtu)
+	}
+	b.setMTULogged(mtu, msg)
+}
+
+// setMTULogged is setMTU with its log line, msg ("": none), logged once
+// the MTU is set and before the status says so (who sees the one sees the
+// other). A failure is the bridge's LastError (and logged), until an MTU
+// is set.
+func (b *Bridge) setMTULogged(mtu int, msg string) {
 	if mtu <= 0 {
 		return
 	}
@@ -642,17 +741,65 @@ func (b *Bridge) setMTU(mtu int) {
 	// By index: the TAP may have been renamed (or moved: then through
 	// its namespace's id).
 	if err := b.linkSetMTU(st.IfIndex, mtu); err != nil {
-		b.setError(fmt.Errorf("set %s mtu %d: %w", b.name, mtu, err))
+		err = fmt.Errorf("set %s mtu %d: %w", b.name, mtu, err)
+		b.mtu.err = err.Error()
+		b.setError(err)
 		return
 	}
-	if b.cfg.MTU != 0 {
-		b.log.Info(fmt.Sprintf("MTU of %s set mtu=%d", b.name, mtu))
+	if msg != "" {
+		b.log.Info(msg)
+	}
+	b.state.Lock()
+	b.state.st.MTU = mtu
+	if b.mtu.err != "" && b.state.st.LastError == b.mtu.err {
+		b.state.st.LastError = "" // (it said this MTU could not be set)
+	}
+	b.state.Unlock()
+	b.mtu.err = ""
+	b.changed()
+}
+
+// mtuLimit returns the largest MTU the interface may have without frames
+// vanishing on the parent: the parent's MTU, or the configured MTU if
+// that is more (the admin's choice), at most the kind's maximum; 0 when
+// there is no parent and no configured MTU. what names it for the log.
+func (b *Bridge) mtuLimit() (limit int, what string) {
+	pm := b.parentMTU()
+	switch {
+	case pm == 0 && b.cfg.MTU == 0:
+		return 0, ""
+	case b.cfg.MTU >= pm:
+		return b.cfg.MTU, fmt.Sprintf("the configured MTU=%d", b.cfg.MTU)
+	}
+	limit = min(pm, MaxMTU(b.kind))
+	return limit, fmt.Sprintf("the %d that %s carries", limit, b.Status().Parent)
+}
+
+// mtuChanged follows an MTU someone else set on the interface (mtu, as
+// it is now): above mtuLimit it is set back, to the configured MTU or the
+// parent's, with a warning naming the limit; otherwise it is kept. Either
+// way Status.MTU says what the interface has.
+func (b *Bridge) mtuChanged(mtu int) {
+	limit, what := b.mtuLimit()
+	keep := limit == 0 || mtu <= limit
+	back := b.cfg.MTU
+	if back == 0 {
+		back = limit
+	}
+	// Logged before the status says so: who sees the one sees the other.
+	if keep {
+		b.log.Info(fmt.Sprintf("MTU of %s changed by someone else; keeping it mtu=%d", b.name, mtu))
 	} else {
-		b.log.Info(fmt.Sprintf("MTU of %s follows %s mtu=%d", b.name, st.Parent, mtu))
+		b.log.Warn(fmt.Sprintf("MTU of %s changed by someone else to %d, above %s: frames that large would vanish; setting it back mtu=%d",
+			b.name, mtu, what, back))
 	}
 	b.state.Lock()
 	b.state.st.MTU = mtu
 	b.state.Unlock()
+	b.changed()
+	if !keep {
+		b.setMTULogged(back, "")
+	}
 }
 
 // routineWatchLinks follows the parent (by ifindex) and the TAP through
@@ -756,17 +903,24 @@ func (b *Bridge) handleEvent(ev LinkEvent) {
 	}
 }
 
-// tapChanged follows a change of the TAP's own link: a new MAC address,
-// set by someone else. The notification may be older than a change the
-// bridge made itself (Start, Reconfigure), so it only says "look": the
-// link as it is now decides.
+// tapChanged follows a change of the TAP's own link: a new MAC address
+// or MTU, set by someone else (see mtuChanged). The notification may be
+// older than a change the bridge made itself (Start, Reconfigure, an MTU
+// followed), so it only says "look": the link as it is now decides.
 func (b *Bridge) tapChanged(l Link) {
-	if len(l.HardwareAddr) != 6 || bytes.Equal(l.HardwareAddr, b.cfg.MAC) {
+	newMAC := len(l.HardwareAddr) == 6 && !bytes.Equal(l.HardwareAddr, b.cfg.MAC)
+	if !newMAC && (l.MTU == 0 || l.MTU == b.Status().MTU) {
 		return
 	}
 	cur, err := b.linkByIndex(l.Index)
-	if err != nil || len(cur.HardwareAddr) != 6 || bytes.Equal(cur.HardwareAddr, b.cfg.MAC) {
+	if err != nil {
 		return // (gone: its deletion is on its way)
+	}
+	if cur.MTU > 0 && cur.MTU != b.Status().MTU {
+		b.mtuChanged(cur.MTU)
+	}
+	if len(cur.HardwareAddr) != 6 || bytes.Equal(cur.HardwareAddr, b.cfg.MAC) {
+		return
 	}
 	b.followMAC(cur.HardwareAddr)
 }
@@ -806,6 +960,7 @@ func (b *Bridge) followMAC(mac net.HardwareAddr) {
 	b.cfg.MAC = mac
 	b.rl().SetMAC(mac)
 	if sock != nil {
+		b.rl().SetStormLimit(b.cfg.BroadcastLimit)
 		b.rl().SetParent(sock)
 	}
 	b.state.Lock()
@@ -1182,6 +1337,9 @@ func (b *Bridge) Reconfigure(nc Config) error {
 	if nc.MAC != nil && len(nc.MAC) != 6 {
 		return fmt.Errorf("%s: want a 6-byte MAC address", nc.Name)
 	}
+	if err := checkMTU(nc.Name, b.kind, nc.MTU); err != nil {
+		return err
+	}
 	return b.do(func() error { return b.reconfigure(nc) })
 }
 
@@ -1198,6 +1356,7 @@ func (b *Bridge) reconfigure(nc Config) error {
 			b.cfg.MAC = append(net.HardwareAddr(nil), nc.MAC...)
 		}
 		b.cfg.Parent, b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent, b.cfg.ARPIsolation = nc.Parent, nc.MTU, nc.CarrierOn, nc.WaitParent, nc.ARPIsolation
+		b.cfg.BroadcastLimit = nc.BroadcastLimit
 		b.state.Lock()
 		b.state.st.Parent, b.state.st.MAC = b.cfg.Parent, b.cfg.MAC
 		b.state.Unlock()
@@ -1205,9 +1364,23 @@ func (b *Bridge) reconfigure(nc Config) error {
 	}
 	macChanged := nc.MAC != nil && !bytes.Equal(nc.MAC, b.cfg.MAC)
 	parentChanged := nc.Parent != b.cfg.Parent
-	// The one step that can fail goes first, before anything is changed.
+	// The steps that can fail go first, before anything is changed.
 	if macChanged && b.devNetns != OwnNetns {
 		return fmt.Errorf("set %s mac %s: the interface is in another network namespace (%s); set it there", b.name, nc.MAC, st.Namespace)
+	}
+	if macChanged || parentChanged {
+		// A parent that exists and cannot be shared (not Ethernet, or
+		// the new MAC is its own) is refused: the bridge keeps relaying
+		// as it was. (One that does not exist is waited for.)
+		mac := b.cfg.MAC
+		if macChanged {
+			mac = nc.MAC
+		}
+		if l, err := b.links.LinkByName(nc.Parent); err == nil && !(st.IfIndex != 0 && l.Index == st.IfIndex && b.devNetns == OwnNetns) {
+			if err := checkParent(l, mac); err != nil {
+				return err
+			}
+		}
 	}
 	if macChanged {
 		if err := b.links.LinkSetHardwareAddr(st.IfIndex, nc.MAC); err != nil {
@@ -1222,10 +1395,15 @@ func (b *Bridge) reconfigure(nc Config) error {
 		b.log.Info(fmt.Sprintf("MAC address of %s changed mac=%s", b.name, journal.Quote(mac.String())))
 	}
 	isolate := nc.ARPIsolation && !b.cfg.ARPIsolation // turned on: set it on both links now
+	if nc.MTU == 0 && b.cfg.MTU != 0 {
+		b.mtu.followed = 0 // MTU=inherit again: follow the parent's at once
+	}
 	if !nc.ARPIsolation && b.cfg.ARPIsolation {
 		b.log.Info(fmt.Sprintf("ARP isolation of %s off; arp_ignore and arp_announce of %s and %s stay as they are", b.name, b.cfg.Parent, b.name))
 	}
 	b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent, b.cfg.ARPIsolation = nc.MTU, nc.CarrierOn, nc.WaitParent, nc.ARPIsolation
+	b.cfg.BroadcastLimit = nc.BroadcastLimit
+	b.rl().SetStormLimit(nc.BroadcastLimit)
 	if parentChanged {
 		b.log.Info(fmt.Sprintf("Parent of %s changed from %s to %s", b.name, b.cfg.Parent, nc.Parent))
 		b.cfg.Parent = nc.Parent
@@ -1276,13 +1454,13 @@ func (b *Bridge) reconfigure(nc Config) error {
 			b.state.Unlock()
 		}
 	}
-	mtu := b.cfg.MTU
-	if mtu == 0 && st.ParentIfIndex != 0 {
-		if l, err := b.links.LinkByIndex(st.ParentIfIndex); err == nil {
-			mtu = l.MTU
-		}
+	// An explicit MTU wins, also over one someone else set since; with
+	// the parent's, one someone set lower stays (see Config.MTU).
+	if b.cfg.MTU != 0 {
+		b.setMTU(b.cfg.MTU)
+	} else {
+		b.followMTU(b.parentMTU())
 	}
-	b.setMTU(mtu)
 	return nil
 }
 

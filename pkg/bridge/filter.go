@@ -14,8 +14,13 @@ const (
 	ethHeaderLen = 14 // ETH_HLEN
 	etherTypeOff = 12 // the EtherType in the Ethernet header
 	// filterSnap is how much of an accepted frame the filter keeps: all of
-	// it (more than the largest GSO frame).
-	filterSnap = 0x40000
+	// it. (The kernel keeps min(snap, frame length); a smaller number would
+	// cut BIG TCP super-frames, up to 512 KiB, silently.)
+	filterSnap = 0xffffffff
+	// vlanHeaderLen is an 802.1Q tag (TPID and TCI) in-line in a frame.
+	vlanHeaderLen = 4
+	// vlanVIDMask is the VLAN id in a tag control information field.
+	vlanVIDMask = 0x0fff
 )
 
 // FilterProgram returns the classic BPF program attached to the parent
@@ -31,6 +36,18 @@ const (
 // VLAN-tagged frames, whether the tag was stripped by the NIC or the kernel
 // into the skb's metadata (checked with the vlan_tag_present extension) or
 // is still in-line (an 802.1Q, 802.1ad or 0x9100 EtherType).
+//
+// The one tag it lets through is the 802.1p priority tag: an 802.1Q tag
+// with VLAN id 0, which only carries a priority and which the Linux stack
+// treats as untagged (it clears the tag and ignores the priority). The
+// kernel strips the 802.1Q tag of a received frame into the skb's
+// metadata before packet sockets see it, so such a frame reaches vethd,
+// and the virtual interface, untagged, as a NIC with VLAN stripping hands
+// it to the stack; an in-line priority tag (only the host's own
+// transmissions can carry one) is relayed as it is, and the stack behind
+// the virtual interface ignores it the same way. Either passes only if no
+// further tag follows: a priority tag in front of a VLAN or QinQ tag,
+// which the stack would resolve to that VLAN, is dropped.
 //
 // The program runs in the kernel before a frame is queued on the socket, so
 // a frame it drops never reaches vethd at all. The same rule holds for the
@@ -48,8 +65,30 @@ func FilterProgram(mac net.HardwareAddr) ([]bpf.Instruction, error) {
 	p.op(bpf.LoadExtension{Num: bpf.ExtLen})
 	p.jmp(bpf.JumpGreaterOrEqual, ethHeaderLen, "", "drop")
 	p.op(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
-	p.jmp(bpf.JumpNotEqual, 0, "drop", "")
+	p.jmp(bpf.JumpEqual, 0, "untagged", "")
+	// A stripped tag: only an 802.1Q priority tag (VLAN id 0), and only
+	// if no further tag follows.
+	p.op(bpf.LoadExtension{Num: bpf.ExtVLANProto})
+	p.jmp(bpf.JumpEqual, unix.ETH_P_8021Q, "", "drop")
+	p.op(bpf.LoadExtension{Num: bpf.ExtVLANTag})
+	p.op(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: vlanVIDMask})
+	p.jmp(bpf.JumpEqual, 0, "", "drop")
+	p.jmp(bpf.JumpEqual, 0, "ethertype", "ethertype")
+	p.label("untagged")
 	p.op(bpf.LoadAbsolute{Off: etherTypeOff, Size: 2})
+	p.jmp(bpf.JumpEqual, unix.ETH_P_8021Q, "", "tags")
+	// An in-line 802.1Q tag: the same rule, on the frame's bytes.
+	p.op(bpf.LoadExtension{Num: bpf.ExtLen})
+	p.jmp(bpf.JumpGreaterOrEqual, ethHeaderLen+vlanHeaderLen, "", "drop")
+	p.op(bpf.LoadAbsolute{Off: ethHeaderLen, Size: 2})
+	p.op(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: vlanVIDMask})
+	p.jmp(bpf.JumpEqual, 0, "", "drop")
+	p.op(bpf.LoadAbsolute{Off: ethHeaderLen + 2, Size: 2})
+	p.jmp(bpf.JumpEqual, 0, "tags", "tags")
+	// The EtherType (behind a priority tag) must not be another tag.
+	p.label("ethertype")
+	p.op(bpf.LoadAbsolute{Off: etherTypeOff, Size: 2})
+	p.label("tags")
 	p.jmp(bpf.JumpEqual, unix.ETH_P_8021Q, "drop", "")
 	p.jmp(bpf.JumpEqual, unix.ETH_P_8021AD, "drop", "")
 	p.jmp(bpf.JumpEqual, unix.ETH_P_QINQ1, "drop", "") // pre-standard QinQ tag still seen on some gear

@@ -30,20 +30,48 @@ func frame(dst, src net.HardwareAddr, etherType uint16, n int) []byte {
 	return b
 }
 
+// vlanAux is the VLAN tag the kernel stripped into a frame's metadata, as
+// the filter's extensions see it.
+type vlanAux struct {
+	present bool
+	tpid    uint16 // vlan_tpid: 0x8100 or 0x88a8
+	tci     uint16 // vlan_tci: priority, DEI, VLAN id
+}
+
 // vmProgram returns prog with the kernel-only extensions the x/net/bpf VM
 // cannot run replaced by constants: the frame's aux VLAN-tag-present flag
-// as the kernel would see it.
+// as the kernel would see it. A present tag is an 802.1Q tag for VLAN 1
+// (priority 3); vmProgramTag models any tag.
 func vmProgram(t *testing.T, prog []bpf.Instruction, vlanTagPresent bool) *bpf.VM {
+	t.Helper()
+	if vlanTagPresent {
+		return vmProgramTag(t, prog, vlanAux{true, 0x8100, 3<<13 | 1})
+	}
+	return vmProgramTag(t, prog, vlanAux{})
+}
+
+// vmProgramTag is vmProgram for a frame whose stripped tag is tag.
+func vmProgramTag(t *testing.T, prog []bpf.Instruction, tag vlanAux) *bpf.VM {
 	t.Helper()
 	out := make([]bpf.Instruction, len(prog))
 	for i, ins := range prog {
 		if le, ok := ins.(bpf.LoadExtension); ok && le.Num != bpf.ExtLen {
-			if le.Num != bpf.ExtVLANTagPresent {
+			var v uint32
+			switch le.Num {
+			case bpf.ExtVLANTagPresent:
+				if tag.present {
+					v = 1
+				}
+			case bpf.ExtVLANProto:
+				if tag.present {
+					v = uint32(tag.tpid)
+				}
+			case bpf.ExtVLANTag:
+				if tag.present {
+					v = uint32(tag.tci)
+				}
+			default:
 				t.Fatalf("filter uses extension %v the test does not model", le.Num)
-			}
-			v := uint32(0)
-			if vlanTagPresent {
-				v = 1
 			}
 			ins = bpf.LoadConstant{Dst: bpf.RegA, Val: v}
 		}
@@ -54,6 +82,68 @@ func vmProgram(t *testing.T, prog []bpf.Instruction, vlanTagPresent bool) *bpf.V
 		t.Fatalf("NewVM: %v", err)
 	}
 	return vm
+}
+
+// inlineTag returns f with an 802.1Q tag (TCI tci) in front of its EtherType.
+func inlineTag(f []byte, tci uint16) []byte {
+	out := append([]byte{}, f[:12]...)
+	out = append(out, 0x81, 0x00, byte(tci>>8), byte(tci))
+	return append(out, f[12:]...)
+}
+
+// TestFilterPriorityTags: a stripped 802.1Q tag with VLAN id 0 (an 802.1p
+// priority tag, any priority, DEI or not) passes when nothing but a plain
+// EtherType follows it; any other VLAN id, an 802.1ad tag, and a priority
+// tag in front of a further tag do not; the same holds for in-line tags.
+func TestFilterPriorityTags(t *testing.T) {
+	prog, err := FilterProgram(ourMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		frame  []byte
+		tag    vlanAux
+		accept bool
+	}{
+		{"VID 0, priority 0, to us", frame(ourMAC, otherMAC, 0x0800, 60), vlanAux{true, 0x8100, 0}, true},
+		{"VID 0, priority 5, to us", frame(ourMAC, otherMAC, 0x0800, 60), vlanAux{true, 0x8100, 5 << 13}, true},
+		{"VID 0, priority 7 and DEI, ARP broadcast", frame(bcastMAC, otherMAC, 0x0806, 60), vlanAux{true, 0x8100, 7<<13 | 1<<12}, true},
+		{"VID 0, IPv6 multicast", frame(mcastMAC, otherMAC, 0x86dd, 86), vlanAux{true, 0x8100, 6 << 13}, true},
+		{"VID 0, GSO-sized", frame(ourMAC, otherMAC, 0x86dd, 200000), vlanAux{true, 0x8100, 0}, true},
+		{"VID 0, foreign unicast", frame(otherMAC, hostNICMAC, 0x0800, 60), vlanAux{true, 0x8100, 0}, false},
+		{"VID 0, broadcast from our MAC", frame(bcastMAC, ourMAC, 0x0806, 60), vlanAux{true, 0x8100, 0}, false},
+		{"VID 5, to us", frame(ourMAC, otherMAC, 0x0800, 60), vlanAux{true, 0x8100, 5}, false},
+		{"VID 5, priority 0, broadcast", frame(bcastMAC, otherMAC, 0x0806, 60), vlanAux{true, 0x8100, 5}, false},
+		{"VID 4095, to us", frame(ourMAC, otherMAC, 0x0800, 60), vlanAux{true, 0x8100, 0x0fff}, false},
+		{"VID 256 (high bits only), to us", frame(ourMAC, otherMAC, 0x0800, 60), vlanAux{true, 0x8100, 0x0100}, false},
+		{"802.1ad S-tag VID 0, to us", frame(ourMAC, otherMAC, 0x0800, 60), vlanAux{true, 0x88a8, 0}, false},
+		{"VID 0 outer, 802.1Q inner (QinQ)", frame(ourMAC, otherMAC, 0x8100, 64), vlanAux{true, 0x8100, 0}, false},
+		{"VID 0 outer, 802.1ad inner", frame(ourMAC, otherMAC, 0x88a8, 64), vlanAux{true, 0x8100, 0}, false},
+		{"VID 0 outer, 0x9100 inner", frame(bcastMAC, otherMAC, 0x9100, 64), vlanAux{true, 0x8100, 0}, false},
+		{"in-line 802.1Q VID 0, to us (an ARP behind it)", inlineTag(frame(ourMAC, otherMAC, 0x0806, 64), 5<<13), vlanAux{}, true},
+		{"in-line 802.1Q VID 0, IPv4 broadcast", inlineTag(frame(bcastMAC, otherMAC, 0x0800, 64), 0), vlanAux{}, true},
+		{"in-line 802.1Q VID 7, to us", inlineTag(frame(ourMAC, otherMAC, 0x0800, 64), 7), vlanAux{}, false},
+		{"in-line 802.1Q VID 0 then 802.1Q", inlineTag(frame(ourMAC, otherMAC, 0x8100, 64), 0), vlanAux{}, false},
+		{"in-line 802.1Q VID 0 then 802.1ad", inlineTag(frame(ourMAC, otherMAC, 0x88a8, 64), 0), vlanAux{}, false},
+		{"in-line 802.1Q VID 0 cut after the tag", inlineTag(frame(ourMAC, otherMAC, 0x0800, 14), 0)[:17], vlanAux{}, false},
+		{"stripped VID 0 and in-line VID 0", inlineTag(frame(ourMAC, otherMAC, 0x0800, 64), 0), vlanAux{true, 0x8100, 0}, false},
+		{"VID 0, runt", frame(ourMAC, otherMAC, 0, 13)[:13], vlanAux{true, 0x8100, 0}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := vmProgramTag(t, prog, tc.tag).Run(tc.frame)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if got := n > 0; got != tc.accept {
+				t.Fatalf("accept = %v (returned %d), want %v", got, n, tc.accept)
+			}
+			if tc.accept && n < len(tc.frame) {
+				t.Fatalf("accepted frame truncated to %d of %d bytes", n, len(tc.frame))
+			}
+		})
+	}
 }
 
 func TestFilterProgram(t *testing.T) {
@@ -85,7 +175,7 @@ func TestFilterProgram(t *testing.T) {
 		{"broadcast from our own MAC (looped back)", frame(bcastMAC, ourMAC, 0x0806, 60), false, false},
 		{"multicast from our own MAC", frame(mcastMAC, ourMAC, 0x86dd, 86), false, false},
 		{"broadcast from a source sharing our first word", frame(bcastMAC, nearMAC, 0x0806, 60), false, true},
-		{"in-line 802.1Q to us", frame(ourMAC, otherMAC, 0x8100, 64), false, false},
+		{"in-line 802.1Q to us", inlineTag(frame(ourMAC, otherMAC, 0x0800, 60), 5), false, false},
 		{"in-line 802.1ad to us", frame(ourMAC, otherMAC, 0x88a8, 64), false, false},
 		{"in-line 0x9100 broadcast", frame(bcastMAC, otherMAC, 0x9100, 64), false, false},
 		{"stripped VLAN tag, to us", frame(ourMAC, otherMAC, 0x0800, 60), true, false},

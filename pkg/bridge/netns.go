@@ -380,15 +380,20 @@ func (d *nullDevice) Dup() (int, error) {
 // Offloads returns nothing. See Device.
 func (d *nullDevice) Offloads() []string { return nil }
 
-// findAwayTAP makes an adopted TAP that is in another namespace (moved
-// while vethd restarted) the bridge's as moved (b.devNetns); for one here
-// it does nothing. The TAP says where it is (TUNGETDEVNETNS).
+// findAwayTAP sets b.devNetns to where an adopted TAP is: OwnNetns for one
+// here, else its namespace's id, which is b.homeNetns for one in
+// Config.Namespace (created there by an earlier vethd) and another for one
+// moved while vethd restarted. The TAP says where it is (TUNGETDEVNETNS).
 func (b *Bridge) findAwayTAP(tap Device) error {
 	h, ok := tap.(interface {
 		InOwnNetns() bool
 		NetnsFile() (*os.File, error)
 	})
-	if !ok || h.InOwnNetns() {
+	if !ok {
+		return nil
+	}
+	if h.InOwnNetns() {
+		b.devNetns = OwnNetns
 		return nil
 	}
 	f, err := h.NetnsFile()
@@ -401,6 +406,10 @@ func (b *Bridge) findAwayTAP(tap Device) error {
 		return fmt.Errorf("adopt %s: %w", tap.Name(), err)
 	}
 	b.devNetns = id
+	if id == b.homeNetns {
+		b.log.Info(fmt.Sprintf("Adopted %s in its network namespace %s", tap.Name(), b.cfg.Namespace))
+		return nil
+	}
 	b.log.Info(fmt.Sprintf("Adopted %s in network namespace netnsid=%d; still relaying", tap.Name(), id))
 	return nil
 }

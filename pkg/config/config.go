@@ -14,6 +14,7 @@
 //	RoutePriority=32000
 //	Kind=tap
 //	Namespace=
+//	BroadcastLimit=1000
 //
 // go-systemd's unit parser decides what the file says; a line scan of the
 // same bytes (scan.go) finds the line of each section and key, so that every
@@ -34,6 +35,7 @@ import (
 	"strings"
 	"syscall"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/coreos/go-systemd/v22/unit"
 
@@ -81,7 +83,21 @@ type Bridge struct {
 	// network namespace), a name (NamespacePath makes it /run/netns/NAME)
 	// or an absolute path.
 	Namespace string
+	// BroadcastLimit is BroadcastLimit=: the storm limiter's frames a
+	// second per class of broadcast/multicast frames towards the virtual
+	// NIC; 0 is the default (DefaultBroadcastLimit), BroadcastLimitOff
+	// is "off".
+	BroadcastLimit int
 }
+
+// Storm limiter limits (BroadcastLimit=, --broadcast-limit): the default,
+// as pkg/bridge's DefaultBroadcastLimit (internal/service checks the two
+// agree when it compiles), the largest, and "off".
+const (
+	DefaultBroadcastLimit = 1000
+	maxBroadcastLimit     = 1000000
+	BroadcastLimitOff     = -1
+)
 
 // Kind is what the virtual interface is (Kind=).
 type Kind string
@@ -121,16 +137,23 @@ const (
 	keyRoutePriority = "RoutePriority"
 	keyKind          = "Kind"
 	keyNamespace     = "Namespace"
+	keyBroadcast     = "BroadcastLimit"
 )
 
 var knownKeys = []string{keyParent, keyMACAddress, keyMTU, keyCarrier, keyARPIsolation,
-	keySourceRouting, keyRouteTable, keyRoutePriority, keyKind, keyNamespace}
+	keySourceRouting, keyRouteTable, keyRoutePriority, keyKind, keyNamespace, keyBroadcast}
 
-// MTU limits: the IPv4 minimum (RFC 791) and the largest the kernel takes
-// for a TAP interface.
+// MTU limits: the IPv4 minimum (RFC 791), the largest any kind takes
+// (ParseMTU), and the largest of each kind (MaxMTU, which Parse checks):
+// a TAP's is 65535 less its 14-byte Ethernet header (the tun driver's
+// max_mtu, MAX_MTU - hard_header_len), a veth's the kernel's ETH_MAX_MTU.
+// pkg/bridge's MaxMTU says the same (TestMTULimitsAgree in
+// internal/service keeps the two in step).
 const (
-	minMTU = 68
-	maxMTU = 65535
+	minMTU     = 68
+	maxMTU     = 65535
+	MaxMTUTAP  = 65521
+	MaxMTUVeth = 65535
 )
 
 // maxFileSize bounds what Parse reads; a real file is a few hundred bytes.
@@ -195,7 +218,7 @@ func Names(dir string) ([]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, &Error{File: dir, Err: unwrapPath(err)}
+		return nil, &Error{File: dir, Err: readHint(unwrapPath(err), dir, true)}
 	}
 	var names []string
 	for _, e := range entries {
@@ -229,7 +252,7 @@ func Load(path string) (*Bridge, error) {
 	// refused below.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, &Error{File: path, Err: unwrapPath(err)}
+		return nil, &Error{File: path, Err: readHint(unwrapPath(err), path, false)}
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil {
@@ -238,6 +261,20 @@ func Load(path string) (*Bridge, error) {
 		return nil, &Error{File: path, Err: fmt.Errorf("not a regular file (%s)", fi.Mode().Type())}
 	}
 	return Parse(f, path, name)
+}
+
+// readHint adds to err, the error of reading path (a directory if dir),
+// how to let vethd read it when that was refused (fs.ErrPermission): the
+// shipped units run vethd as the system user vethd (dist/sysusers), not
+// root. The hint quotes nothing of the file.
+func readHint(err error, path string, dir bool) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	if dir {
+		return fmt.Errorf("%w (vethd runs as the user vethd: give the directory mode 0755)", err)
+	}
+	return fmt.Errorf("%w (vethd runs as the user vethd: give the file mode 0644, or 0640 and the group vethd: chown root:vethd %s; its directory needs mode 0755)", err, path)
 }
 
 // unwrapPath turns an *fs.PathError into "OP: ERR", keeping ERR in the
@@ -277,7 +314,8 @@ func Parse(r io.Reader, path, name string) (*Bridge, error) {
 			serr.cause = err
 			return nil, &Error{File: path, Line: serr.line, Err: serr}
 		}
-		return nil, &Error{File: path, Err: err}
+		// (go-systemd's message may quote the line.)
+		return nil, &Error{File: path, Err: &publicText{err: err, pub: "syntax error (the journal has go-systemd's message)"}}
 	}
 	if serr != nil {
 		return nil, &Error{File: path, Line: serr.line, Err: serr}
@@ -290,27 +328,34 @@ func Parse(r io.Reader, path, name string) (*Bridge, error) {
 	b.reset(keyCarrier)
 	b.reset(keyARPIsolation)
 	b.reset(keySourceRouting)
-	parentLine := 0
+	parentLine, mtuLine := 0, 0
 	for i, s := range sections {
 		if s.Section != section {
 			return nil, &Error{File: path, Line: lines.section(i),
-				Err: fmt.Errorf("unknown section %q; the only section is [%s]", "["+s.Section+"]", section)}
+				Err: &publicText{err: fmt.Errorf("unknown section %q; the only section is [%s]", "["+s.Section+"]", section),
+					pub: fmt.Sprintf("unknown section; the only section is [%s]", section)}}
 		}
 		for j, e := range s.Entries {
 			line := lines.entry(i, j)
 			if err := b.set(e.Name, e.Value); err != nil {
 				return nil, &Error{File: path, Line: line, Key: e.Name, Err: err}
 			}
-			if e.Name == keyParent {
+			switch e.Name {
+			case keyParent:
 				parentLine = line
+			case keyMTU:
+				mtuLine = line
 			}
 		}
 	}
 	if b.Parent == "" {
-		return nil, &Error{File: path, Key: keyParent, Err: errors.New("missing; name the NIC whose wire is shared")}
+		return nil, &Error{File: path, Key: keyParent, Err: safe("missing; name the NIC whose wire is shared")}
 	}
 	if err := checkNotSelf(name, b.Parent); err != nil {
 		return nil, &Error{File: path, Line: parentLine, Key: keyParent, Err: err}
+	}
+	if err := CheckMTU(b.Kind, b.MTU); err != nil {
+		return nil, &Error{File: path, Line: mtuLine, Key: keyMTU, Err: err}
 	}
 	return b, nil
 }
@@ -338,6 +383,8 @@ func (b *Bridge) reset(key string) {
 		b.Kind = ""
 	case keyNamespace:
 		b.Namespace = ""
+	case keyBroadcast:
+		b.BroadcastLimit = 0
 	}
 }
 
@@ -347,13 +394,7 @@ func (b *Bridge) set(key, raw string) error {
 		return errors.New("line begins with '=': no key is named")
 	}
 	if !slices.Contains(knownKeys, key) {
-		msg := "unknown key; known keys are " + strings.Join(knownKeys, ", ")
-		for _, k := range knownKeys {
-			if strings.EqualFold(k, key) {
-				msg += "; did you mean " + k + "= (keys are case-sensitive)?"
-			}
-		}
-		return errors.New(msg)
+		return unknownKey(key)
 	}
 	v := value(raw)
 	if v == "" {
@@ -422,8 +463,33 @@ func (b *Bridge) set(key, raw string) error {
 			return withHint(err, v)
 		}
 		b.Namespace = v
+	case keyBroadcast:
+		n, err := ParseBroadcastLimit(v)
+		if err != nil {
+			return withHint(err, v)
+		}
+		b.BroadcastLimit = n
 	}
 	return nil
+}
+
+// ParseBroadcastLimit reads the value of BroadcastLimit= (and
+// --broadcast-limit): "off" in any case (BroadcastLimitOff: no storm
+// limiter) or a decimal number of frames a second from 1 to 1000000,
+// the limit of each class of broadcast/multicast frames (ARP, ICMPv6
+// neighbour discovery, DHCP, other) towards the virtual NIC.
+func ParseBroadcastLimit(v string) (int, error) {
+	if strings.EqualFold(v, "off") {
+		return BroadcastLimitOff, nil
+	}
+	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
+		return 0, badValue(v, "is not a number of frames a second or \"off\"")
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxBroadcastLimit {
+		return 0, badNumber(v, "is out of range: a broadcast limit is 1 to %d frames a second, or \"off\"", maxBroadcastLimit)
+	}
+	return n, nil
 }
 
 // ParseRouteTable reads the value of RouteTable= (and --route-table):
@@ -435,14 +501,14 @@ func ParseRouteTable(v string) (int, error) {
 		return 0, nil
 	}
 	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
-		return 0, fmt.Errorf("%q is not a number or \"auto\"", v)
+		return 0, badValue(v, "is not a number or \"auto\"")
 	}
 	n, err := strconv.ParseUint(v, 10, 64)
 	switch {
 	case err != nil || n < 1 || n > maxRouteTable:
-		return 0, fmt.Errorf("%s is out of range: a routing table is 1 to %d, or \"auto\"", v, uint64(maxRouteTable))
+		return 0, badNumber(v, "is out of range: a routing table is 1 to %d, or \"auto\"", uint64(maxRouteTable))
 	case n >= 253 && n <= 255:
-		return 0, fmt.Errorf("%s is one of the kernel's own tables (253 default, 254 main, 255 local); pick another, or \"auto\"", v)
+		return 0, badNumber(v, "is one of the kernel's own tables (253 default, 254 main, 255 local); pick another, or \"auto\"")
 	}
 	return int(n), nil
 }
@@ -452,11 +518,11 @@ func ParseRouteTable(v string) (int, error) {
 // come after the local table's (0) and before the main table's (32766).
 func ParseRoutePriority(v string) (int, error) {
 	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
-		return 0, fmt.Errorf("%q is not a number", v)
+		return 0, badValue(v, "is not a number")
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > maxRoutePriority {
-		return 0, fmt.Errorf("%s is out of range: a rule priority is 1 to %d (0 is the local table's rule, 32766 the main table's)", v, maxRoutePriority)
+		return 0, badNumber(v, "is out of range: a rule priority is 1 to %d (0 is the local table's rule, 32766 the main table's)", maxRoutePriority)
 	}
 	return n, nil
 }
@@ -469,7 +535,7 @@ func ParseKind(v string) (Kind, error) {
 	case strings.EqualFold(v, string(KindVeth)):
 		return KindVeth, nil
 	}
-	return "", fmt.Errorf("%q is not %s or %s", v, KindTAP, KindVeth)
+	return "", badValue(v, "is not %s or %s", KindTAP, KindVeth)
 }
 
 // NamespacePath returns the path of the network namespace that
@@ -485,20 +551,21 @@ func NamespacePath(v string) (string, error) {
 		return "", err
 	}
 	if strings.HasPrefix(v, "/") {
-		if v == "/" {
-			return "", fmt.Errorf("%q is a directory, not a network namespace file", v)
+		p := filepath.Clean(v)
+		if p == "/" {
+			return "", badValue(v, "is a directory, not a network namespace file")
 		}
-		return filepath.Clean(v), nil
+		return p, nil
 	}
 	switch {
 	case strings.Contains(v, "/"):
-		return "", fmt.Errorf("%q is neither a name (as ip netns takes it: no '/') nor an absolute path", v)
+		return "", badValue(v, "is neither a name (as ip netns takes it: no '/') nor an absolute path")
 	case v == "." || v == "..":
-		return "", fmt.Errorf("%q is not a valid network namespace name", v)
+		return "", badValue(v, "is not a valid network namespace name")
 	case len(v) > 255:
-		return "", fmt.Errorf("%q is longer than 255 bytes, too long for a network namespace name", v)
+		return "", badValue(v, "is longer than 255 bytes, too long for a network namespace name")
 	case strings.ContainsAny(v, " \t"):
-		return "", fmt.Errorf("%q holds white space; ip netns names have none", v)
+		return "", badValue(v, "holds white space; ip netns names have none")
 	}
 	return filepath.Join(NetnsDir, v), nil
 }
@@ -520,25 +587,57 @@ func CheckParent(name, parent string) error {
 // checkNotSelf fails if parent is the bridge name itself.
 func checkNotSelf(name, parent string) error {
 	if parent == name {
-		return fmt.Errorf("%q is the bridge itself; name the NIC whose wire is shared", parent)
+		return badValue(parent, "is the bridge itself; name the NIC whose wire is shared")
 	}
 	return nil
 }
 
 // ParseMTU reads the value of MTU=: "inherit" in any case (0: follow the
-// parent) or a decimal number from 68 to 65535.
+// parent) or a decimal number from 68 to 65535, the largest of any kind;
+// CheckMTU checks it against a kind (Parse does).
 func ParseMTU(v string) (int, error) {
 	if strings.EqualFold(v, "inherit") {
 		return 0, nil
 	}
 	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
-		return 0, fmt.Errorf("%q is not a number or \"inherit\"", v)
+		return 0, badValue(v, "is not a number or \"inherit\"")
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < minMTU || n > maxMTU {
-		return 0, fmt.Errorf("%s is out of range: an MTU is %d to %d, or \"inherit\"", v, minMTU, maxMTU)
+		return 0, badNumber(v, "is out of range: an MTU is %d to %d, or \"inherit\"", minMTU, maxMTU)
 	}
 	return n, nil
+}
+
+// MaxMTU returns the largest MTU an interface of kind k takes ("" is
+// DefaultKind): MaxMTUTAP or MaxMTUVeth.
+func MaxMTU(k Kind) int {
+	if k == "" {
+		k = DefaultKind
+	}
+	if k == KindVeth {
+		return MaxMTUVeth
+	}
+	return MaxMTUTAP
+}
+
+// CheckMTU checks mtu (0: inherit) against what an interface of kind k
+// takes (MaxMTU); its error, a *ValueError, names the maximum. Parse
+// checks MTU= against Kind= with it, and so may a tool that writes a file
+// (vethctl add --mtu --kind).
+func CheckMTU(k Kind, mtu int) error {
+	if mtu == 0 || mtu <= MaxMTU(k) {
+		return nil
+	}
+	if k == "" {
+		k = DefaultKind
+	}
+	other := KindVeth
+	if k == KindVeth {
+		other = KindTAP
+	}
+	return badNumber(strconv.Itoa(mtu), "is above what an interface of Kind=%s takes: at most %d (Kind=%s: %d)",
+		k, MaxMTU(k), other, MaxMTU(other))
 }
 
 // ParseCarrier reads the value of Carrier=: follow or on, in any case.
@@ -549,7 +648,7 @@ func ParseCarrier(v string) (Carrier, error) {
 	case strings.EqualFold(v, string(CarrierOn)):
 		return CarrierOn, nil
 	}
-	return "", fmt.Errorf("%q is not %s or %s", v, CarrierFollow, CarrierOn)
+	return "", badValue(v, "is not %s or %s", CarrierFollow, CarrierOn)
 }
 
 // ParseBoolean reads a yes/no value (ARPIsolation=, vethd's
@@ -562,7 +661,7 @@ func ParseBoolean(v string) (bool, error) {
 	case "0", "no", "n", "false", "f", "off":
 		return false, nil
 	}
-	return false, fmt.Errorf("%q is not yes or no", v)
+	return false, badValue(v, "is not yes or no")
 }
 
 // value turns a value as go-systemd returns it into what systemd reads:
@@ -597,29 +696,18 @@ func checkValue(key, v string) error {
 	for _, r := range v {
 		switch {
 		case r == '\\':
-			return fmt.Errorf("%q holds a backslash; no setting takes one (a backslash at the end of a line continues the value on the next line)", v)
+			return badValue(v, "holds a backslash; no setting takes one (a backslash at the end of a line continues the value on the next line)")
 		case r != '\t' && unicode.IsControl(r):
-			return fmt.Errorf("%q holds a control character", v)
+			return badValue(v, "holds a control character")
 		}
 	}
 	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-		return fmt.Errorf("%s is quoted; values are written without quotes (%s=%s)", v, key, v[1:len(v)-1])
+		return &ValueError{Shown: printable(v), Problem: "is quoted; values are written without quotes", Detail: fmt.Sprintf(" (%s=%s)", key, printable(v[1:len(v)-1]))}
 	}
 	if strings.TrimSpace(v) != v {
-		return fmt.Errorf("%q begins or ends with white space", v)
+		return badValue(v, "begins or ends with white space")
 	}
 	return nil
-}
-
-// withHint adds to err, about value v, a hint when v looks like it carries
-// a trailing comment: unit-file syntax has none.
-func withHint(err error, v string) error {
-	for i := 1; i < len(v); i++ {
-		if (v[i] == '#' || v[i] == ';') && (v[i-1] == ' ' || v[i-1] == '\t') {
-			return fmt.Errorf("%w; '%c' starts a comment only at the beginning of a line, so put comments on a line of their own", err, v[i])
-		}
-	}
-	return err
 }
 
 // Marshal returns the configuration as file text: a comment header and the
@@ -659,12 +747,13 @@ func (b *Bridge) Marshal() []byte {
 	buf.WriteString("# See vethd.conf(5). Comments go on lines of their own.\n")
 	buf.WriteString("#   Parent=      the NIC whose wire is shared\n")
 	buf.WriteString("#   MACAddress=  persistent | random | an address like 02:00:5e:10:00:01\n")
-	fmt.Fprintf(&buf, "#   MTU=         inherit | %d..%d\n", minMTU, maxMTU)
+	fmt.Fprintf(&buf, "#   MTU=         inherit | %d..%d (Kind=veth: ..%d)\n", minMTU, MaxMTUTAP, MaxMTUVeth)
 	fmt.Fprintf(&buf, "#   Carrier=     %s | %s\n", CarrierFollow, CarrierOn)
 	buf.WriteString("#   ARPIsolation= yes | no (no: leave the parent's arp_ignore, arp_announce alone)\n")
 	buf.WriteString("#   SourceRouting= yes | no (no: no source rules, no routing table)\n")
 	buf.WriteString("#   RouteTable=  auto | 1..4294967295; RoutePriority= 1..32765 (default 32000)\n")
 	buf.WriteString("#   Kind=        tap | veth; Namespace= a name under /run/netns or an absolute path\n")
+	fmt.Fprintf(&buf, "#   BroadcastLimit= 1..%d frames/s per class (default %d) | off\n", maxBroadcastLimit, DefaultBroadcastLimit)
 	opts := []*unit.UnitOption{
 		unit.NewUnitOption(section, keyParent, b.Parent),
 		unit.NewUnitOption(section, keyMACAddress, mac),
@@ -687,6 +776,22 @@ func (b *Bridge) Marshal() []byte {
 	if b.Namespace != "" {
 		opts = append(opts, unit.NewUnitOption(section, keyNamespace, b.Namespace))
 	}
+	switch {
+	case b.BroadcastLimit < 0:
+		opts = append(opts, unit.NewUnitOption(section, keyBroadcast, "off"))
+	case b.BroadcastLimit > 0:
+		opts = append(opts, unit.NewUnitOption(section, keyBroadcast, strconv.Itoa(b.BroadcastLimit)))
+	}
 	_, _ = io.Copy(&buf, unit.Serialize(opts))
 	return buf.Bytes()
+}
+
+// printable returns v as it is if it is valid UTF-8 of printable
+// characters, else quoted (%q): an error shows a value so that it cannot
+// garble a terminal or a log line.
+func printable(v string) string {
+	if utf8.ValidString(v) && !strings.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return v
+	}
+	return strconv.Quote(v)
 }

@@ -130,7 +130,7 @@ func TestCheckedValuesRoundTrip(t *testing.T) {
 	for _, tc := range [][5]string{
 		{"veth1", "eth0", "persistent", "inherit", "follow"},
 		{"veth1", "enp3s0", "02-00-5E-10-00-01", "0068", "ON"},
-		{"veth1", "#x=y[z]", "Random", "65535", "Follow"},
+		{"veth1", "#x=y[z]", "Random", "65521", "Follow"},
 		{"v.1", "a;b", "00:16:3e:00:00:01", "1500", "on"},
 		{"veth1", "x\xff", "persistent", "9000", "on"},
 		{"veth1", "eth0\u00a0", "persistent", "9000", "on"}, // refused: Parse would trim it

@@ -86,6 +86,8 @@ func newFakeBridge(name string) *fakeBridge {
 			TxPackets:   20,
 			TxBytes:     2000,
 			Errors:      1,
+			RxSplit:     6,
+			TxSplit:     8,
 			RxDrops:     map[string]uint64{"runt": 2, "spoof": 5},
 			TxDrops:     map[string]uint64{"queue-full": 4},
 		},

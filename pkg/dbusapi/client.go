@@ -73,6 +73,8 @@ func (c *Client) Get(ctx context.Context, name string) (Status, Counters, error)
 		TxPackets:   get[uint64](&d, "TxPackets"),
 		TxBytes:     get[uint64](&d, "TxBytes"),
 		Errors:      get[uint64](&d, "Errors"),
+		RxSplit:     get[uint64](&d, "RxSplit"),
+		TxSplit:     get[uint64](&d, "TxSplit"),
 		RxDrops:     get[map[string]uint64](&d, "RxDrops"),
 		TxDrops:     get[map[string]uint64](&d, "TxDrops"),
 	}

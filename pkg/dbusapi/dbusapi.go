@@ -32,7 +32,8 @@ const (
 )
 
 var (
-	// ErrNameTaken means another connection owns the bridge's bus name.
+	// ErrNameTaken means the connection already owns the bridge's bus name
+	// (Export), or the bus refused it.
 	ErrNameTaken = errors.New("bus name already taken")
 	// ErrNoSuchBridge means no bridge of that name is on the bus.
 	ErrNoSuchBridge = errors.New("no such bridge")
@@ -74,6 +75,12 @@ type Counters struct {
 	TxPackets   uint64 `json:"tx_packets"`
 	TxBytes     uint64 `json:"tx_bytes"`
 	Errors      uint64 `json:"errors"`
+
+	// RxSplit and TxSplit count the BIG TCP super-frames (GSO frames larger
+	// than 64 KiB) that the relay split into smaller ones before writing
+	// them, received from the parent and sent from the virtual interface.
+	RxSplit uint64 `json:"rx_split"`
+	TxSplit uint64 `json:"tx_split"`
 
 	// RxDrops and TxDrops count dropped frames by reason (runt, spoof,
 	// oversize, no-parent, write-error, queue-full, …).

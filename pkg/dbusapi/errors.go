@@ -2,6 +2,8 @@ package dbusapi
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -52,4 +54,17 @@ func IsAccessDenied(err error) bool {
 		return true
 	}
 	return errors.Is(err, ErrAccessDenied)
+}
+
+// maxQuoted is how much of a caller's string an error quotes.
+const maxQuoted = 32
+
+// quoteArg quotes s, a string a caller sent, for an error message: Go
+// escaped, and cut to its first maxQuoted bytes (its length said) if
+// longer, so that no error echoes what a caller sent at length.
+func quoteArg(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:maxQuoted]), len(s))
 }

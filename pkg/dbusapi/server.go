@@ -32,7 +32,7 @@ const (
 // PropertiesChanged. The counters are read from Bridge.Counters on every Get
 // and GetAll and never signalled.
 //
-// Export sets conn, b, busName, path, counter and props, which do not
+// Export sets conn, b, busName, path, counter, queued and props, which do not
 // change after; godbus's handler goroutines and the callers of Update and
 // Close share the Server.
 type Server struct {
@@ -41,6 +41,7 @@ type Server struct {
 	busName string
 	path    dbus.ObjectPath
 	counter map[string]bool // the names of the counter properties
+	queued  bool            // RequestName queued: another connection owned the name
 
 	mu     sync.Mutex       // serializes Update and every use of props; guards closed
 	props  *prop.Properties // the state-like properties, as last signalled
@@ -48,9 +49,16 @@ type Server struct {
 }
 
 // Export exports b's object at ObjectPath(b.Status().Name), then requests
-// BusName of that name with DoNotQueue. If another connection owns the
-// name (or this one already does), it returns an error wrapping
-// ErrNameTaken and exports nothing.
+// BusName of that name, queueing for it if another connection owns it:
+// the bus daemon makes this connection the owner when the other releases
+// the name or goes (Queued says whether it had to wait). The name is requested
+// without AllowReplacement, so it is never taken away. If this connection
+// already owns the name, Export returns an error wrapping ErrNameTaken and
+// exports nothing.
+//
+// Call it once the bridge holds its interface: a process that lost the
+// race for an interface must not have held the name in between (the
+// winner would be queued behind it).
 func Export(conn *dbus.Conn, b Bridge) (*Server, error) {
 	st := b.Status()
 	s := &Server{
@@ -87,17 +95,28 @@ func Export(conn *dbus.Conn, b Bridge) (*Server, error) {
 		return nil, fmt.Errorf("export %s: %w", st.Name, err)
 	}
 
-	reply, err := conn.RequestName(s.busName, dbus.NameFlagDoNotQueue)
+	reply, err := conn.RequestName(s.busName, 0)
 	if err != nil {
 		s.unexport()
 		return nil, fmt.Errorf("export %s: request %s: %w", st.Name, s.busName, err)
 	}
-	if reply != dbus.RequestNameReplyPrimaryOwner {
-		s.unexport()
-		return nil, fmt.Errorf("export %s: request %s: %w", st.Name, s.busName, ErrNameTaken)
+	switch reply {
+	case dbus.RequestNameReplyPrimaryOwner:
+		return s, nil
+	case dbus.RequestNameReplyInQueue:
+		s.queued = true
+		return s, nil
 	}
-	return s, nil
+	s.unexport()
+	return nil, fmt.Errorf("export %s: request %s: %w", st.Name, s.busName, ErrNameTaken)
 }
+
+// BusName returns the bus name the Server owns or queues for.
+func (s *Server) BusName() string { return s.busName }
+
+// Queued reports whether another connection owned the bus name at
+// Export, so that this one was queued for it.
+func (s *Server) Queued() bool { return s.queued }
 
 // export replaces the Properties handler that prop.Export installed with
 // one that serves live counters, and exports the methods and the
@@ -163,8 +182,8 @@ func (s *Server) Update() {
 	_ = s.conn.Emit(s.path, signalPropChanged, Interface, changed, []string{})
 }
 
-// Close releases the bus name and unexports the object. Calling it again
-// does nothing.
+// Close releases the bus name (or leaves its queue) and unexports the
+// object. Calling it again does nothing.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -220,6 +239,8 @@ func counterValues(c Counters) map[string]any {
 		"TxPackets":   c.TxPackets,
 		"TxBytes":     c.TxBytes,
 		"Errors":      c.Errors,
+		"RxSplit":     c.RxSplit,
+		"TxSplit":     c.TxSplit,
 		"RxDropped":   humanize.Sum(rx),
 		"TxDropped":   humanize.Sum(tx),
 		"RxDrops":     rx,
@@ -306,13 +327,13 @@ func detach(v dbus.Variant) dbus.Variant {
 
 func checkInterface(iface string) *dbus.Error {
 	if iface != "" && iface != Interface {
-		return dbus.NewError(errUnknownInterface, []any{fmt.Sprintf("unknown interface %s", iface)})
+		return dbus.NewError(errUnknownInterface, []any{fmt.Sprintf("unknown interface %s", quoteArg(iface))})
 	}
 	return nil
 }
 
 func unknownProperty(name string) *dbus.Error {
-	return dbus.NewError(errUnknownProperty, []any{fmt.Sprintf("unknown property %s", name)})
+	return dbus.NewError(errUnknownProperty, []any{fmt.Sprintf("unknown property %s", quoteArg(name))})
 }
 
 // methods are the io.github.vethd.Bridge1 methods. godbus exports every

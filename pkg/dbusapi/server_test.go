@@ -44,6 +44,8 @@ func wantProps() map[string]dbus.Variant {
 		"RxDropped":     dbus.MakeVariant(uint64(7)),
 		"TxDropped":     dbus.MakeVariant(uint64(4)),
 		"Errors":        dbus.MakeVariant(uint64(1)),
+		"RxSplit":       dbus.MakeVariant(uint64(6)),
+		"TxSplit":       dbus.MakeVariant(uint64(8)),
 		"RxDrops":       dbus.MakeVariant(map[string]uint64{"runt": 2, "spoof": 5}),
 		"TxDrops":       dbus.MakeVariant(map[string]uint64{"queue-full": 4}),
 	}
@@ -57,6 +59,7 @@ var wantSignatures = map[string]string{
 	"StartedUsec": "t", "LastError": "s",
 	"RxPackets": "t", "RxBytes": "t", "RxCoalesced": "t", "TxPackets": "t",
 	"TxBytes": "t", "RxDropped": "t", "TxDropped": "t", "Errors": "t",
+	"RxSplit": "t", "TxSplit": "t",
 	"RxDrops": "a{st}", "TxDrops": "a{st}",
 }
 
@@ -402,24 +405,49 @@ func TestSetRefused(t *testing.T) {
 	}
 }
 
-func TestNameTaken(t *testing.T) {
+// TestNameQueued: a second connection exporting the same bridge queues
+// for its name and owns it once the first lets it go (issue 9 item 3: with
+// DoNotQueue the survivor of a start race never got the name); the same
+// connection exporting it twice is refused.
+func TestNameQueued(t *testing.T) {
 	bus := startObjectBus(t)
 	conn := bus.Conn(t)
 	fake := newFakeBridge("veth1")
-	export(t, conn, fake)
-
-	if _, err := Export(bus.Conn(t), newFakeBridge("veth1")); !errors.Is(err, ErrNameTaken) {
-		t.Errorf("Export on another connection: error %v, want ErrNameTaken", err)
+	first := export(t, conn, fake)
+	if first.Queued() {
+		t.Error("first export queued")
 	}
+
 	if _, err := Export(conn, newFakeBridge("veth1")); !errors.Is(err, ErrNameTaken) {
 		t.Errorf("Export again on the same connection: error %v, want ErrNameTaken", err)
 	}
-	// The first export still answers.
+	conn2 := bus.Conn(t)
+	fake2 := newFakeBridge("veth1")
+	second := export(t, conn2, fake2)
+	if !second.Queued() {
+		t.Error("second export not queued")
+	}
+	// The first export answers.
 	if _, err := NewClient(bus.Conn(t)).Describe(context.Background(), "veth1"); err != nil {
 		t.Errorf("Describe of the first export: %v", err)
 	}
 	if _, _, d := fake.calls(); d != 1 {
 		t.Errorf("first fake saw %d describes, want 1", d)
+	}
+
+	// The first goes: the bus hands the name to the second.
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var owner string
+	if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, BusName("veth1")).Store(&owner); err != nil || owner != conn2.Names()[0] {
+		t.Errorf("owner after the first closed: %q %v, want %s", owner, err, conn2.Names()[0])
+	}
+	if _, err := NewClient(bus.Conn(t)).Describe(context.Background(), "veth1"); err != nil {
+		t.Errorf("Describe of the second export: %v", err)
+	}
+	if _, _, d := fake2.calls(); d != 1 {
+		t.Errorf("second fake saw %d describes, want 1", d)
 	}
 }
 

@@ -911,6 +911,7 @@ var stagedFiles = []string{
 	"/usr/lib/systemd/system/vethd.service",
 	"/usr/lib/systemd/system-preset/80-vethd.preset",
 	"/usr/share/dbus-1/system.d/io.github.vethd.Bridge1.conf",
+	"/usr/lib/sysusers.d/vethd.conf",
 }
 
 // presetAllLine is what systemd says at a first boot once it ran
