@@ -439,13 +439,12 @@ func TestFaults(t *testing.T) {
 				t.Errorf("eth0's promiscuity %d with the new vethd, want %d", n, fb.promisc+1)
 			}
 		}},
-		{name: "StartRace", kinds: []string{"tap"}, rounds: 1, within: 10 * time.Second, fault: func(t *testing.T, fb *faultBridge, _ int) {
+		{name: "StartRace", rounds: 1, within: 10 * time.Second, fault: func(t *testing.T, fb *faultBridge, _ int) {
 			// Two vethd for veth1 at once: one survives, runs the bridge
-			// and owns the bus name. (Kind=veth: not yet — the loser
-			// adopts the pair the winner just created, as if an earlier
-			// vethd had left it, and both relay, the loser queued for the
-			// bus name; docs/reliability.md, Findings. Add "veth" to
-			// kinds once that is fixed.)
+			// and owns the bus name. (A TAP has one owner, its
+			// descriptor; a veth pair is claimed by an abstract socket,
+			// bridge.VethClaimAddr, or the loser adopted the pair the
+			// winner had just created and both relayed it.)
 			fb.p.Stop(time.Second)
 			fb.mark()
 			var ps [2]*Proc

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -258,6 +259,7 @@ type Bridge struct {
 	homeNetns int             // the namespace id of where the bridge creates it; OwnNetns: its own
 	nsFile    *os.File        // Config.Namespace, open while the interface is created in it (else nil: an open namespace is never destroyed)
 	peer      Link            // the veth kind's peer (Index 0 for a TAP)
+	claim     io.Closer       // the veth kind's claim on its pair (Opener.ClaimVeth); nil if none
 	devGone   <-chan struct{} // the relay's DeviceGone, nil once handled
 
 	// Owned by routineWatchLinks: the configuration as last applied
@@ -1259,6 +1261,7 @@ func (b *Bridge) stop(release bool) error {
 			b.counters.RxDrops[DropQueueFull].Add(sock.Dropped())
 		}
 		b.rl().Close()
+		b.releaseClaim()
 		if b.kind == KindVeth && b.peer.Index != 0 {
 			if release {
 				b.log.Info(fmt.Sprintf("Released %s: the veth pair stays for the next vethd", b.name))

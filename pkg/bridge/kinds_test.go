@@ -133,6 +133,48 @@ func TestVethReleaseAndAdopt(t *testing.T) {
 	lcFlow(t, h.n.Device("veth0"), h.n.Socket(), lcMAC1)
 }
 
+// TestVethClaimed: a second bridge for a name whose pair another bridge
+// relays (two vethd started at once) is refused, before it adopts or
+// deletes anything; the claim goes with Close and with Release, so the
+// next vethd adopts the pair.
+func TestVethClaimed(t *testing.T) {
+	h := newLCHarness(t)
+	b := h.start(h.kindConfig(bridge.KindVeth))
+	nic := h.tapLink()
+	if !h.n.Claimed("veth0") {
+		t.Fatal("a running veth bridge holds no claim")
+	}
+	if b2, err := bridge.Start(h.kindConfig(bridge.KindVeth)); !errors.Is(err, bridge.ErrNameInUse) {
+		if b2 != nil {
+			b2.Close()
+		}
+		t.Fatalf("second Start: %v, want ErrNameInUse", err)
+	}
+	if l, ok := h.n.Lookup("veth0"); !ok || l.Index != nic.Index {
+		t.Fatalf("the refused Start changed the pair: %+v %v", l, ok)
+	}
+	if c := h.n.Calls("LinkAddVeth"); len(c) != 1 {
+		t.Errorf("LinkAddVeth calls %q, want the first only", c)
+	}
+	lcFlow(t, h.n.Device("veth0"), h.n.Socket(), lcMAC1)
+	b.Release()
+	if h.n.Claimed("veth0") {
+		t.Fatal("Release kept the claim")
+	}
+	b3 := h.start(h.kindConfig(bridge.KindVeth))
+	if st := b3.Status(); st.IfIndex != nic.Index {
+		t.Errorf("after Release: ifindex %d, want %d (adopted)", st.IfIndex, nic.Index)
+	}
+	b3.Close()
+	if h.n.Claimed("veth0") {
+		t.Error("Close kept the claim")
+	}
+	h.start(h.kindConfig(bridge.KindTAP)).Close() // a TAP takes none
+	if h.n.Claimed("veth0") {
+		t.Error("a TAP bridge claimed")
+	}
+}
+
 func TestVethNameInUse(t *testing.T) {
 	for _, taken := range []bridge.Link{
 		{Name: "veth0"},

@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -170,6 +171,12 @@ type Opener interface {
 	OpenParentSocket(ifindex int, name string, mac net.HardwareAddr) (ParentIO, error)
 	// OpenPeerSocket opens the socket that relays a veth pair through its peer, ifindex ifindex (named name): what the virtual NIC sends is read from it, what is written to it the virtual NIC receives.
 	OpenPeerSocket(ifindex int, name string) (ParentIO, error)
+	// ClaimVeth claims the veth pair of the virtual NIC name for this
+	// process until the Closer is closed (or the process ends); the error
+	// wraps ErrNameInUse if another vethd holds the claim. A veth pair has
+	// no owner of its own (a TAP's descriptor is one): without the claim,
+	// two vethd started at once for one name both relay it.
+	ClaimVeth(name string) (io.Closer, error)
 }
 
 // Device is the virtual interface's side of the relay, as a bridge uses it:

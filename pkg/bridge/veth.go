@@ -114,6 +114,21 @@ func (d *vethDevice) Offloads() []string { return vethOffloads }
 // while the device is open.
 func (b *Bridge) openVeth(cfg Config, parent *Link) (dev Device, link Link, created bool, err error) {
 	peerName, alias := PeerName(cfg.Name), PeerAlias(cfg.Name)
+	// The claim first: a second vethd for this name must not adopt (and
+	// relay) the pair the first is creating, nor delete it. Held until
+	// the bridge stops (b.releaseClaim); a re-create keeps it.
+	if b.claim == nil {
+		c, err := b.opener.ClaimVeth(cfg.Name)
+		if err != nil {
+			return nil, Link{}, false, err
+		}
+		b.claim = c
+		defer func() {
+			if err != nil {
+				b.releaseClaim()
+			}
+		}()
+	}
 	adopt := false
 	if p, err := b.links.LinkByName(peerName); err == nil {
 		if p.Kind != "veth" || p.Alias != alias {
@@ -214,4 +229,17 @@ func (b *Bridge) createVeth(cfg Config, parent *Link) (Link, error) {
 		return fail(fmt.Errorf("find %s: %w", cfg.Name, err))
 	}
 	return l, nil
+}
+
+// VethClaimAddr is the abstract unix socket address ("@" first) whose
+// owner relays the veth pair of the virtual NIC name (Opener.ClaimVeth).
+func VethClaimAddr(name string) string { return "@vethd/veth/" + name }
+
+// releaseClaim gives up the veth pair's claim, if held. Called by the
+// bridge's owner (Start's undo, stop).
+func (b *Bridge) releaseClaim() {
+	if b.claim != nil {
+		b.claim.Close()
+		b.claim = nil
+	}
 }

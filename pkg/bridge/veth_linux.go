@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -307,6 +308,26 @@ func (s *netlinkSubscription) Close() {
 		close(s.done)
 		s.sock.Close()
 	})
+}
+
+// ClaimVeth binds the abstract unix socket @vethd/veth/NAME in vethd's
+// network namespace (where the peer lives): only one socket can have the
+// name, and the kernel frees it when the process ends, kill -9 too. See
+// Opener.
+func (kernelOpener) ClaimVeth(name string) (io.Closer, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("claim veth pair %s: %w", name, err)
+	}
+	addr := VethClaimAddr(name)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: addr}); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EADDRINUSE) {
+			return nil, fmt.Errorf("veth pair %s: another vethd relays it (it holds %s): %w", name, addr, ErrNameInUse)
+		}
+		return nil, fmt.Errorf("claim veth pair %s: bind %s: %w", name, addr, err)
+	}
+	return os.NewFile(uintptr(fd), addr), nil
 }
 
 // OpenPeerSocket opens the socket on a veth pair's peer with

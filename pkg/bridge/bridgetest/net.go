@@ -56,6 +56,7 @@ type Net struct {
 	nsPath    map[int]string // nsid → the file that stands for it
 	lastNsid  int
 	peerSocks map[int]*Socket // the socket on each veth peer, by the peer's ifindex
+	claims    map[string]bool // the veth pairs claimed (ClaimVeth), by the NIC's name
 }
 
 // awayLink is a link in another namespace.

@@ -2,6 +2,7 @@ package bridgetest
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -300,6 +301,40 @@ func (n *Net) LinkAddVeth(v bridge.VethSpec) error {
 	}
 	return nil
 }
+
+// ClaimVeth claims name's veth pair in this Net (an in-memory stand-in
+// for the abstract socket). See bridge.Opener.
+func (n *Net) ClaimVeth(name string) (io.Closer, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.fails["ClaimVeth"]; err != nil { // not recorded in Calls
+		return nil, err
+	}
+	if n.claims == nil {
+		n.claims = map[string]bool{}
+	}
+	if n.claims[name] {
+		return nil, fmt.Errorf("veth pair %s: another vethd relays it: %w", name, bridge.ErrNameInUse)
+	}
+	n.claims[name] = true
+	return closerFunc(func() error {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		delete(n.claims, name)
+		return nil
+	}), nil
+}
+
+// Claimed reports whether name's veth pair is claimed (ClaimVeth).
+func (n *Net) Claimed(name string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.claims[name]
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 // OpenPeerSocket opens a Socket on link ifindex, a veth peer. See
 // bridge.Opener.
