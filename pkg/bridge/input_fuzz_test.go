@@ -19,7 +19,6 @@ import (
 	"runtime/debug"
 	"testing"
 
-	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -246,42 +245,6 @@ func refFilter(mac net.HardwareAddr, f []byte, tagged bool, proto, tci uint16) b
 	return f[0]&0x01 != 0 && !bytes.Equal(f[6:12], mac)
 }
 
-// filterVM returns prog for the x/net VM, the kernel-only extensions it
-// cannot run replaced by the values the kernel would load for a frame with
-// that metadata (vlan_tag_present, vlan_tpid, vlan_tci).
-func filterVM(t *testing.T, prog []bpf.Instruction, tagged bool, proto, tci uint16) *bpf.VM {
-	t.Helper()
-	out := make([]bpf.Instruction, len(prog))
-	for i, ins := range prog {
-		if le, ok := ins.(bpf.LoadExtension); ok && le.Num != bpf.ExtLen {
-			var v uint32
-			switch le.Num {
-			case bpf.ExtVLANTagPresent:
-				if tagged {
-					v = 1
-				}
-			case bpf.ExtVLANProto:
-				if tagged {
-					v = uint32(proto)
-				}
-			case bpf.ExtVLANTag:
-				if tagged {
-					v = uint32(tci)
-				}
-			default:
-				t.Fatalf("filter uses extension %v that FuzzFilter does not model", le.Num)
-			}
-			ins = bpf.LoadConstant{Dst: bpf.RegA, Val: v}
-		}
-		out[i] = ins
-	}
-	vm, err := bpf.NewVM(out)
-	if err != nil {
-		t.Fatalf("NewVM: %v", err)
-	}
-	return vm
-}
-
 // FuzzFilter runs the kernel filter for any MAC on any frame with any VLAN
 // metadata in the x/net VM and compares its verdict with refFilter's; an
 // accepted frame must be kept whole.
@@ -312,7 +275,7 @@ func FuzzFilter(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := filterVM(t, prog, tagged, proto, tci).Run(fr)
+		n, err := vmProgramTag(t, prog, vlanAux{tagged, proto, tci}).Run(fr)
 		if err != nil {
 			t.Fatalf("run: %v", err)
 		}
