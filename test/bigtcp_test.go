@@ -3,7 +3,6 @@ package integration
 import (
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -117,34 +116,7 @@ func (r streamResult) gbps() float64 { return float64(r.bytes) * 8 / r.took.Seco
 // sender's retransmission count (TCP_INFO).
 func streamFor(t *testing.T, network string, srcNS, dstNS *Netns, listen netip.AddrPort, from netip.Addr, d time.Duration) streamResult {
 	t.Helper()
-	var ln net.Listener
-	if err := dstNS.Do(func() (err error) {
-		ln, err = net.Listen(network, listen.String())
-		return err
-	}); err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer ln.Close()
-	type result struct {
-		n   int64
-		sum [32]byte
-		err error
-	}
-	recvc := make(chan result, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			recvc <- result{err: err}
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(d + 30*time.Second))
-		h := sha256.New()
-		n, err := io.Copy(h, c)
-		r := result{n: n, err: err}
-		copy(r.sum[:], h.Sum(nil))
-		recvc <- r
-	}()
+	recvc := hashSink(t, "BIG TCP stream", network, dstNS, listen, d+30*time.Second)
 	var conn *net.TCPConn
 	if err := srcNS.Do(func() error {
 		dl := net.Dialer{Timeout: 5 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0))}
@@ -179,7 +151,7 @@ func streamFor(t *testing.T, network string, srcNS, dstNS *Netns, listen netip.A
 		t.Fatal(err)
 	}
 	conn.CloseWrite()
-	var r result
+	var r sinkResult
 	select {
 	case r = <-recvc:
 	case <-time.After(d + 30*time.Second):

@@ -83,36 +83,7 @@ func checkTCP(t *testing.T, l *LAN, virt string, size int64) {
 // throughput.
 func transfer(t *testing.T, what, network string, srcNS, dstNS *Netns, listen netip.AddrPort, from netip.Addr, size int64, seed uint64) string {
 	t.Helper()
-	var ln net.Listener
-	if err := dstNS.Do(func() (err error) {
-		ln, err = net.Listen(network, listen.String())
-		return err
-	}); err != nil {
-		t.Fatalf("%s: listen: %v", what, err)
-	}
-	defer ln.Close()
-
-	type result struct {
-		n   int64
-		sum [32]byte
-		err error
-	}
-	recvc := make(chan result, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			recvc <- result{err: err}
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(90 * time.Second))
-		h := sha256.New()
-		n, err := io.Copy(h, c)
-		var r result
-		r.n, r.err = n, err
-		copy(r.sum[:], h.Sum(nil))
-		recvc <- r
-	}()
+	recvc := hashSink(t, what, network, dstNS, listen, 90*time.Second)
 
 	var conn net.Conn
 	if err := srcNS.Do(func() (err error) {
@@ -146,7 +117,7 @@ func transfer(t *testing.T, what, network string, srcNS, dstNS *Netns, listen ne
 		r := <-recvc
 		t.Fatalf("%s: write failed after %d of %d bytes: %v (receiver got %d, err %v)", what, sent, size, werr, r.n, r.err)
 	}
-	var r result
+	var r sinkResult
 	select {
 	case r = <-recvc:
 	case <-time.After(95 * time.Second):
@@ -164,6 +135,47 @@ func transfer(t *testing.T, what, network string, srcNS, dstNS *Netns, listen ne
 	}
 	return fmt.Sprintf("%d MiB in %v (%.2f Gbit/s), sha256 ok", size>>20, elapsed.Round(time.Millisecond),
 		float64(size)*8/elapsed.Seconds()/1e9)
+}
+
+// sinkResult is what a hashSink received: the byte count, their SHA-256,
+// and the error that ended the copy.
+type sinkResult struct {
+	n   int64
+	sum [32]byte
+	err error
+}
+
+// hashSink listens on listen inside ns, accepts one connection, reads it to
+// the end (for at most timeout) and sends the count and SHA-256 of what
+// came on the channel. The listener is closed once it has accepted (or
+// when the test ends, if nobody dialled).
+func hashSink(t *testing.T, what, network string, ns *Netns, listen netip.AddrPort, timeout time.Duration) <-chan sinkResult {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) {
+		ln, err = net.Listen(network, listen.String())
+		return err
+	}); err != nil {
+		t.Fatalf("%s: listen: %v", what, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	recvc := make(chan sinkResult, 1)
+	go func() {
+		c, err := ln.Accept()
+		ln.Close() // one connection: the address is free again at once
+		if err != nil {
+			recvc <- sinkResult{err: err}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		h := sha256.New()
+		n, err := io.Copy(h, c)
+		r := sinkResult{n: n, err: err}
+		copy(r.sum[:], h.Sum(nil))
+		recvc <- r
+	}()
+	return recvc
 }
 
 // TestTCPOffloadVariants runs checkTCP (32 MiB each way) on the other two
