@@ -859,24 +859,26 @@ func TestFaultConfigDeleted(t *testing.T) {
 }
 
 // TestFaultSourceRuleRemoved: an administrator deletes vethd's source
-// rule for veth1's address (`ip rule del`). The Router does not watch
-// rules, so the rule stays gone until its next look — which any change
-// of veth1's addresses, state or main routes triggers; here a second
-// address: both rules are then there. (docs/reliability.md: restoring it
-// at once needs rule notifications.)
+// rule for veth1's address (`ip rule del`) and then the subnet route of
+// vethd's table. The Router follows rule notifications and its own
+// table's routes, so both come back at once, with no change of veth1.
 func TestFaultSourceRuleRemoved(t *testing.T) {
 	l := NewLAN(t, LANConfig{})
 	table := srcroute.DefaultTable("veth1")
 	l.StartVethd(t, "veth1", "eth0")
-	b, c := l.Addr4(50), l.Addr4(51)
+	b := l.Addr4(50)
 	l.Host.IP(t, "addr", "add", b.String()+"/24", "dev", "veth1")
 	waitRules(t, l.Host, table, rule(b, table))
+	subnet := fmt.Sprintf("198.18.%d.0/24 dev veth1 proto 118 scope link", l.X)
+	waitTable(t, l.Host, table, true, subnet)
+	start := time.Now()
 	l.Host.IP(t, "rule", "del", "from", b.String(), "lookup", fmt.Sprint(table))
-	time.Sleep(300 * time.Millisecond)
-	if got := rulesOf(t, l.Host, table); len(got) != 0 {
-		t.Logf("rule restored at once (rule notifications?): %q — update docs/reliability.md", got)
-	}
-	l.Host.IP(t, "addr", "add", c.String()+"/24", "dev", "veth1")
-	waitRules(t, l.Host, table, rule(b, table), rule(c, table))
+	waitFor(t, time.Second, "the deleted rule back", func() (bool, string) {
+		got := rulesOf(t, l.Host, table)
+		return len(got) == 1 && got[0] == rule(b, table), fmt.Sprint(got)
+	})
+	t.Logf("rule back %v after its deletion", time.Since(start).Round(time.Millisecond))
+	l.Host.IP(t, "route", "del", fmt.Sprintf("198.18.%d.0/24", l.X), "dev", "veth1", "table", fmt.Sprint(table))
+	waitTable(t, l.Host, table, true, subnet)
 	l.Host.WaitPing(t, 5*time.Second, "-I", b.String(), l.Router4.String())
 }

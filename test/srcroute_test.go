@@ -611,6 +611,14 @@ func TestSourceRoutingFollows(t *testing.T) {
 	waitRules(t, s.Host, table, rule(s.B4), rule(s.B6))
 	waitTable(t, s.Host, table, true, subnet4)
 
+	// An admin (or a script) deletes vethd's rule and a route of its
+	// table: both come back at once, not at the next address change.
+	s.Host.IP(t, "rule", "del", "pref", "32000", "from", s.B4.String(), "lookup", fmt.Sprint(table))
+	s.Host.IP(t, "-6", "rule", "del", "pref", "32000", "from", s.B6.String(), "lookup", fmt.Sprint(table))
+	waitRules(t, s.Host, table, rule(s.B4), rule(s.B6))
+	s.Host.IP(t, "route", "del", "default", "via", s.Router4.String(), "dev", "veth1", "table", fmt.Sprint(table))
+	waitTable(t, s.Host, table, true, subnet4, gw4, gw6)
+
 	// The gateway goes: off-link hosts cannot reach B (strict rp_filter);
 	// it comes back: they can, by veth1.
 	s.Host.IP(t, "route", "del", "default", "via", s.Router4.String(), "dev", "veth1", "metric", "100")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vethd/vethd/internal/netlinksafe"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -261,10 +262,10 @@ func ipNetOf(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(ip.AsSlice()), Mask: net.CIDRMask(p.Bits(), ip.BitLen())}
 }
 
-// Subscribe subscribes to address, route and link notifications, on three
-// sockets of its own opened in the namespace. See RouteControl.
+// Subscribe subscribes to address, route, link and rule notifications, on
+// four sockets of its own opened in the namespace. See RouteControl.
 //
-// Equivalent to: `ip monitor address route link`.
+// Equivalent to: `ip monitor address route link rule`.
 func (c *netlinkControl) Subscribe() (Subscription, error) {
 	done := make(chan struct{})
 	addrs := make(chan netlink.AddrUpdate, 64)
@@ -298,9 +299,88 @@ func (c *netlinkControl) Subscribe() (Subscription, error) {
 		go drainAll(addrs, routes, links)
 		return nil, fmt.Errorf("subscribe to links: %w", err)
 	}
+	// vishvananda/netlink has no rule subscription: a socket of our own
+	// in the namespace's RTNLGRP_IPV4_RULE and RTNLGRP_IPV6_RULE groups.
+	var rsock *nl.NetlinkSocket
+	var err error
+	if c.ns != nil {
+		rsock, err = nl.SubscribeAt(*c.ns, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE)
+	} else {
+		rsock, err = nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE)
+	}
+	if err == nil {
+		if err = rsock.SetReceiveBufferSize(rcvbuf, false); err != nil {
+			rsock.Close()
+		}
+	}
+	if err != nil {
+		close(done)
+		go drainAll(addrs, routes, links)
+		return nil, fmt.Errorf("subscribe to rules: %w", err)
+	}
+	rules := make(chan int, 64)
+	go routineReadRules(rsock, rules, done)
 	s := &netlinkSubscription{events: make(chan Event), done: done}
-	go s.routineMerge(addrs, routes, links)
+	go s.routineMerge(addrs, routes, links, rules)
 	return s, nil
+}
+
+// routineReadRules sends the table of each rule notification on sock to
+// rules until the socket fails or done closes; it then closes the socket
+// and rules. A closed rules ends the subscription (a failed read may have
+// lost notifications: the Router looks again).
+func routineReadRules(sock *nl.NetlinkSocket, rules chan<- int, done <-chan struct{}) {
+	defer close(rules)
+	go func() { // Close wakes a pending Receive.
+		<-done
+		sock.Close()
+	}()
+	for {
+		msgs, _, err := sock.Receive()
+		if err != nil {
+			return
+		}
+		for _, m := range msgs {
+			if m.Header.Type != unix.RTM_NEWRULE && m.Header.Type != unix.RTM_DELRULE {
+				continue
+			}
+			t, ok := ruleTable(m.Data)
+			if !ok {
+				continue
+			}
+			select {
+			case rules <- t:
+			case <-done:
+				return
+			}
+		}
+	}
+}
+
+// ruleTable returns the table of a rule message's body (a fib_rule_hdr,
+// whose table byte FRA_TABLE overrides, then attributes).
+func ruleTable(b []byte) (int, bool) {
+	const hdrLen = 12 // struct fib_rule_hdr
+	if len(b) < hdrLen {
+		return 0, false
+	}
+	table := int(b[4])
+	for a := b[hdrLen:]; len(a) >= unix.SizeofRtAttr; {
+		l := int(nl.NativeEndian().Uint16(a[0:2]))
+		typ := nl.NativeEndian().Uint16(a[2:4])
+		if l < unix.SizeofRtAttr || l > len(a) {
+			break
+		}
+		if typ == unix.FRA_TABLE && l >= unix.SizeofRtAttr+4 {
+			table = int(nl.NativeEndian().Uint32(a[unix.SizeofRtAttr:]))
+		}
+		al := (l + unix.RTA_ALIGNTO - 1) &^ (unix.RTA_ALIGNTO - 1)
+		if al > len(a) {
+			break
+		}
+		a = a[al:]
+	}
+	return table, true
 }
 
 // Close closes the handle. See RouteControl.
@@ -309,7 +389,8 @@ func (c *netlinkControl) Close() error {
 	return nil
 }
 
-// netlinkSubscription merges netlink's three update streams into Events;
+// netlinkSubscription merges netlink's three update streams and the rule
+// reader's into Events;
 // its goroutine routineMerge converts and forwards them.
 type netlinkSubscription struct {
 	events    chan Event
@@ -322,8 +403,14 @@ var _ Subscription = (*netlinkSubscription)(nil)
 // routineMerge forwards updates as Events until one stream ends (lost, or
 // closed by Close), then closes Events and keeps reading every stream
 // until all have ended, so that netlink's readers never block.
-func (s *netlinkSubscription) routineMerge(addrs <-chan netlink.AddrUpdate, routes <-chan netlink.RouteUpdate, links <-chan netlink.LinkUpdate) {
+func (s *netlinkSubscription) routineMerge(addrs <-chan netlink.AddrUpdate, routes <-chan netlink.RouteUpdate, links <-chan netlink.LinkUpdate, rules <-chan int) {
 	defer drainAll(addrs, routes, links)
+	defer func() {
+		go func() { // until routineReadRules has seen done
+			for range rules {
+			}
+		}()
+	}()
 	defer close(s.events)
 	for {
 		var ev Event
@@ -343,6 +430,11 @@ func (s *netlinkSubscription) routineMerge(addrs <-chan netlink.AddrUpdate, rout
 				return
 			}
 			ev = Event{Kind: EventLink, LinkIndex: int(u.Index)}
+		case t, ok := <-rules:
+			if !ok {
+				return
+			}
+			ev = Event{Kind: EventRule, Table: t}
 		case <-s.done:
 			return
 		}

@@ -348,13 +348,21 @@ func (r *Router) drain(events <-chan Event) (dirty, lost bool) {
 	}
 }
 
-// concerns reports whether ev can change what the link needs: its
-// addresses, its state, or main's routes through it.
+// concerns reports whether ev can change what the link needs (its
+// addresses, its state, or main's routes through it) or what the Router
+// keeps: a rule or a route of its table that someone else removed comes
+// back at the next look. (The Router's own changes come back as events
+// too; the look they cause finds nothing to do.)
 func (r *Router) concerns(ev Event) bool {
-	if ev.LinkIndex != r.link {
+	switch {
+	case ev.Kind == EventRule:
+		return ev.Table == r.table
+	case ev.LinkIndex != r.link:
 		return false
+	case ev.Kind == EventRoute:
+		return ev.Table == tableMain || ev.Table == r.table
 	}
-	return ev.Kind != EventRoute || ev.Table == tableMain
+	return true
 }
 
 // lookResult counts what a look removed that the plan did not call for.

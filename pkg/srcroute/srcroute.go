@@ -195,6 +195,8 @@ const (
 	EventRoute
 	// EventLink: a link was added, changed or removed (RTM_NEWLINK, RTM_DELLINK).
 	EventLink
+	// EventRule: a policy rule was added or removed (RTM_NEWRULE, RTM_DELRULE).
+	EventRule
 )
 
 // Event is one change notification. A Router reads the state again when an
@@ -203,7 +205,7 @@ type Event struct {
 	Kind EventKind
 	// LinkIndex is the link concerned (a route's output link; 0 for a multipath route).
 	LinkIndex int
-	// Table is a route's table (EventRoute only).
+	// Table is a route's or a rule's table (EventRoute, EventRule).
 	Table int
 }
 
