@@ -119,17 +119,18 @@ const maxMachineIDSize = 4096
 // digits and a newline. It refuses a path that is not a regular file (a
 // device, a FIFO, a directory) and one larger than maxMachineIDSize.
 func ReadMachineID(path string) ([]byte, error) {
+	const what = "read machine id (needed for a persistent MAC; use --mac random or an address instead)"
 	b, err := readBounded(path)
 	if err != nil {
-		return nil, fmt.Errorf("read machine id (needed for a persistent MAC; use --mac random or an address instead): %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	s := strings.TrimSpace(string(b))
 	id, err := hex.DecodeString(s)
 	if err != nil || len(id) != 16 {
-		return nil, fmt.Errorf("read machine id: %s does not hold 32 hex digits", path)
+		return nil, fmt.Errorf("%s: %s does not hold 32 hex digits", what, path)
 	}
 	if bytes.Equal(id, make([]byte, 16)) {
-		return nil, fmt.Errorf("read machine id: %s is all zeros (uninitialized)", path)
+		return nil, fmt.Errorf("%s: %s is all zeros (uninitialized)", what, path)
 	}
 	return id, nil
 }

@@ -104,7 +104,7 @@ func FuzzReadMachineID(f *testing.F) {
 
 // machineIDMessages is the fixed text of ReadMachineID's errors.
 const machineIDMessages = "read machine id (needed for a persistent MAC; use --mac random or an address instead): " +
-	"read machine id: does not hold 32 hex digits is all zeros (uninitialized) is larger than 4096 bytes (a machine ID is 33)"
+	"does not hold 32 hex digits is all zeros (uninitialized) is larger than 4096 bytes (a machine ID is 33)"
 
 func hexString(b []byte) string {
 	const digits = "0123456789abcdef"
