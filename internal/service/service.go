@@ -681,6 +681,9 @@ func (d *daemon) busBridge(in *instance) *busBridge {
 	return &busBridge{in: in, reload: func() error {
 		return d.call(func() error {
 			err := in.reload()
+			if err != nil { // as SIGHUP's (the caller gets the public text)
+				d.log.Error(fmt.Sprintf("Reload of %s over D-Bus failed; keeping the running configuration: %v", in.name, err))
+			}
 			d.changed()
 			return err
 		})

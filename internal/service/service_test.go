@@ -316,6 +316,9 @@ func TestReload(t *testing.T) {
 	if err := bus.Reload(); err == nil || !strings.HasPrefix(err.Error(), file+":3: MTU=") {
 		t.Errorf("D-Bus Reload of a bad file: %v", err)
 	}
+	if line := h.log.WaitLine(t, "over D-Bus failed"); !strings.HasPrefix(line, "vethd: error: Reload of veth1 over D-Bus failed; keeping the running configuration: "+file+":3: MTU=") {
+		t.Errorf("log %q", line)
+	}
 
 	// A change the bridge refuses: the old spec stays.
 	h.writeConf("veth1", "[Bridge]\nParent=eth1\n")
