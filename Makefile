@@ -1,9 +1,22 @@
 # vethd — build, test, demo, benchmark, install.
 PREFIX  ?= /usr/local
 DESTDIR ?=
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# The version is the VERSION file's (a package's is debian/changelog's,
+# which must say the same: debian/rules checks). A build in a git checkout
+# that is not at the tag vVERSION adds where it is, as git describe says it
+# (0.11.0+git.d429d7c-dirty); without git, or where git refuses (a tree of
+# another user), the plain VERSION; without a VERSION file (a partial copy
+# of the tree) 0+unknown. VERSION=... on the command line wins.
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell v=$$(cat VERSION 2>/dev/null) || v=0+unknown; d=$$(git describe --tags --always --dirty 2>/dev/null) || d=; \
+	if [ -z "$$d" ] || [ "$$d" = "v$$v" ]; then echo "$$v"; else echo "$$v+git.$$d"; fi)
+endif
 GO      ?= go
-LDFLAGS := -X main.version=$(VERSION)
+# go build's flags beyond the version: GOBUILDFLAGS (e.g. -trimpath
+# -buildmode=pie) and GOLDFLAGS (more -ldflags) are empty for a developer's
+# build; debian/rules sets Debian's (docs/packaging.md).
+GOBUILDFLAGS ?=
+GOLDFLAGS    ?=
 # Where build puts the binaries (the end-to-end test builds out of the tree).
 BUILDDIR ?= bin
 
@@ -69,7 +82,7 @@ DIRLIST    ?= $(DOCDIR)/installed-dirs
 GOSRC := $(shell find cmd internal pkg -name '*.go' ! -name '*_test.go') go.mod go.sum
 BINS  := $(BUILDDIR)/vethd $(BUILDDIR)/vethctl
 
-.PHONY: all build test demo bench install uninstall clean
+.PHONY: all build test demo bench install uninstall clean deb
 
 all: build
 
@@ -89,7 +102,7 @@ $(BINS): $(BUILDDIR)/%: $(GOSRC)
 		echo "make: run 'make' as $$u first (then 'make install' as root installs what it built)." >&2; \
 		exit 1; \
 	fi
-	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/$*
+	$(GO) build$(if $(GOBUILDFLAGS), $(GOBUILDFLAGS)) -ldflags "-X main.version=$(VERSION)$(if $(GOLDFLAGS), $(GOLDFLAGS))" -o $@ ./cmd/$*
 	@touch $@
 
 test:
@@ -166,6 +179,32 @@ uninstall:
 		[ -n "$(DESTDIR)" ] || case "$$d" in /|/etc|/usr|/usr/local|/var|/opt) continue;; esac; \
 		rmdir "$(DESTDIR)$$d" 2>/dev/null || true; \
 	done
+
+# make deb: the Debian package (debian/, dpkg-buildpackage with debhelper;
+# docs/packaging.md), built in a copy of the tree (DEBDIR/src) so that the
+# build leaves nothing in the tree. DEBDIR gets the .deb, its -dbgsym, the
+# source package, .buildinfo and .changes; lintian checks them and fails
+# the target on any error or warning. Needs debhelper and lintian
+# (scripts/deps.sh) and Go (PATH or /usr/local/go). As root in a tree of
+# another user, give DEBDIR (or BUILDDIR) outside it: make refuses to
+# leave root's files there, as build does.
+DEBDIR ?= $(BUILDDIR)/deb
+DEBGO  := $(or $(shell command -v $(GO) 2>/dev/null),/usr/local/go/bin/go)
+deb:
+	@d=$(DEBDIR); while [ ! -e "$$d" ]; do d=$$(dirname "$$d"); done; \
+	if [ "$$(id -u)" = 0 ] && [ "$$(stat -c %u "$$d")" != 0 ]; then \
+		echo "make: deb would leave root's files in $$d, which is $$(stat -c %U "$$d")'s: run 'make deb' as that user, or give DEBDIR=/elsewhere." >&2; \
+		exit 1; \
+	fi
+	rm -rf $(DEBDIR)/src && mkdir -p $(DEBDIR)/src
+	rm -f $(DEBDIR)/vethd_* $(DEBDIR)/vethd-dbgsym_*
+	tar -c --exclude=./.git --exclude=./bin --exclude=./vethd --exclude=./vethctl \
+		--exclude='*.test' --exclude=./$(DEBDIR) . | tar -x -C $(DEBDIR)/src
+	cd $(DEBDIR)/src && PATH="$$PATH:$(dir $(DEBGO))" \
+		GOCACHE="$$($(DEBGO) env GOCACHE)" GOMODCACHE="$$($(DEBGO) env GOMODCACHE)" \
+		dpkg-buildpackage --no-sign
+	lintian --fail-on error,warning --display-info --info $(DEBDIR)/vethd_*.changes
+	@ls -l $(DEBDIR)/*.deb
 
 clean:
 	rm -rf bin

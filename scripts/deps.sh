@@ -10,11 +10,14 @@
 # NetworkManager runs it in that container, and test/udev_test.go runs
 # `udevadm test` with its udev rules. It is installed without ever being
 # started on this machine: see install_network_manager.
+# debhelper (with dpkg-dev), lintian and mmdebstrap: `make deb` and its test
+# (test/e2e/deb_test.go), which builds the package, runs lintian and boots
+# a minimal Debian tree made by mmdebstrap to install it with apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(iproute2 dnsmasq-base isc-dhcp-client iperf3 ethtool iputils-ping iputils-arping tcpdump procps python3 make
-	systemd systemd-container dbus zsh udhcpc)
+	systemd systemd-container dbus zsh udhcpc debhelper lintian mmdebstrap)
 
 missing=()
 for p in "${PKGS[@]}"; do
