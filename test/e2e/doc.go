@@ -54,6 +54,15 @@
 //   - VETHD_E2E_STAGE=DIR: test an already installed tree (DIR/usr/...)
 //     instead of running `make install DESTDIR=... PREFIX=/usr` once per run.
 //
+// TestDebPackage boots another tree instead ([BootTree]): a minimal Debian
+// bookworm made by mmdebstrap from this machine's apt mirror, cached in
+// /var/cache/vethd-test/bookworm-HASH (built once, in a temporary directory
+// renamed into place), booted with --volatile=overlay so that each run
+// starts from the same tree while dpkg can write; there the package built
+// by `make deb` is installed, used, removed, purged, reinstalled and
+// upgraded with apt (docs/packaging.md). Delete the cache directory to
+// rebuild the tree.
+//
 // When a container is powered off the test checks that nothing is left: no
 // nspawn or container process, no mount of the staged tree, no network
 // namespace in the host. Containers of an earlier run that died (a test

@@ -50,7 +50,7 @@ func copyTree(t *testing.T, from string, all bool) string {
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"Makefile", "go.mod", "go.sum", "cmd", "internal", "pkg", "dist", "docs"} {
+	for _, p := range []string{"Makefile", "VERSION", "go.mod", "go.sum", "cmd", "internal", "pkg", "dist", "docs"} {
 		if out, err := exec.Command("cp", "-a", filepath.Join(from, p), filepath.Join(dst, p)).CombinedOutput(); err != nil {
 			t.Fatalf("cp %s: %v: %s", p, err, out)
 		}
@@ -83,7 +83,7 @@ func builtTree(t *testing.T) string {
 		if built.err = os.Mkdir(built.dir, 0o755); built.err != nil {
 			return
 		}
-		for _, p := range []string{"Makefile", "go.mod", "go.sum", "cmd", "internal", "pkg", "dist", "docs"} {
+		for _, p := range []string{"Makefile", "VERSION", "go.mod", "go.sum", "cmd", "internal", "pkg", "dist", "docs"} {
 			var out []byte
 			if out, built.err = exec.Command("cp", "-a", filepath.Join("..", "..", p), filepath.Join(built.dir, p)).CombinedOutput(); built.err != nil {
 				built.out = string(out)
