@@ -806,8 +806,12 @@ func (b *Bridge) mtuChanged(mtu int) {
 
 // routineWatchLinks follows the parent (by ifindex) and the TAP through
 // sub's link notifications, taking a new subscription when one is lost,
-// runs the work on reqs, and polls the socket's queue drops once a second.
-// It returns when Close closes done.
+// and runs the work on reqs. Only while there is something to look at that
+// sends no notification (Config.Namespace, waited for; the interface in
+// another namespace) does it also wake once a second (pollInterval) to
+// look: an idle bridge costs no wake-ups of its own. The socket's queue
+// drops are read by the process-wide dropPoll (pollDrops). It returns when
+// Close closes done.
 func (b *Bridge) routineWatchLinks(sub LinkSubscription) {
 	defer close(b.watchDone)
 	defer func() {
@@ -815,9 +819,25 @@ func (b *Bridge) routineWatchLinks(sub LinkSubscription) {
 			sub.Close()
 		}
 	}()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	defer dropPoll.add(b.pollDrops)()
+	var poll *time.Ticker // running while polling is needed
+	defer func() {
+		if poll != nil {
+			poll.Stop()
+		}
+	}()
 	for {
+		var pollC <-chan time.Time
+		switch need := b.Status().State == StateWaitingNamespace || b.devNetns != OwnNetns; {
+		case need && poll == nil:
+			poll = time.NewTicker(pollInterval)
+		case !need && poll != nil:
+			poll.Stop()
+			poll = nil
+		}
+		if poll != nil {
+			pollC = poll.C
+		}
 		select {
 		case <-b.done:
 			return
@@ -828,20 +848,12 @@ func (b *Bridge) routineWatchLinks(sub LinkSubscription) {
 			if b.devNetns != OwnNetns {
 				b.devLost()
 			} // (here its RTM_DELLINK says so)
-		case <-tick.C:
+		case <-pollC:
 			switch {
 			case b.Status().State == StateWaitingNamespace:
 				b.lookForNamespace()
 			case b.devNetns != OwnNetns:
 				b.pollAway()
-			}
-			b.state.Lock()
-			sock := b.state.sock
-			b.state.Unlock()
-			if sock != nil {
-				if n := sock.Dropped(); n > 0 {
-					b.counters.RxDrops[DropQueueFull].Add(n)
-				}
 			}
 		case ev, ok := <-sub.Events():
 			if ok {
@@ -856,6 +868,24 @@ func (b *Bridge) routineWatchLinks(sub LinkSubscription) {
 				return
 			}
 			b.resync()
+		}
+	}
+}
+
+// pollInterval is how often a bridge looks at what sends no notification
+// (see routineWatchLinks).
+const pollInterval = time.Second
+
+// pollDrops adds the frames the kernel dropped on the parent socket's full
+// queue since the last look to the counters. It runs once a second on
+// dropPoll's goroutine, for every bridge at once.
+func (b *Bridge) pollDrops() {
+	b.state.Lock()
+	sock := b.state.sock
+	b.state.Unlock()
+	if sock != nil {
+		if n := sock.Dropped(); n > 0 {
+			b.counters.RxDrops[DropQueueFull].Add(n)
 		}
 	}
 }

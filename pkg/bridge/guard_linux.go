@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -31,10 +30,26 @@ import (
 // GuardTable is the nftables table (family netdev) of the peer guards.
 const GuardTable = "vethd"
 
-// guardInterval is how often a guard checks that its chain is still there
-// (an admin's `nft flush ruleset`, as /etc/nftables.conf does at boot,
-// removes it).
+// guardInterval is how often the guards are checked, all at once by one
+// goroutine with one listing of the table (guardWatch): that each chain is
+// still there (an admin's `nft flush ruleset`, as /etc/nftables.conf does
+// at boot, removes it).
 var guardInterval = 2 * time.Second
+
+// guardWatch runs every guard's check each guardInterval. Its round hook
+// forgets the previous round's listing (guardListing).
+var guardWatch = &periodic{interval: guardInterval, fns: map[uint64]func(){}, round: func() { guardListing.done = false }}
+
+// guardListing is the table's chains as listed once per round of
+// guardWatch, for every guard's check in that round: one netlink dump per
+// round rather than one per guard (64 guards listing 64 chains each, every
+// 2 s, was 4096 chains parsed per round). Owned by guardWatch's goroutine
+// (used under its mutex).
+var guardListing struct {
+	done   bool // listed in this round
+	chains []*nftables.Chain
+	err    error
+}
 
 // guardTable is GuardTable as nftables sees it.
 var guardTable = &nftables.Table{Name: GuardTable, Family: nftables.TableFamilyNetdev}
@@ -49,20 +64,20 @@ func guardChain(peer string) *nftables.Chain {
 	}
 }
 
-// peerGuard keeps the guard of one peer in place: Start installs it, its
-// goroutine routineWatch puts it back when it disappears, stop ends the
-// goroutine and leaves the chain (removeGuard deletes it with the peer).
+// peerGuard keeps the guard of one peer in place: startGuard installs it
+// and registers its check with guardWatch, which puts it back when it
+// disappears; stop unregisters it and leaves the chain (removeGuard
+// deletes it with the peer).
 type peerGuard struct {
 	peer, nic string
 	log       *slog.Logger
-	done      chan struct{} // closed by stop
-	wg        sync.WaitGroup
-	stopOnce  sync.Once
+	unwatch   func()                          // unregisters check from guardWatch; set by startGuard
 	install   func(peer string) error         // installGuard (a test's fake)
-	present   func(peer string) (bool, error) // guardPresent (a test's fake)
+	present   func(peer string) (bool, error) // listedGuardPresent (a test's fake)
 
-	// Owned by routineWatch (by startGuard before it): whether the guard
-	// is known to be in place, and whether its failure was logged.
+	// Owned by guardWatch's goroutine (by startGuard before it): whether
+	// the guard is known to be in place, and whether its failure was
+	// logged.
 	ok, warned bool
 }
 
@@ -71,26 +86,10 @@ type peerGuard struct {
 // without nf_tables_netdev) is logged once, saying what is exposed: the
 // bridge relays all the same.
 func startGuard(peer, nic string, log *slog.Logger) *peerGuard {
-	g := &peerGuard{peer: peer, nic: nic, log: log, done: make(chan struct{}), install: installGuard, present: guardPresent}
+	g := &peerGuard{peer: peer, nic: nic, log: log, install: installGuard, present: listedGuardPresent}
 	g.ensure(false)
-	g.wg.Add(1)
-	go g.routineWatch()
+	g.unwatch = guardWatch.add(func() { g.ensure(true) })
 	return g
-}
-
-// routineWatch checks the chain every guardInterval until stop.
-func (g *peerGuard) routineWatch() {
-	defer g.wg.Done()
-	tick := time.NewTicker(guardInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-g.done:
-			return
-		case <-tick.C:
-			g.ensure(true)
-		}
-	}
 }
 
 // ensure looks for the chain and installs it if it is not there (again,
@@ -132,11 +131,8 @@ func (g *peerGuard) ensure(check bool) {
 		what, g.peer, g.nic, g.peer, journal.Quote(err.Error())))
 }
 
-// stop ends the watch and leaves the chain in place.
-func (g *peerGuard) stop() {
-	g.stopOnce.Do(func() { close(g.done) })
-	g.wg.Wait()
-}
+// stop ends the watch and leaves the chain in place; it is idempotent.
+func (g *peerGuard) stop() { g.unwatch() }
 
 // guardUnavailable says whether err means this kernel has no nf_tables (or
 // no netdev family, or no ingress hook).
@@ -161,34 +157,60 @@ func installGuard(peer string) error {
 	return nil
 }
 
-// guardPresent says whether peer's chain is in the table, hooked on
-// ingress and dropping.
-func guardPresent(peer string) (bool, error) {
-	ch, err := findGuardChain(peer)
-	if err != nil || ch == nil {
-		return false, err
+// listedGuardPresent says whether peer's chain is in the table, hooked on
+// ingress and dropping, from this round's guardListing (listing the chains
+// if no guard did yet this round). It is called only by guardWatch's
+// chores.
+func listedGuardPresent(peer string) (bool, error) {
+	l := &guardListing
+	if !l.done {
+		l.chains, l.err = guardChains()
+		l.done = true
 	}
-	return ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop &&
-		ch.Hooknum != nil && *ch.Hooknum == *nftables.ChainHookIngress, nil
+	if l.err != nil {
+		return false, fmt.Errorf("look for the guard of %s: %w", peer, l.err)
+	}
+	return guards(guardChainIn(l.chains, peer)), nil
+}
+
+// guards says whether ch (nil: none) is a guard: hooked on ingress and
+// dropping.
+func guards(ch *nftables.Chain) bool {
+	return ch != nil && ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop &&
+		ch.Hooknum != nil && *ch.Hooknum == *nftables.ChainHookIngress
 }
 
 // findGuardChain returns peer's chain in the table, whatever it does, or
 // nil if there is none.
 func findGuardChain(peer string) (*nftables.Chain, error) {
+	chains, err := guardChains()
+	if err != nil {
+		return nil, fmt.Errorf("look for the guard of %s: %w", peer, err)
+	}
+	return guardChainIn(chains, peer), nil
+}
+
+// guardChains lists the chains of family netdev (those of the table
+// GuardTable and others).
+//
+// Equivalent to: `nft list chains netdev`.
+func guardChains() ([]*nftables.Chain, error) {
 	c, err := nftables.New()
 	if err != nil {
-		return nil, fmt.Errorf("look for the guard of %s: %w", peer, err)
+		return nil, err
 	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyNetdev)
-	if err != nil {
-		return nil, fmt.Errorf("look for the guard of %s: %w", peer, err)
-	}
+	return c.ListChainsOfTableFamily(nftables.TableFamilyNetdev)
+}
+
+// guardChainIn returns peer's chain of the table GuardTable among chains,
+// or nil.
+func guardChainIn(chains []*nftables.Chain, peer string) *nftables.Chain {
 	for _, ch := range chains {
 		if ch.Table != nil && ch.Table.Name == GuardTable && ch.Name == peer {
-			return ch, nil
+			return ch
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // removeGuard deletes peer's chain (the table stays, maybe empty: another

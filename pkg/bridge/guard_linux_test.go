@@ -25,7 +25,7 @@ type fakeGuard struct {
 func newFakeGuard() *fakeGuard {
 	f := &fakeGuard{}
 	log := slog.New(slog.NewTextHandler(&f.out, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	f.peerGuard = &peerGuard{peer: "vd-veth1", nic: "veth1", log: log, done: make(chan struct{})}
+	f.peerGuard = &peerGuard{peer: "vd-veth1", nic: "veth1", log: log}
 	f.install = func(string) error {
 		f.installs++
 		if f.installErr != nil {
