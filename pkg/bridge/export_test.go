@@ -42,3 +42,6 @@ func (b *BatchCoalescer) Run(frames [][]byte) [][]byte {
 
 // Checksum exposes checksum for tests.
 func Checksum(b []byte, initial uint16) uint16 { return checksum(b, initial) }
+
+// MappedBytes is how much relay buffer memory is mapped now.
+func MappedBytes() int64 { return mappedBytes.Load() }

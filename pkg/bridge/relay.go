@@ -209,8 +209,10 @@ func (c *Counters) Reset() {
 // The parent readers' buffers (BatchSize × BufSize, 16 MiB of address space)
 // are allocated once per Relay, by the first parent reader, and reused by the
 // next: a parent re-created twenty times must not leave twenty sets for the
-// garbage collector (RSS grew from 12 to 45–66 MiB that way). Only the pages
-// frames have touched count in RSS: 64 KiB frames use 2 MiB of a set.
+// garbage collector (RSS grew from 12 to 45–66 MiB that way). They and the
+// TAP reader's are mapped outside the Go heap (mapBuffers) and unmapped by
+// Close once the readers have returned. Only the pages frames have touched
+// count in RSS: 64 KiB frames use 2 MiB of a set.
 type Relay struct {
 	// Set by NewRelay, read-only after: safe from any goroutine.
 	tap      FrameIO
@@ -233,6 +235,11 @@ type Relay struct {
 	// Owned by the parent reader that runs (one at a time: SetParent waits
 	// for the previous one to return before it starts the next).
 	wireBufs [][]byte // BatchSize buffers of BufSize; nil until first used
+
+	// The mappings of the readers' buffers, appended by each reader when it
+	// maps them and unmapped by Close after the readers have returned.
+	mapsMu sync.Mutex
+	maps   [][]byte
 
 	wg sync.WaitGroup // the readers; Close waits for them
 }
@@ -305,11 +312,31 @@ func (r *Relay) SetParent(p FrameIO) {
 	}
 }
 
-// Close closes the parent and the TAP and waits for both readers.
+// Close closes the parent and the TAP, waits for both readers, and unmaps
+// their buffers.
 func (r *Relay) Close() {
 	r.SetParent(nil)
 	r.tap.Close()
 	r.wg.Wait()
+	r.mapsMu.Lock()
+	defer r.mapsMu.Unlock()
+	for _, m := range r.maps {
+		unmapBuffers(m)
+	}
+	r.maps = nil
+	r.wireBufs = nil
+}
+
+// buffers returns n buffers of BufSize for a reader of r, mapped outside
+// the heap and unmapped by Close.
+func (r *Relay) buffers(n int) [][]byte {
+	bufs, mem := mapBuffers(n, BufSize)
+	if mem != nil {
+		r.mapsMu.Lock()
+		r.maps = append(r.maps, mem)
+		r.mapsMu.Unlock()
+	}
+	return bufs
 }
 
 // routineTAPToWire reads frames the host sends on the virtual interface and
@@ -321,7 +348,7 @@ func (r *Relay) routineTAPToWire() {
 		r.tapToWireBatched(br)
 		return
 	}
-	buf := make([]byte, BufSize)
+	buf := r.buffers(1)[0]
 	var bw *bigWriter // for the current parent
 	var bwFor *parentBinding
 	var errs readErrors
@@ -390,10 +417,7 @@ func (r *Relay) toWire(p *parentBinding, mac uint64, f []byte, bw *bigWriter) {
 // read (recvmmsg), each checked and written to the parent as in the
 // frame-by-frame loop.
 func (r *Relay) tapToWireBatched(br BatchReader) {
-	bufs := make([][]byte, BatchSize)
-	for i := range bufs {
-		bufs[i] = make([]byte, BufSize)
-	}
+	bufs := r.buffers(BatchSize)
 	sizes := make([]int, BatchSize)
 	var bw *bigWriter // for the current parent
 	var bwFor *parentBinding
@@ -435,10 +459,7 @@ func (r *Relay) tapToWireBatched(br BatchReader) {
 // that runs.
 func (r *Relay) parentBuffers(n int) [][]byte {
 	if r.wireBufs == nil {
-		r.wireBufs = make([][]byte, BatchSize)
-		for i := range r.wireBufs {
-			r.wireBufs[i] = make([]byte, BufSize)
-		}
+		r.wireBufs = r.buffers(BatchSize)
 	}
 	return r.wireBufs[:n]
 }
