@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Namespaces. The virtual interface may leave the bridge's namespace (`ip
@@ -283,6 +285,14 @@ func (b *Bridge) openNamespace() (*os.File, error) {
 		return nil, fmt.Errorf("open network namespace %s: %w", b.cfg.Namespace, err)
 	}
 	id, err := b.links.NamespaceID(f)
+	if errors.Is(err, unix.EINVAL) {
+		// A file that is not a namespace: `ip netns del` unmounts the
+		// namespace before it unlinks the file, so one that was just
+		// destroyed can look like this for a moment; waited for as one
+		// that does not exist.
+		f.Close()
+		return nil, fmt.Errorf("network namespace %s: not a network namespace (being deleted?): %w", b.cfg.Namespace, os.ErrNotExist)
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -320,6 +330,14 @@ func (b *Bridge) waitNamespace(old *devRelay) {
 func (b *Bridge) lookForNamespace() {
 	if _, err := os.Stat(b.cfg.Namespace); err != nil {
 		return
+	}
+	// (A file that is not, or no longer, a namespace is still waited for.)
+	f, err := b.openNamespace()
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if f != nil {
+		f.Close()
 	}
 	b.log.Info(fmt.Sprintf("Network namespace %s appeared; creating %s in it", b.cfg.Namespace, b.name))
 	if err := b.recreate(); err != nil {
