@@ -62,9 +62,10 @@ func (s *ParentSocket) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	return b.n, nil
 }
 
+// doReadBatch's recvmmsg is raw for the reason given at pollFD.doRead.
 func (s *ParentSocket) doReadBatch(fd uintptr) bool {
 	b := &s.batch
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(b.vlen),
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(b.vlen),
 		unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
 	if errno == unix.EAGAIN {
 		return false

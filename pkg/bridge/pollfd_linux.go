@@ -58,13 +58,26 @@ func newPollFD(fd int, name string, recvTrunc bool) (*pollFD, error) {
 	return p, nil
 }
 
+// The relay's syscalls are raw (unix.RawSyscall: no entersyscall and
+// exitsyscall), which is safe because every descriptor here is
+// non-blocking: a read, recvmmsg or write returns at once, with EAGAIN if
+// it would wait, and the goroutine then parks in the netpoller. A plain
+// unix.Syscall tells the scheduler that the thread may block, and a TAP
+// write, which runs the host's whole receive path inside it, often lasts
+// longer than the 20 µs after which sysmon takes the P away and hands it
+// to another thread, so that the writer must win a P back when it returns;
+// that churn was 6–11 % of vethd's CPU (runtime.sysmon, handoffp, startm,
+// futex wake-ups) and added tens of µs to a round trip. The raw syscall
+// holds its P for the few µs (at most a few hundred for the largest BIG TCP
+// frame) the kernel works on the frame. docs/performance.md, "Lever: raw
+// syscalls".
 func (p *pollFD) doRead(fd uintptr) bool {
 	var n uintptr
 	var errno syscall.Errno
 	if p.rflags != 0 {
-		n, _, errno = unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafePointer(p.rbuf)), uintptr(len(p.rbuf)), uintptr(p.rflags), 0, 0)
+		n, _, errno = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafePointer(p.rbuf)), uintptr(len(p.rbuf)), uintptr(p.rflags), 0, 0)
 	} else {
-		n, _, errno = unix.Syscall(unix.SYS_READ, fd, uintptr(unsafePointer(p.rbuf)), uintptr(len(p.rbuf)))
+		n, _, errno = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafePointer(p.rbuf)), uintptr(len(p.rbuf)))
 	}
 	if errno == unix.EAGAIN {
 		return false
@@ -78,7 +91,7 @@ func (p *pollFD) doRead(fd uintptr) bool {
 }
 
 func (p *pollFD) doWrite(fd uintptr) bool {
-	_, _, errno := unix.Syscall(unix.SYS_WRITE, fd, uintptr(unsafePointer(p.wbuf)), uintptr(len(p.wbuf)))
+	_, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafePointer(p.wbuf)), uintptr(len(p.wbuf)))
 	if errno == unix.EAGAIN {
 		return false
 	}
