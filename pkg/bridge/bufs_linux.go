@@ -20,9 +20,14 @@ var mappedBytes atomic.Int64
 // allocator zeroed, i.e. made resident: 4 MiB of RSS per idle bridge
 // instead of 1.4 (docs/performance.md, "64 bridges: idle cost"). If the
 // mapping fails, the buffers come from the heap (mem is nil).
+//
+// Each buffer starts on a page boundary (the stride is size rounded up to a
+// page), so that releaseBuffer can hand a whole buffer's pages back.
 func mapBuffers(n, size int) (bufs [][]byte, mem []byte) {
 	bufs = make([][]byte, n)
-	mem, err := unix.Mmap(-1, 0, n*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	page := unix.Getpagesize()
+	stride := (size + page - 1) / page * page
+	mem, err := unix.Mmap(-1, 0, n*stride, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		for i := range bufs {
 			bufs[i] = make([]byte, size)
@@ -31,9 +36,21 @@ func mapBuffers(n, size int) (bufs [][]byte, mem []byte) {
 	}
 	mappedBytes.Add(int64(len(mem)))
 	for i := range bufs {
-		bufs[i] = mem[i*size : (i+1)*size : (i+1)*size]
+		bufs[i] = mem[i*stride : i*stride+size : i*stride+size]
 	}
 	return bufs, mem
+}
+
+// releaseBuffer gives the pages of buf, a buffer from mapBuffers, back to
+// the kernel (MADV_DONTNEED): they stop counting in RSS, and the next frame
+// written there faults in zeroed pages again. Only for mapped buffers: on
+// heap memory it would zero whatever shares the pages.
+func releaseBuffer(buf []byte) {
+	page := unix.Getpagesize()
+	n := len(buf) / page * page // buf starts on a page
+	if n > 0 {
+		_ = unix.Madvise(buf[:n], unix.MADV_DONTNEED)
+	}
 }
 
 // unmapBuffers unmaps what mapBuffers mapped (nothing for nil). No buffer

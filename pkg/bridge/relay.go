@@ -55,7 +55,9 @@ func (e *readErrors) ok() { e.run = 0 }
 // (Linux 6.18). Frames larger than 64 KiB are written whole where the other
 // side takes them and split otherwise (bigWriter). Buffer memory the
 // kernel never fills is never touched, so it costs address space, not RSS.
-const BufSize = VnetHdrLen + 1<<19 + 1<<10
+// It is a whole number of 4 KiB pages (so mapped buffers are contiguous
+// where pages are that size, and each can be released whole).
+const BufSize = 1<<19 + 1<<12
 
 // ErrTruncated is returned by FrameIO.ReadFrame when the frame did not fit
 // the buffer; the frame is lost.
@@ -73,9 +75,9 @@ type FrameIO interface {
 	Close() error
 }
 
-// BatchSize is how many frames the wire reader asks for per read when the
-// parent side is a BatchReader (each in a BufSize buffer, preallocated once
-// per parent binding).
+// BatchSize is the most frames the wire reader asks for per read when the
+// parent side is a BatchReader, each in a BufSize buffer preallocated once
+// per Relay; fewer while the frames are large (batchSizer).
 const BatchSize = 32
 
 // BatchReader is implemented by a parent side that can read several frames
@@ -212,7 +214,8 @@ func (c *Counters) Reset() {
 // garbage collector (RSS grew from 12 to 45–66 MiB that way). They and the
 // TAP reader's are mapped outside the Go heap (mapBuffers) and unmapped by
 // Close once the readers have returned. Only the pages frames have touched
-// count in RSS: 64 KiB frames use 2 MiB of a set.
+// count in RSS, and a batchSizer keeps large frames to a few slots: 64 KiB
+// frames use about 384 KiB of a set (2 MiB when every slot took them).
 type Relay struct {
 	// Set by NewRelay, read-only after: safe from any goroutine.
 	tap      FrameIO
@@ -234,7 +237,8 @@ type Relay struct {
 
 	// Owned by the parent reader that runs (one at a time: SetParent waits
 	// for the previous one to return before it starts the next).
-	wireBufs [][]byte // BatchSize buffers of BufSize; nil until first used
+	wireBufs   [][]byte // BatchSize buffers of BufSize; nil until first used
+	wireMapped bool     // wireBufs come from mapBuffers (may be released)
 
 	// The mappings of the readers' buffers, appended by each reader when it
 	// maps them and unmapped by Close after the readers have returned.
@@ -328,15 +332,16 @@ func (r *Relay) Close() {
 }
 
 // buffers returns n buffers of BufSize for a reader of r, mapped outside
-// the heap and unmapped by Close.
-func (r *Relay) buffers(n int) [][]byte {
+// the heap and unmapped by Close, and whether they are mapped (false: the
+// mapping failed and they are heap memory).
+func (r *Relay) buffers(n int) ([][]byte, bool) {
 	bufs, mem := mapBuffers(n, BufSize)
 	if mem != nil {
 		r.mapsMu.Lock()
 		r.maps = append(r.maps, mem)
 		r.mapsMu.Unlock()
 	}
-	return bufs
+	return bufs, mem != nil
 }
 
 // routineTAPToWire reads frames the host sends on the virtual interface and
@@ -348,7 +353,8 @@ func (r *Relay) routineTAPToWire() {
 		r.tapToWireBatched(br)
 		return
 	}
-	buf := r.buffers(1)[0]
+	bufs, _ := r.buffers(1)
+	buf := bufs[0]
 	var bw *bigWriter // for the current parent
 	var bwFor *parentBinding
 	var errs readErrors
@@ -417,14 +423,20 @@ func (r *Relay) toWire(p *parentBinding, mac uint64, f []byte, bw *bigWriter) {
 // read (recvmmsg), each checked and written to the parent as in the
 // frame-by-frame loop.
 func (r *Relay) tapToWireBatched(br BatchReader) {
-	bufs := r.buffers(BatchSize)
+	bufs, mapped := r.buffers(BatchSize)
 	sizes := make([]int, BatchSize)
+	fills := make([]int, BatchSize)
+	var release func(int)
+	if mapped {
+		release = func(i int) { releaseBuffer(bufs[i]) }
+	}
+	bs := newBatchSizer(release)
 	var bw *bigWriter // for the current parent
 	var bwFor *parentBinding
 	c := r.counters
 	var errs readErrors
 	for {
-		n, err := br.ReadBatch(bufs, sizes)
+		n, err := br.ReadBatch(bufs[:bs.vlen], sizes)
 		if err != nil {
 			switch {
 			case errors.Is(err, net.ErrClosed):
@@ -445,12 +457,14 @@ func (r *Relay) tapToWireBatched(br BatchReader) {
 		}
 		mac := r.mac.Load()
 		for i := range n {
+			fills[i] = min(sizes[i], len(bufs[i]))
 			if sizes[i] > len(bufs[i]) {
 				c.TxDrops[DropOversize].Add(1)
 				continue
 			}
 			r.toWire(p, mac, bufs[i][:sizes[i]], bw)
 		}
+		bs.observe(fills[:n])
 	}
 }
 
@@ -459,7 +473,7 @@ func (r *Relay) tapToWireBatched(br BatchReader) {
 // that runs.
 func (r *Relay) parentBuffers(n int) [][]byte {
 	if r.wireBufs == nil {
-		r.wireBufs = r.buffers(BatchSize)
+		r.wireBufs, r.wireMapped = r.buffers(BatchSize)
 	}
 	return r.wireBufs[:n]
 }
@@ -535,12 +549,18 @@ func (r *Relay) toTAP(bw *bigWriter, f []byte) bool {
 func (r *Relay) wireToTAPBatched(br BatchReader, lim *stormLimiter) {
 	bufs := r.parentBuffers(BatchSize)
 	sizes := make([]int, BatchSize)
+	fills := make([]int, BatchSize)
+	var release func(int)
+	if r.wireMapped {
+		release = func(i int) { releaseBuffer(bufs[i]) }
+	}
+	bs := newBatchSizer(release)
 	co := newCoalescer(BatchSize)
 	bw := newBigWriter(r.tap)
 	c := r.counters
 	var errs readErrors
 	for {
-		n, err := br.ReadBatch(bufs, sizes)
+		n, err := br.ReadBatch(bufs[:bs.vlen], sizes)
 		if err != nil {
 			if !r.parentReadError(err, &errs) {
 				return
@@ -566,12 +586,17 @@ func (r *Relay) wireToTAPBatched(br BatchReader, lim *stormLimiter) {
 		if d := co.merged - merged; d != 0 {
 			c.RxCoalesced.Add(d)
 		}
+		for i := range n {
+			fills[i] = min(sizes[i], len(bufs[i]))
+		}
 		for i := range co.groups {
 			g := &co.groups[i]
+			fills[g.slot] = max(fills[g.slot], g.n)
 			if !r.toTAP(bw, bufs[g.slot][:g.n]) {
 				return
 			}
 		}
+		bs.observe(fills[:n])
 	}
 }
 
