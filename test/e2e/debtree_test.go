@@ -187,29 +187,10 @@ func BootTree(t *testing.T, tree string) *Container {
 		done:    make(chan struct{}),
 		layers:  []string{tree},
 	}
-	c.nspawn = exec.Command("systemd-nspawn", "-D", tree, "--volatile=overlay",
+	state, took := c.start(t, exec.Command("systemd-nspawn", "-D", tree, "--volatile=overlay",
 		"--private-network", "--register=no", "--keep-unit", "-M", c.Name,
-		"-b", "systemd.mask=systemd-firstboot.service")
-	c.nspawn.Env = nspawnEnv()
-	c.nspawn.Stdout = c.console
-	c.nspawn.Stderr = c.console
-	start := time.Now()
-	if err := c.nspawn.Start(); err != nil {
-		t.Fatalf("start systemd-nspawn: %v", err)
-	}
-	go func() {
-		c.waitErr = c.nspawn.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() { c.shutdown(t) })
-	if err := c.findInit(10 * time.Second); err != nil {
-		t.Fatalf("container %s: %v\nconsole:\n%s", c.Name, err, c.console.String())
-	}
-	state, err := c.waitRunning(bootTimeout)
-	if err != nil {
-		t.Fatalf("container %s: %v\nconsole:\n%s", c.Name, err, c.console.String())
-	}
-	t.Logf("container %s of %s (init PID %d) booted in %.1fs: %s", c.Name, tree, c.pid, time.Since(start).Seconds(), state)
+		"-b", "systemd.mask=systemd-firstboot.service"))
+	t.Logf("container %s of %s (init PID %d) booted in %.1fs: %s", c.Name, tree, c.pid, took.Seconds(), state)
 	return c
 }
 

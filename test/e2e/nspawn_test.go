@@ -321,15 +321,30 @@ func BootWith(t *testing.T, stage string, o BootOptions) *Container {
 			args = append(args, "systemd.mask="+u)
 		}
 	}
+	var nspawn *exec.Cmd
 	if o.Netns != "" {
-		c.nspawn = nspawnInNetns(t, o.Netns, args)
+		nspawn = nspawnInNetns(t, o.Netns, args)
 	} else {
-		c.nspawn = exec.Command("systemd-nspawn", args...)
+		nspawn = exec.Command("systemd-nspawn", args...)
 	}
+	state, took := c.start(t, nspawn)
+	t.Logf("container %s (init PID %d) booted in %.1fs: %s", c.Name, c.pid, took.Seconds(), state)
+	return c
+}
+
+// start boots c with nspawn, a systemd-nspawn command for c whose
+// environment (nspawnEnv) and output (c's console) start sets. It starts
+// nspawn, registers the cleanup that powers c off (shutdown), finds the
+// container's init and waits until its systemd reports running or degraded;
+// it returns that state and how long the boot took. If the container does
+// not come up, it fails the test, with the console.
+func (c *Container) start(t *testing.T, nspawn *exec.Cmd) (state string, took time.Duration) {
+	t.Helper()
+	c.nspawn = nspawn
 	c.nspawn.Env = nspawnEnv()
 	c.nspawn.Stdout = c.console
 	c.nspawn.Stderr = c.console
-	start := time.Now()
+	begin := time.Now()
 	if err := c.nspawn.Start(); err != nil {
 		t.Fatalf("start systemd-nspawn: %v", err)
 	}
@@ -346,8 +361,7 @@ func BootWith(t *testing.T, stage string, o BootOptions) *Container {
 	if err != nil {
 		t.Fatalf("container %s: %v\nconsole:\n%s", c.Name, err, c.console.String())
 	}
-	t.Logf("container %s (init PID %d) booted in %.1fs: %s", c.Name, c.pid, time.Since(start).Seconds(), state)
-	return c
+	return state, time.Since(begin)
 }
 
 // nspawnInNetns is `systemd-nspawn ARGS` run in host network namespace
