@@ -1,7 +1,11 @@
 package bridge
 
 import (
+	"bufio"
+	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -107,4 +111,41 @@ func TestReleaseBuffer(t *testing.T) {
 			t.Errorf("buffer %d (not released) has %d resident pages, want %d", i, got, 65536/page)
 		}
 	}
+}
+
+// TestBuffersNoHugePages: the buffer mapping is advised MADV_NOHUGEPAGE
+// (VmFlags "nh" in /proc/self/smaps), so that where transparent huge pages
+// are "always" a frame in a slot does not make 2 MiB resident.
+func TestBuffersNoHugePages(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil {
+		t.Skip("this kernel has no transparent huge pages: nothing to advise")
+	}
+	_, mem := mapBuffers(2, BufSize)
+	if mem == nil {
+		t.Fatal("mapBuffers did not map")
+	}
+	defer unmapBuffers(mem)
+	addr := uintptr(unsafePointer(mem))
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	in := false
+	for sc.Scan() {
+		line := sc.Text()
+		var lo, hi uintptr
+		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 {
+			in = lo <= addr && addr < hi
+			continue
+		}
+		if in && strings.HasPrefix(line, "VmFlags:") {
+			if !slices.Contains(strings.Fields(line)[1:], "nh") {
+				t.Errorf("the buffer mapping's %s lacks nh (MADV_NOHUGEPAGE)", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no mapping holds %#x in /proc/self/smaps", addr)
 }

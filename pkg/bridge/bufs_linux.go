@@ -34,6 +34,11 @@ func mapBuffers(n, size int) (bufs [][]byte, mem []byte) {
 		}
 		return bufs, nil
 	}
+	// No transparent huge pages: where THP is "always" (Debian's kernels),
+	// the first frame in a slot would fault in a whole 2 MiB page, and the
+	// sparse buffers would be resident after all. Best effort: a kernel
+	// without THP refuses the advice.
+	_ = unix.Madvise(mem, unix.MADV_NOHUGEPAGE)
 	mappedBytes.Add(int64(len(mem)))
 	for i := range bufs {
 		bufs[i] = mem[i*stride : i*stride+size : i*stride+size]
