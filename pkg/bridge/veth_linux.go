@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/vethd/vethd/internal/journal"
+	"github.com/vethd/vethd/internal/nlrecv"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -223,7 +225,11 @@ func (c *netlinkLinks) LinkSubscribe() (LinkSubscription, error) {
 		s.Close()
 		return nil, fmt.Errorf("subscribe to link notifications: %w", err)
 	}
-	sub := &netlinkSubscription{events: make(chan LinkEvent), done: make(chan struct{}), sock: s}
+	sock, err := nlrecv.Take(s)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to link notifications: %w", err)
+	}
+	sub := &netlinkSubscription{events: make(chan LinkEvent), done: make(chan struct{}), sock: sock}
 	go sub.routineReceive(c)
 	return sub, nil
 }
@@ -233,7 +239,7 @@ func (c *netlinkLinks) LinkSubscribe() (LinkSubscription, error) {
 type netlinkSubscription struct {
 	events    chan LinkEvent
 	done      chan struct{} // closed by Close, which then closes sock
-	sock      *nl.NetlinkSocket
+	sock      *nlrecv.Socket
 	closeOnce sync.Once
 }
 
@@ -283,6 +289,9 @@ func parseLinkEvent(hdr unix.NlMsghdr, data []byte) (LinkEvent, error) {
 		return LinkEvent{}, err
 	}
 	ev := LinkEvent{Link: linkFromNetlink(l), Deleted: hdr.Type == unix.RTM_DELLINK, NewNetnsID: -1}
+	// netlink's HardwareAddr points into data, the receive buffer, which
+	// the next notification overwrites.
+	ev.Link.HardwareAddr = slices.Clone(ev.Link.HardwareAddr)
 	if len(data) < unix.SizeofIfInfomsg {
 		return ev, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/vethd/vethd/internal/netlinksafe"
+	"github.com/vethd/vethd/internal/nlrecv"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -319,7 +320,13 @@ func (c *netlinkControl) Subscribe() (Subscription, error) {
 		return nil, fmt.Errorf("subscribe to rules: %w", err)
 	}
 	rules := make(chan int, 64)
-	go routineReadRules(rsock, rules, done)
+	sock, err := nlrecv.Take(rsock)
+	if err != nil {
+		close(done)
+		go drainAll(addrs, routes, links)
+		return nil, fmt.Errorf("subscribe to rules: %w", err)
+	}
+	go routineReadRules(sock, rules, done)
 	s := &netlinkSubscription{events: make(chan Event), done: done}
 	go s.routineMerge(addrs, routes, links, rules)
 	return s, nil
@@ -329,7 +336,7 @@ func (c *netlinkControl) Subscribe() (Subscription, error) {
 // rules until the socket fails or done closes; it then closes the socket
 // and rules. A closed rules ends the subscription (a failed read may have
 // lost notifications: the Router looks again).
-func routineReadRules(sock *nl.NetlinkSocket, rules chan<- int, done <-chan struct{}) {
+func routineReadRules(sock *nlrecv.Socket, rules chan<- int, done <-chan struct{}) {
 	defer close(rules)
 	go func() { // Close wakes a pending Receive.
 		<-done
