@@ -17,7 +17,7 @@ import (
 
 // netlinkControl is the RouteControl of one network namespace: one
 // NETLINK_ROUTE handle whose socket lives in the namespace (so no thread
-// ever enters it) for requests, and sockets of their own, opened in the
+// ever enters it) for requests, and a socket of its own, opened in the
 // namespace, for each subscription. It may be used from any goroutine.
 type netlinkControl struct {
 	h  *netlink.Handle
@@ -264,104 +264,129 @@ func ipNetOf(p netip.Prefix) *net.IPNet {
 }
 
 // Subscribe subscribes to address, route, link and rule notifications, on
-// four sockets of its own opened in the namespace. See RouteControl.
+// one socket of its own opened in the namespace, read with nlrecv (one
+// reused buffer: vishvananda/netlink's subscriptions each kept a goroutine
+// waiting on a 64 KiB stack array, four per Router). See RouteControl.
 //
 // Equivalent to: `ip monitor address route link rule`.
 func (c *netlinkControl) Subscribe() (Subscription, error) {
-	done := make(chan struct{})
-	addrs := make(chan netlink.AddrUpdate, 64)
-	routes := make(chan netlink.RouteUpdate, 64)
-	links := make(chan netlink.LinkUpdate, 64)
-	// Called for errors a subscription survives and for the one that ends
-	// it (its channel then closes, and so does Events, which is how the
-	// Router learns of it).
-	ignore := func(error) {}
-	const rcvbuf = 1 << 20
-	// A subscription that fails to start never closes its channel, and
-	// the ones that started end when done closes; their readers must not
-	// block on a full channel meanwhile (drainAll).
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{
-		Namespace: c.ns, ErrorCallback: ignore, ReceiveBufferSize: rcvbuf}); err != nil {
-		close(done)
-		return nil, fmt.Errorf("subscribe to addresses: %w", err)
-	}
-	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{
-		Namespace: c.ns, ErrorCallback: ignore, ReceiveBufferSize: rcvbuf}); err != nil {
-		close(done)
-		close(routes)
-		close(links)
-		go drainAll(addrs, routes, links)
-		return nil, fmt.Errorf("subscribe to routes: %w", err)
-	}
-	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{
-		Namespace: c.ns, ErrorCallback: ignore, ReceiveBufferSize: rcvbuf}); err != nil {
-		close(done)
-		close(links)
-		go drainAll(addrs, routes, links)
-		return nil, fmt.Errorf("subscribe to links: %w", err)
-	}
-	// vishvananda/netlink has no rule subscription: a socket of our own
-	// in the namespace's RTNLGRP_IPV4_RULE and RTNLGRP_IPV6_RULE groups.
-	var rsock *nl.NetlinkSocket
+	groups := []uint{unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR, unix.RTNLGRP_IPV4_ROUTE,
+		unix.RTNLGRP_IPV6_ROUTE, unix.RTNLGRP_LINK, unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE}
+	var ns *nl.NetlinkSocket
 	var err error
 	if c.ns != nil {
-		rsock, err = nl.SubscribeAt(*c.ns, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE)
+		ns, err = nl.SubscribeAt(*c.ns, netns.None(), unix.NETLINK_ROUTE, groups...)
 	} else {
-		rsock, err = nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE)
+		ns, err = nl.Subscribe(unix.NETLINK_ROUTE, groups...)
 	}
-	if err == nil {
-		if err = rsock.SetReceiveBufferSize(rcvbuf, false); err != nil {
-			rsock.Close()
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to addresses, routes, links and rules: %w", err)
+	}
+	// The four sockets this replaces had 1 MiB each (capped at rmem_max);
+	// vethd has CAP_NET_ADMIN, so this one may go past the cap. An overrun
+	// is not lost silently: it ends the subscription, and the Router
+	// looks again.
+	const rcvbuf = 4 << 20
+	if ns.SetReceiveBufferSize(rcvbuf, true) != nil {
+		if err := ns.SetReceiveBufferSize(rcvbuf, false); err != nil {
+			ns.Close()
+			return nil, fmt.Errorf("subscribe to addresses, routes, links and rules: %w", err)
 		}
 	}
+	sock, err := nlrecv.Take(ns)
 	if err != nil {
-		close(done)
-		go drainAll(addrs, routes, links)
-		return nil, fmt.Errorf("subscribe to rules: %w", err)
+		return nil, fmt.Errorf("subscribe to addresses, routes, links and rules: %w", err)
 	}
-	rules := make(chan int, 64)
-	sock, err := nlrecv.Take(rsock)
-	if err != nil {
-		close(done)
-		go drainAll(addrs, routes, links)
-		return nil, fmt.Errorf("subscribe to rules: %w", err)
-	}
-	go routineReadRules(sock, rules, done)
-	s := &netlinkSubscription{events: make(chan Event), done: done}
-	go s.routineMerge(addrs, routes, links, rules)
+	s := &netlinkSubscription{events: make(chan Event), done: make(chan struct{}), sock: sock}
+	go s.routineReceive()
 	return s, nil
 }
 
-// routineReadRules sends the table of each rule notification on sock to
-// rules until the socket fails or done closes; it then closes the socket
-// and rules. A closed rules ends the subscription (a failed read may have
-// lost notifications: the Router looks again).
-func routineReadRules(sock *nlrecv.Socket, rules chan<- int, done <-chan struct{}) {
-	defer close(rules)
-	go func() { // Close wakes a pending Receive.
-		<-done
-		sock.Close()
-	}()
+// netlinkSubscription converts the notifications of its socket into
+// Events, in its goroutine routineReceive.
+type netlinkSubscription struct {
+	events    chan Event
+	done      chan struct{} // closed by Close, which then closes sock
+	sock      *nlrecv.Socket
+	closeOnce sync.Once
+}
+
+var _ Subscription = (*netlinkSubscription)(nil)
+
+// routineReceive forwards the notifications as Events until the socket
+// fails (an overrun: notifications were lost, and the Router looks again
+// when Events closes) or Close closes it, then closes Events.
+func (s *netlinkSubscription) routineReceive() {
+	defer close(s.events)
 	for {
-		msgs, _, err := sock.Receive()
+		msgs, from, err := s.sock.Receive()
 		if err != nil {
 			return
 		}
+		if from.Pid != nl.PidKernel {
+			continue
+		}
 		for _, m := range msgs {
-			if m.Header.Type != unix.RTM_NEWRULE && m.Header.Type != unix.RTM_DELRULE {
-				continue
-			}
-			t, ok := ruleTable(m.Data)
+			ev, ok := eventOf(m.Header.Type, m.Data)
 			if !ok {
 				continue
 			}
 			select {
-			case rules <- t:
-			case <-done:
+			case s.events <- ev:
+			case <-s.done:
 				return
 			}
 		}
 	}
+}
+
+// eventOf converts one notification (its type and body) into an Event;
+// false for other messages and bodies too short to be one.
+func eventOf(typ uint16, b []byte) (Event, bool) {
+	ne := nl.NativeEndian()
+	switch typ {
+	case unix.RTM_NEWADDR, unix.RTM_DELADDR: // struct ifaddrmsg: ifa_index at 4
+		if len(b) < unix.SizeofIfAddrmsg {
+			return Event{}, false
+		}
+		return Event{Kind: EventAddr, LinkIndex: int(ne.Uint32(b[4:8]))}, true
+	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE: // struct rtmsg: rtm_table at 4
+		if len(b) < unix.SizeofRtMsg {
+			return Event{}, false
+		}
+		ev := Event{Kind: EventRoute, Table: int(b[4])}
+		for a := b[unix.SizeofRtMsg:]; len(a) >= unix.SizeofRtAttr; {
+			l := int(ne.Uint16(a[0:2]))
+			if l < unix.SizeofRtAttr || l > len(a) {
+				break
+			}
+			v := a[unix.SizeofRtAttr:l]
+			switch ne.Uint16(a[2:4]) {
+			case unix.RTA_OIF:
+				if len(v) >= 4 {
+					ev.LinkIndex = int(ne.Uint32(v))
+				}
+			case unix.RTA_TABLE:
+				if len(v) >= 4 {
+					ev.Table = int(ne.Uint32(v))
+				}
+			}
+			a = a[min(len(a), (l+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1)):]
+		}
+		return ev, true
+	case unix.RTM_NEWLINK, unix.RTM_DELLINK: // struct ifinfomsg: ifi_index at 4
+		if len(b) < unix.SizeofIfInfomsg {
+			return Event{}, false
+		}
+		return Event{Kind: EventLink, LinkIndex: int(int32(ne.Uint32(b[4:8])))}, true
+	case unix.RTM_NEWRULE, unix.RTM_DELRULE:
+		t, ok := ruleTable(b)
+		if !ok {
+			return Event{}, false
+		}
+		return Event{Kind: EventRule, Table: t}, true
+	}
+	return Event{}, false
 }
 
 // ruleTable returns the table of a rule message's body (a fib_rule_hdr,
@@ -396,85 +421,13 @@ func (c *netlinkControl) Close() error {
 	return nil
 }
 
-// netlinkSubscription merges netlink's three update streams and the rule
-// reader's into Events;
-// its goroutine routineMerge converts and forwards them.
-type netlinkSubscription struct {
-	events    chan Event
-	done      chan struct{} // closed by Close; netlink then closes its sockets
-	closeOnce sync.Once
-}
-
-var _ Subscription = (*netlinkSubscription)(nil)
-
-// routineMerge forwards updates as Events until one stream ends (lost, or
-// closed by Close), then closes Events and keeps reading every stream
-// until all have ended, so that netlink's readers never block.
-func (s *netlinkSubscription) routineMerge(addrs <-chan netlink.AddrUpdate, routes <-chan netlink.RouteUpdate, links <-chan netlink.LinkUpdate, rules <-chan int) {
-	defer drainAll(addrs, routes, links)
-	defer func() {
-		go func() { // until routineReadRules has seen done
-			for range rules {
-			}
-		}()
-	}()
-	defer close(s.events)
-	for {
-		var ev Event
-		select {
-		case u, ok := <-addrs:
-			if !ok {
-				return
-			}
-			ev = Event{Kind: EventAddr, LinkIndex: u.LinkIndex}
-		case u, ok := <-routes:
-			if !ok {
-				return
-			}
-			ev = Event{Kind: EventRoute, LinkIndex: u.LinkIndex, Table: u.Table}
-		case u, ok := <-links:
-			if !ok {
-				return
-			}
-			ev = Event{Kind: EventLink, LinkIndex: int(u.Index)}
-		case t, ok := <-rules:
-			if !ok {
-				return
-			}
-			ev = Event{Kind: EventRule, Table: t}
-		case <-s.done:
-			return
-		}
-		select {
-		case s.events <- ev:
-		case <-s.done:
-			return
-		}
-	}
-}
-
-// drainAll reads the three streams until netlink has closed all of them.
-func drainAll(addrs <-chan netlink.AddrUpdate, routes <-chan netlink.RouteUpdate, links <-chan netlink.LinkUpdate) {
-	for addrs != nil || routes != nil || links != nil {
-		select {
-		case _, ok := <-addrs:
-			if !ok {
-				addrs = nil
-			}
-		case _, ok := <-routes:
-			if !ok {
-				routes = nil
-			}
-		case _, ok := <-links:
-			if !ok {
-				links = nil
-			}
-		}
-	}
-}
-
 // Events returns the notifications. See Subscription.
 func (s *netlinkSubscription) Events() <-chan Event { return s.events }
 
 // Close ends the subscription. See Subscription.
-func (s *netlinkSubscription) Close() { s.closeOnce.Do(func() { close(s.done) }) }
+func (s *netlinkSubscription) Close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.sock.Close() // wakes a pending Receive
+	})
+}
