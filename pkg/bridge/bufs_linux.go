@@ -34,7 +34,7 @@ func mapBuffers(n, size int) (bufs [][]byte, mem []byte) {
 		}
 		return bufs, nil
 	}
-	// No transparent huge pages: where THP is "always" (Debian's kernels),
+	// No transparent huge pages: where THP is "always" (a common default),
 	// the first frame in a slot would fault in a whole 2 MiB page, and the
 	// sparse buffers would be resident after all. Best effort: a kernel
 	// without THP refuses the advice.
