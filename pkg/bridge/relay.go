@@ -426,11 +426,7 @@ func (r *Relay) tapToWireBatched(br BatchReader) {
 	bufs, mapped := r.buffers(BatchSize)
 	sizes := make([]int, BatchSize)
 	fills := make([]int, BatchSize)
-	var release func(int)
-	if mapped {
-		release = func(i int) { releaseBuffer(bufs[i]) }
-	}
-	bs := newBatchSizer(release)
+	bs := batchSizerFor(bufs, mapped)
 	var bw *bigWriter // for the current parent
 	var bwFor *parentBinding
 	c := r.counters
@@ -466,6 +462,15 @@ func (r *Relay) tapToWireBatched(br BatchReader) {
 		}
 		bs.observe(fills[:n])
 	}
+}
+
+// batchSizerFor returns the batchSizer of a batch reader with buffers
+// bufs, which releases them only if they are mapped.
+func batchSizerFor(bufs [][]byte, mapped bool) *batchSizer {
+	if !mapped {
+		return newBatchSizer(nil)
+	}
+	return newBatchSizer(func(i int) { releaseBuffer(bufs[i]) })
 }
 
 // parentBuffers returns the parent readers' n (≤ BatchSize) buffers of
@@ -550,11 +555,7 @@ func (r *Relay) wireToTAPBatched(br BatchReader, lim *stormLimiter) {
 	bufs := r.parentBuffers(BatchSize)
 	sizes := make([]int, BatchSize)
 	fills := make([]int, BatchSize)
-	var release func(int)
-	if r.wireMapped {
-		release = func(i int) { releaseBuffer(bufs[i]) }
-	}
-	bs := newBatchSizer(release)
+	bs := batchSizerFor(bufs, r.wireMapped)
 	co := newCoalescer(BatchSize)
 	bw := newBigWriter(r.tap)
 	c := r.counters
@@ -571,6 +572,7 @@ func (r *Relay) wireToTAPBatched(br BatchReader, lim *stormLimiter) {
 		co.reset()
 		lim.tick(time.Now(), r.stormRate.Load())
 		for i := range n {
+			fills[i] = min(sizes[i], len(bufs[i]))
 			switch sz := sizes[i]; {
 			case sz > len(bufs[i]):
 				c.RxDrops[DropOversize].Add(1)
@@ -585,9 +587,6 @@ func (r *Relay) wireToTAPBatched(br BatchReader, lim *stormLimiter) {
 		co.finish(bufs)
 		if d := co.merged - merged; d != 0 {
 			c.RxCoalesced.Add(d)
-		}
-		for i := range n {
-			fills[i] = min(sizes[i], len(bufs[i]))
 		}
 		for i := range co.groups {
 			g := &co.groups[i]

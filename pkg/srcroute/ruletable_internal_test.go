@@ -13,14 +13,7 @@ func ruleMsg(hdrTable byte, attrs ...[2]uint32) []byte {
 	b := make([]byte, 12)
 	b[0] = unix.AF_INET
 	b[4] = hdrTable
-	for _, a := range attrs {
-		at := make([]byte, 8)
-		binary.NativeEndian.PutUint16(at[0:], 8)
-		binary.NativeEndian.PutUint16(at[2:], uint16(a[0]))
-		binary.NativeEndian.PutUint32(at[4:], a[1])
-		b = append(b, at...)
-	}
-	return b
+	return withAttrs(b, attrs...)
 }
 
 func TestRuleTable(t *testing.T) {
