@@ -143,6 +143,14 @@ func (c *coalescer) add(bufs [][]byte, slot, n int) {
 	c.groups = append(c.groups, group{slot: slot, n: n, segs: 1})
 }
 
+// pass adds frame bufs[slot][:n] as a group of its own that nothing is
+// appended to and that finish leaves alone: a frame that must not change
+// (a group frame, which a parent hub hands to several relays; TCP never
+// uses group addresses, so nothing is lost).
+func (c *coalescer) pass(slot, n int) {
+	c.groups = append(c.groups, group{slot: slot, n: n, segs: 1})
+}
+
 // finish fixes up the headers of every merged frame; the batch is then
 // ready to be written: c.groups in order.
 func (c *coalescer) finish(bufs [][]byte) {

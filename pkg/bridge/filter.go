@@ -55,56 +55,115 @@ const (
 // frames from another source, pass — which is what lets two virtual
 // interfaces on one parent talk, like macvlan's bridge mode.
 func FilterProgram(mac net.HardwareAddr) ([]bpf.Instruction, error) {
-	if len(mac) != 6 {
-		return nil, fmt.Errorf("filter: want a 6-byte MAC, got %d bytes", len(mac))
+	return filterProgramFor([]net.HardwareAddr{mac})
+}
+
+// maxFilterMACs is the most virtual MACs one filter may hold (a parent
+// hub's members): about 5 instructions a MAC, well inside the kernel's
+// 4096 (BPF_MAXINSNS) with the storm prefix in front.
+const maxFilterMACs = 256
+
+// filterProgramFor is FilterProgram for the virtual MACs macs (1 to
+// maxFilterMACs, all distinct) on one socket, the filter of a parent hub
+// (hub_linux.go): it keeps frames addressed to any of them and every group
+// frame; with one MAC, only group frames whose source is not that MAC, as
+// FilterProgram says. With several, a group frame from one of them passes
+// (a sibling on the same socket must receive it) and the hub leaves it out
+// for its sender.
+//
+// Frames addressed to no virtual MAC (most frames on a busy parent) run
+// through one comparison of the destination's first four bytes per
+// distinct value; the last two bytes are compared only behind a match.
+// Every conditional jump is short: the program is laid out so that each
+// reaches at most a few instructions ahead (cBPF's jump offsets are 8
+// bits), and the long ones are unconditional (32 bits).
+func filterProgramFor(macs []net.HardwareAddr) ([]bpf.Instruction, error) {
+	if len(macs) == 0 || len(macs) > maxFilterMACs {
+		return nil, fmt.Errorf("filter: want 1 to %d MACs, got %d", maxFilterMACs, len(macs))
 	}
-	hi := uint32(mac[0])<<24 | uint32(mac[1])<<16 | uint32(mac[2])<<8 | uint32(mac[3])
-	lo := uint32(mac[4])<<8 | uint32(mac[5])
+	type half struct{ hi, lo uint32 }
+	var his []uint32
+	los := map[uint32][]uint32{}
+	for _, mac := range macs {
+		if len(mac) != 6 {
+			return nil, fmt.Errorf("filter: want a 6-byte MAC, got %d bytes", len(mac))
+		}
+		h := half{uint32(mac[0])<<24 | uint32(mac[1])<<16 | uint32(mac[2])<<8 | uint32(mac[3]), uint32(mac[4])<<8 | uint32(mac[5])}
+		if _, ok := los[h.hi]; !ok {
+			his = append(his, h.hi)
+		}
+		los[h.hi] = append(los[h.hi], h.lo)
+	}
 
 	p := &asm{}
 	p.op(bpf.LoadExtension{Num: bpf.ExtLen})
-	p.jmp(bpf.JumpGreaterOrEqual, ethHeaderLen, "", "drop")
+	p.jmp(bpf.JumpGreaterOrEqual, ethHeaderLen, "", "drop1")
 	p.op(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
 	p.jmp(bpf.JumpEqual, 0, "untagged", "")
 	// A stripped tag: only an 802.1Q priority tag (VLAN id 0), and only
 	// if no further tag follows.
 	p.op(bpf.LoadExtension{Num: bpf.ExtVLANProto})
-	p.jmp(bpf.JumpEqual, unix.ETH_P_8021Q, "", "drop")
+	p.jmp(bpf.JumpEqual, unix.ETH_P_8021Q, "", "drop1")
 	p.op(bpf.LoadExtension{Num: bpf.ExtVLANTag})
 	p.op(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: vlanVIDMask})
-	p.jmp(bpf.JumpEqual, 0, "", "drop")
+	p.jmp(bpf.JumpEqual, 0, "", "drop1")
 	p.jmp(bpf.JumpEqual, 0, "ethertype", "ethertype")
 	p.label("untagged")
 	p.op(bpf.LoadAbsolute{Off: etherTypeOff, Size: 2})
 	p.jmp(bpf.JumpEqual, unix.ETH_P_8021Q, "", "tags")
 	// An in-line 802.1Q tag: the same rule, on the frame's bytes.
 	p.op(bpf.LoadExtension{Num: bpf.ExtLen})
-	p.jmp(bpf.JumpGreaterOrEqual, ethHeaderLen+vlanHeaderLen, "", "drop")
+	p.jmp(bpf.JumpGreaterOrEqual, ethHeaderLen+vlanHeaderLen, "", "drop1")
 	p.op(bpf.LoadAbsolute{Off: ethHeaderLen, Size: 2})
 	p.op(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: vlanVIDMask})
-	p.jmp(bpf.JumpEqual, 0, "", "drop")
+	p.jmp(bpf.JumpEqual, 0, "", "drop1")
 	p.op(bpf.LoadAbsolute{Off: ethHeaderLen + 2, Size: 2})
 	p.jmp(bpf.JumpEqual, 0, "tags", "tags")
 	// The EtherType (behind a priority tag) must not be another tag.
 	p.label("ethertype")
 	p.op(bpf.LoadAbsolute{Off: etherTypeOff, Size: 2})
 	p.label("tags")
-	p.jmp(bpf.JumpEqual, unix.ETH_P_8021Q, "drop", "")
-	p.jmp(bpf.JumpEqual, unix.ETH_P_8021AD, "drop", "")
-	p.jmp(bpf.JumpEqual, unix.ETH_P_QINQ1, "drop", "") // pre-standard QinQ tag still seen on some gear
-	// Destination is our MAC?
+	p.jmp(bpf.JumpEqual, unix.ETH_P_8021Q, "drop1", "")
+	p.jmp(bpf.JumpEqual, unix.ETH_P_8021AD, "drop1", "")
+	p.jmp(bpf.JumpEqual, unix.ETH_P_QINQ1, "drop1", "macs") // pre-standard QinQ tag still seen on some gear
+	p.label("drop1")
+	p.op(bpf.RetConstant{Val: 0})
+	// Destination one of the MACs? The first four bytes, one comparison
+	// for each distinct value, each match jumping (far) to the
+	// comparisons of the last two bytes.
+	p.label("macs")
 	p.op(bpf.LoadAbsolute{Off: 0, Size: 4})
-	p.jmp(bpf.JumpEqual, hi, "", "group")
-	p.op(bpf.LoadAbsolute{Off: 4, Size: 2})
-	p.jmp(bpf.JumpEqual, lo, "accept", "group")
-	// Otherwise only group frames, and only from another source.
+	for k, hi := range his {
+		next := fmt.Sprintf("hi%d", k+1)
+		p.jmp(bpf.JumpEqual, hi, "", next)
+		p.ja(fmt.Sprintf("lo%d", k))
+		p.label(next)
+	}
+	p.ja("group")
+	for k, hi := range his {
+		p.label(fmt.Sprintf("lo%d", k))
+		p.op(bpf.LoadAbsolute{Off: 4, Size: 2})
+		for j, lo := range los[hi] {
+			next := fmt.Sprintf("lo%d.%d", k, j+1)
+			p.jmp(bpf.JumpEqual, lo, "", next)
+			p.op(bpf.RetConstant{Val: filterSnap})
+			p.label(next)
+		}
+		p.ja("group")
+	}
+	// Otherwise only group frames: with one MAC, only from another source.
 	p.label("group")
 	p.op(bpf.LoadAbsolute{Off: 0, Size: 1})
-	p.jmpSet(0x01, "", "drop")
-	p.op(bpf.LoadAbsolute{Off: 6, Size: 4})
-	p.jmp(bpf.JumpEqual, hi, "", "accept")
-	p.op(bpf.LoadAbsolute{Off: 10, Size: 2})
-	p.jmp(bpf.JumpEqual, lo, "drop", "accept")
+	if len(macs) == 1 {
+		hi, lo := his[0], los[his[0]][0]
+		p.jmpSet(0x01, "", "drop")
+		p.op(bpf.LoadAbsolute{Off: 6, Size: 4})
+		p.jmp(bpf.JumpEqual, hi, "", "accept")
+		p.op(bpf.LoadAbsolute{Off: 10, Size: 2})
+		p.jmp(bpf.JumpEqual, lo, "drop", "accept")
+	} else {
+		p.jmpSet(0x01, "accept", "drop")
+	}
 	p.label("accept")
 	p.op(bpf.RetConstant{Val: filterSnap})
 	p.label("drop")
@@ -116,6 +175,7 @@ func FilterProgram(mac net.HardwareAddr) ([]bpf.Instruction, error) {
 type asm struct {
 	ins    []bpf.Instruction
 	jumps  map[int][2]string // instruction index → true/false targets ("" = next)
+	far    map[int]string    // instruction index → an unconditional jump's target
 	labels map[string]int
 }
 
@@ -131,6 +191,15 @@ func (a *asm) label(name string) {
 func (a *asm) jmp(cond bpf.JumpTest, val uint32, jt, jf string) {
 	a.target(jt, jf)
 	a.op(bpf.JumpIf{Cond: cond, Val: val})
+}
+
+// ja jumps to label unconditionally (a 32-bit offset: any distance).
+func (a *asm) ja(label string) {
+	if a.far == nil {
+		a.far = map[int]string{}
+	}
+	a.far[len(a.ins)] = label
+	a.op(bpf.Jump{})
 }
 
 func (a *asm) jmpSet(mask uint32, jt, jf string) {
@@ -165,6 +234,13 @@ func (a *asm) resolve() ([]bpf.Instruction, error) {
 			return nil, err
 		}
 		a.ins[i] = j
+	}
+	for i, label := range a.far {
+		to, ok := a.labels[label]
+		if !ok || to <= i {
+			return nil, fmt.Errorf("filter: bad jump from %d to %q", i, label)
+		}
+		a.ins[i] = bpf.Jump{Skip: uint32(to - i - 1)}
 	}
 	return a.ins, nil
 }

@@ -218,3 +218,67 @@ func TestFilterProgramRejectsBadMAC(t *testing.T) {
 		t.Fatal("want an error for a 3-byte MAC")
 	}
 }
+
+// TestFilterProgramForMACs: a hub's filter for many MACs, some sharing their
+// first four bytes (one comparison of those, several of the last two),
+// keeps frames to each of them and no other unicast, keeps every group
+// frame (a member's own included: the hub leaves it out for the sender),
+// and still drops tagged frames; with 256 MACs every jump assembles and,
+// with the storm prefix holding every class, the program stays far inside
+// the kernel's 4096 instructions.
+func TestFilterProgramForMACs(t *testing.T) {
+	var macs []net.HardwareAddr
+	for i := range maxFilterMACs {
+		macs = append(macs, net.HardwareAddr{0x02, 0x42, byte(i % 3), 0x00, byte(i >> 8), byte(i)})
+	}
+	prog, err := filterProgramFor(macs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := vmProgram(t, prog, false)
+	run := func(f []byte) bool {
+		n, err := vm.Run(f)
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return n > 0
+	}
+	for _, i := range []int{0, 1, 2, 3, 127, 254, 255} {
+		if !run(frame(macs[i], otherMAC, 0x0800, 60)) {
+			t.Errorf("frame to member %d (%s) dropped", i, macs[i])
+		}
+	}
+	for _, dst := range []net.HardwareAddr{otherMAC, hostNICMAC, {0x02, 0x42, 0x00, 0x00, 0x01, 0x01}, {0x02, 0x42, 0x03, 0x00, 0x00, 0x00}} {
+		if run(frame(dst, otherMAC, 0x0800, 60)) {
+			t.Errorf("frame to %s (no member) kept", dst)
+		}
+	}
+	for _, src := range []net.HardwareAddr{otherMAC, macs[7]} {
+		if !run(frame(bcastMAC, src, 0x0806, 60)) {
+			t.Errorf("broadcast from %s dropped", src)
+		}
+	}
+	if run(inlineTag(frame(macs[5], otherMAC, 0x0800, 64), 7)) {
+		t.Error("frame to a member in VLAN 7 kept")
+	}
+	if n, _ := vmProgram(t, prog, true).Run(frame(macs[5], otherMAC, 0x0800, 60)); n != 0 {
+		t.Error("frame to a member with a stripped VLAN 1 tag kept")
+	}
+	full, err := stormFilterFor(macs, 1<<numStormClasses-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := bpf.Assemble(full)
+	if err != nil {
+		t.Fatalf("assemble: %v", err)
+	}
+	if len(raw) > 2048 {
+		t.Errorf("%d instructions for %d MACs with every class held", len(raw), len(macs))
+	}
+	t.Logf("%d MACs: %d instructions, %d with every class held", len(macs), len(prog), len(raw))
+	for _, n := range []int{0, maxFilterMACs + 1} {
+		if _, err := filterProgramFor(append(macs, otherMAC)[:n]); err == nil {
+			t.Errorf("%d MACs accepted", n)
+		}
+	}
+}

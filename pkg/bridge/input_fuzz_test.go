@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"runtime/debug"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -212,14 +213,16 @@ const (
 	refVIDMask = 0x0fff
 )
 
-// refFilter is FilterProgram's rule written plainly. It drops runts; a
-// frame with a tag in the skb's metadata (tagged: the NIC or the kernel
-// stripped it; proto and tci are its TPID and TCI) unless that tag is an
-// 802.1Q priority tag (VLAN id 0); an in-line 802.1Q tag unless it is a
-// priority tag; and then any frame whose EtherType (behind a priority
-// tag) is 802.1Q, 802.1ad or 0x9100. Of the rest it keeps frames to mac,
-// and group frames whose source is not mac.
-func refFilter(mac net.HardwareAddr, f []byte, tagged bool, proto, tci uint16) bool {
+// refFilterFor is filterProgramFor's rule (FilterProgram's for one MAC)
+// written plainly. It drops runts; a frame with a tag in the skb's metadata
+// (tagged: the NIC or the kernel stripped it; proto and tci are its TPID and
+// TCI) unless that tag is an 802.1Q priority tag (VLAN id 0); an in-line
+// 802.1Q tag unless it is a priority tag; and then any frame whose
+// EtherType (behind a priority tag) is 802.1Q, 802.1ad or 0x9100. Of the
+// rest it keeps frames to any of macs, and group frames: with one MAC those
+// whose source is not that MAC, with several every one (a hub hands a
+// member's group frames to its siblings).
+func refFilterFor(macs []net.HardwareAddr, f []byte, tagged bool, proto, tci uint16) bool {
 	if len(f) < ethHeaderLen {
 		return false
 	}
@@ -239,15 +242,19 @@ func refFilter(mac net.HardwareAddr, f []byte, tagged bool, proto, tci uint16) b
 	case unix.ETH_P_8021Q, unix.ETH_P_8021AD, unix.ETH_P_QINQ1:
 		return false
 	}
-	if bytes.Equal(f[0:6], mac) {
-		return true
+	for _, mac := range macs {
+		if bytes.Equal(f[0:6], mac) {
+			return true
+		}
 	}
-	return f[0]&0x01 != 0 && !bytes.Equal(f[6:12], mac)
+	return f[0]&0x01 != 0 && (len(macs) > 1 || !bytes.Equal(f[6:12], macs[0]))
 }
 
 // FuzzFilter runs the kernel filter for any MAC on any frame with any VLAN
 // metadata in the x/net VM and compares its verdict with refFilter's; an
-// accepted frame must be kept whole.
+// accepted frame must be kept whole. macb longer than 6 bytes gives a hub's
+// filter (filterProgramFor) for its 6-byte pieces, up to four, those
+// repeated left out, and refFilterFor's verdict.
 func FuzzFilter(f *testing.F) {
 	prio := func(fr []byte, tci uint16, et uint16) []byte {
 		out := append(bytes.Clone(fr[:12]), 0x81, 0x00, byte(tci>>8), byte(tci), byte(et>>8), byte(et))
@@ -266,12 +273,23 @@ func FuzzFilter(f *testing.F) {
 	f.Add([]byte(ourMAC), frame(ourMAC, otherMAC, 0x0800, 60), true, uint16(unix.ETH_P_8021AD), uint16(0))
 	f.Add([]byte(nearHiMAC), frame(nearHiMAC, nearHiMAC, 0x0800, 60), false, uint16(0), uint16(0))
 	f.Add([]byte(ourMAC), []byte{0x02, 0x11}, false, uint16(0), uint16(0))
+	hub := append(append(bytes.Clone(ourMAC), nearMAC...), otherMAC...)
+	f.Add(hub, frame(nearMAC, otherMAC, 0x0800, 60), false, uint16(0), uint16(0))
+	f.Add(hub, frame(bcastMAC, ourMAC, 0x0806, 60), false, uint16(0), uint16(0))
+	f.Add(hub, frame(hostNICMAC, ourMAC, 0x0800, 60), false, uint16(0), uint16(0))
 	f.Fuzz(func(t *testing.T, macb, fr []byte, tagged bool, proto, tci uint16) {
 		if len(macb) < 6 {
 			return
 		}
 		mac := net.HardwareAddr(macb[:6])
-		prog, err := FilterProgram(mac)
+		macs := []net.HardwareAddr{mac}
+		for i := 6; i+6 <= len(macb) && len(macs) < 4; i += 6 {
+			m := net.HardwareAddr(macb[i : i+6])
+			if !slices.ContainsFunc(macs, func(o net.HardwareAddr) bool { return bytes.Equal(o, m) }) {
+				macs = append(macs, m)
+			}
+		}
+		prog, err := filterProgramFor(macs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -279,10 +297,10 @@ func FuzzFilter(f *testing.F) {
 		if err != nil {
 			t.Fatalf("run: %v", err)
 		}
-		want := refFilter(mac, fr, tagged, proto, tci)
+		want := refFilterFor(macs, fr, tagged, proto, tci)
 		if got := n > 0; got != want {
-			t.Fatalf("mac %s, tag in metadata %v (proto %#x, tci %#x), frame %x: filter accepts = %v (%d), reference %v",
-				mac, tagged, proto, tci, fr, got, n, want)
+			t.Fatalf("macs %v, tag in metadata %v (proto %#x, tci %#x), frame %x: filter accepts = %v (%d), reference %v",
+				macs, tagged, proto, tci, fr, got, n, want)
 		}
 		if want && n < len(fr) {
 			t.Fatalf("accepted %d-byte frame cut to %d", len(fr), n)

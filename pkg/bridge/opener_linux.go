@@ -29,11 +29,13 @@ func (kernelOpener) AdoptTAP(f *os.File) (Device, error) {
 	return t, nil
 }
 
-// OpenParentSocket opens the socket with OpenParentSocket. See Opener.
+// OpenParentSocket makes mac a member of the parent's hub (one receiving
+// socket for all of the process's bridges on the parent, see parentHub),
+// with a sending socket of its own. See Opener.
 func (kernelOpener) OpenParentSocket(ifindex int, name string, mac net.HardwareAddr) (ParentIO, error) {
-	s, err := OpenParentSocket(ifindex, name, mac)
+	m, err := joinHub(ifindex, name, mac)
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return m, nil
 }

@@ -253,6 +253,9 @@ type Relay struct {
 type parentBinding struct {
 	io   FrameIO
 	done chan struct{}
+	// sink: the wire→TAP step a hub's reader runs for a parent that is a
+	// hubMember, attached by SetParent before it returns (nil otherwise).
+	sink *wireSink
 }
 
 // NewRelay returns a relay for tap, whose frames must come from mac, and
@@ -309,6 +312,12 @@ func (r *Relay) SetParent(p FrameIO) {
 	if old != nil {
 		old.io.Close()
 		<-old.done
+	}
+	if m, ok := p.(*hubMember); ok {
+		// Attached here, not by the reader goroutine: frames for the
+		// member from now on reach the TAP.
+		nb.sink = r.newWireSink(r.newStormLimiter(p))
+		m.attach(nb.sink)
 	}
 	if nb != nil {
 		r.wg.Add(1)
@@ -490,6 +499,10 @@ func (r *Relay) parentBuffers(n int) [][]byte {
 func (r *Relay) routineWireToTAP(b *parentBinding) {
 	defer r.wg.Done()
 	defer close(b.done)
+	if b.sink != nil {
+		r.wireToTAPHub(b.io.(*hubMember), b.sink)
+		return
+	}
 	lim := r.newStormLimiter(b.io)
 	defer lim.stop()
 	if br, ok := b.io.(BatchReader); ok {
@@ -549,16 +562,18 @@ func (r *Relay) toTAP(bw *bigWriter, f []byte) bool {
 }
 
 // wireToTAPBatched is routineWireToTAP's loop for a BatchReader: read up to
-// BatchSize frames, coalesce, write each resulting frame to the TAP; lim
-// is the loop's storm limiter.
+// BatchSize frames, and hand them to the loop's wireSink; lim is the
+// loop's storm limiter.
 func (r *Relay) wireToTAPBatched(br BatchReader, lim *stormLimiter) {
 	bufs := r.parentBuffers(BatchSize)
 	sizes := make([]int, BatchSize)
 	fills := make([]int, BatchSize)
+	all := make([]int, BatchSize)
+	for i := range all {
+		all[i] = i
+	}
 	bs := batchSizerFor(bufs, r.wireMapped)
-	co := newCoalescer(BatchSize)
-	bw := newBigWriter(r.tap)
-	c := r.counters
+	w := r.newWireSink(lim)
 	var errs readErrors
 	for {
 		n, err := br.ReadBatch(bufs[:bs.vlen], sizes)
@@ -569,34 +584,81 @@ func (r *Relay) wireToTAPBatched(br BatchReader, lim *stormLimiter) {
 			continue
 		}
 		errs.ok()
-		co.reset()
-		lim.tick(time.Now(), r.stormRate.Load())
 		for i := range n {
 			fills[i] = min(sizes[i], len(bufs[i]))
-			switch sz := sizes[i]; {
-			case sz > len(bufs[i]):
-				c.RxDrops[DropOversize].Add(1)
-			case sz < VnetHdrLen+ethHeaderLen:
-				c.RxDrops[DropRunt].Add(1)
-			case !lim.pass(bufs[i][VnetHdrLen:sz]): // counted as storm-CLASS
-			default:
-				co.add(bufs, i, sz)
-			}
 		}
-		merged := co.merged
-		co.finish(bufs)
-		if d := co.merged - merged; d != 0 {
-			c.RxCoalesced.Add(d)
-		}
-		for i := range co.groups {
-			g := &co.groups[i]
-			fills[g.slot] = max(fills[g.slot], g.n)
-			if !r.toTAP(bw, bufs[g.slot][:g.n]) {
-				return
-			}
+		if !w.deliver(bufs, sizes, all[:n], fills) {
+			return
 		}
 		bs.observe(fills[:n])
 	}
+}
+
+// wireToTAPHub is routineWireToTAP for a member of a parent hub: the hub's
+// reader runs w (attached by SetParent) on the frames for it, until the
+// member is closed (or the hub's reader ended, which Healthy then reports).
+func (r *Relay) wireToTAPHub(m *hubMember, w *wireSink) {
+	defer w.lim.stop()
+	select {
+	case <-m.closed:
+	case <-m.hub.done:
+	}
+	m.detach()
+}
+
+// wireSink is one parent reader's wire→TAP step: the frames of a batch,
+// storm-limited, coalesced, written to the TAP. It is used by one
+// goroutine at a time: the relay's parent reader, or the reader of the hub
+// that its parent is a member of.
+type wireSink struct {
+	r   *Relay
+	lim *stormLimiter
+	co  *coalescer
+	bw  *bigWriter
+}
+
+func (r *Relay) newWireSink(lim *stormLimiter) *wireSink {
+	return &wireSink{r: r, lim: lim, co: newCoalescer(BatchSize), bw: newBigWriter(r.tap)}
+}
+
+// deliver relays frames bufs[i][:sizes[i]] for each i of idx (one batch,
+// in order): runts and oversized frames are counted and dropped, group
+// frames pass the storm limiter and are written as they are (a hub hands
+// one to several relays: it must not change), and TCP segments to the
+// virtual MAC are coalesced; fills[slot] is raised to the length of a
+// merged frame written from slot. It reports false once the device side is
+// closed.
+func (w *wireSink) deliver(bufs [][]byte, sizes, idx, fills []int) bool {
+	r, co := w.r, w.co
+	c := r.counters
+	co.reset()
+	w.lim.tick(time.Now(), r.stormRate.Load())
+	for _, i := range idx {
+		switch sz := sizes[i]; {
+		case sz > len(bufs[i]):
+			c.RxDrops[DropOversize].Add(1)
+		case sz < VnetHdrLen+ethHeaderLen:
+			c.RxDrops[DropRunt].Add(1)
+		case !w.lim.pass(bufs[i][VnetHdrLen:sz]): // counted as storm-CLASS
+		case bufs[i][VnetHdrLen]&groupBit != 0:
+			co.pass(i, sz)
+		default:
+			co.add(bufs, i, sz)
+		}
+	}
+	merged := co.merged
+	co.finish(bufs)
+	if d := co.merged - merged; d != 0 {
+		c.RxCoalesced.Add(d)
+	}
+	for i := range co.groups {
+		g := &co.groups[i]
+		fills[g.slot] = max(fills[g.slot], g.n)
+		if !r.toTAP(w.bw, bufs[g.slot][:g.n]) {
+			return false
+		}
+	}
+	return true
 }
 
 // parentReadError handles an error from reading the parent and reports

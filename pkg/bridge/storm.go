@@ -197,7 +197,13 @@ func stormFilterPrefix(held stormClasses) ([]bpf.Instruction, error) {
 // while the classes in held are held off: stormFilterPrefix, then
 // FilterProgram's normal filter. With no class held, the normal filter.
 func stormFilter(mac net.HardwareAddr, held stormClasses) ([]bpf.Instruction, error) {
-	normal, err := FilterProgram(mac)
+	return stormFilterFor([]net.HardwareAddr{mac}, held)
+}
+
+// stormFilterFor is stormFilter for the MACs of a parent hub: the prefix,
+// then filterProgramFor(macs).
+func stormFilterFor(macs []net.HardwareAddr, held stormClasses) ([]bpf.Instruction, error) {
+	normal, err := filterProgramFor(macs)
 	if err != nil || held == 0 {
 		return normal, err
 	}
@@ -226,23 +232,8 @@ func (s *ParentSocket) holdStorm(mac net.HardwareAddr, held stormClasses) error 
 	if err != nil {
 		return err
 	}
-	raw, err := bpf.Assemble(prog)
-	if err != nil {
-		return fmt.Errorf("assemble storm filter: %w", err)
-	}
-	filter := make([]unix.SockFilter, len(raw))
-	for i, ins := range raw {
-		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
-	}
-	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	var serr error
-	if err := s.rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog)
-	}); err != nil {
+	if err := s.setFilter(prog); err != nil {
 		return fmt.Errorf("set storm filter on %s: %w", s.f.Name(), err)
-	}
-	if serr != nil {
-		return fmt.Errorf("set storm filter on %s: %w", s.f.Name(), serr)
 	}
 	return nil
 }

@@ -1,0 +1,497 @@
+package bridge
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// A parent hub is the one receiving packet socket that all of a process's
+// bridges on one parent share: the kernel runs every packet socket on a
+// device, its filter included, for every frame that crosses the device in
+// either direction, so with one socket per bridge, 64 bridges on a parent
+// cost 64 runs of packet_rcv per frame. Measured with bench/bridges.sh: 63
+// extra filtered sockets on the parent (idle: their filters drop every
+// frame of the transfer) took one bridge from 11.6 to 8.4 Gbit/s and from
+// 0.49 to 0.80 CPU s/GB, the whole loss that "one of 64 loaded" showed
+// (docs/performance.md, "One socket per parent").
+//
+// The hub's socket is filtered for all its members' MACs (filterProgramFor)
+// and read by the hub's own goroutine, which hands each frame to the member
+// it is addressed to, and each group frame to every member but its sender,
+// running each member's wire→TAP step (wireSink.deliver) on its own
+// goroutine: no copy and no hand-off between goroutines.
+//
+// Each member sends from a socket of its own that receives nothing
+// (bound with protocol 0) and holds its MAC's memberships. So a member's
+// frames reach the hub as the host's outgoing frames, like anyone else's:
+// a frame to a sibling, or a group frame, is delivered to the siblings by
+// the same path as today between two processes, and the kernel's
+// loop-back rule (a socket never sees its own transmissions) cannot hide a
+// sibling's frames.
+//
+// Storm holds (storm.go): the hub's filter holds a class off in the kernel
+// only while every member holds it; a member that holds a class the hub
+// does not gets 1 in stormSample of that class's frames, picked by the
+// hub's reader, so each member's limiter sees what a socket of its own
+// would have given it.
+
+// hubKey names a parent: its network namespace (the inode of
+// /proc/thread-self/ns/net when the socket was opened) and its index.
+type hubKey struct {
+	netns   uint64
+	ifindex int
+}
+
+// hubs are the open hubs, by parent; a parent has several when one has
+// maxFilterMACs members, or when a hub's socket lost its device (the
+// parent was deleted) while members still use it.
+var hubs = struct {
+	sync.Mutex
+	m map[hubKey][]*parentHub
+}{m: map[hubKey][]*parentHub{}}
+
+// parentHub is one shared receiving socket and its reader.
+type parentHub struct {
+	key  hubKey
+	name string
+	sock *ParentSocket
+
+	// mu guards the membership, the filter and the drop count; join,
+	// leave, holdStorm and Dropped take it, the reader never does.
+	mu       sync.Mutex
+	list     []*hubMember
+	macs     []net.HardwareAddr // the filter's MACs
+	held     stormClasses       // the classes the filter holds off: those every member holds
+	filtered bool               // the filter is for macs and held (false: apply must set it)
+	drops    uint64             // PACKET_STATISTICS drops read so far
+	retired  bool               // no longer in hubs: joins go elsewhere
+
+	// For the reader: the members, and the classes held in userspace for
+	// some member but not in the kernel (0: no frame needs classifying).
+	snap atomic.Pointer[hubSnapshot]
+
+	// deliverMu is held by the reader while it hands a batch to the
+	// members; leave takes it once, after removing the member, so that
+	// no delivery to the member is under way when leave returns.
+	deliverMu sync.Mutex
+	done      chan struct{} // closed when the reader has returned
+	mem       []byte        // the reader's buffers' mapping (nil: heap)
+}
+
+// hubSnapshot is the hub's membership as the reader sees it, replaced
+// whole (copy on write) by join, leave and holdStorm.
+type hubSnapshot struct {
+	members []*hubMember
+	byMAC   map[uint64]*hubMember
+	// sampled: classes some member holds and the kernel filter does not;
+	// the reader picks 1 in stormSample of their group frames for those
+	// members.
+	sampled stormClasses
+}
+
+// hubMember is one bridge's share of a hub: its ParentIO.
+type hubMember struct {
+	hub  *parentHub
+	mac  uint64
+	addr net.HardwareAddr
+	tx   *ParentSocket // sends; holds the MAC's memberships
+
+	sink atomic.Pointer[wireSink] // the relay's wire→TAP step; nil until its reader attaches
+	held atomic.Uint32            // the classes the member's limiter holds (stormClasses)
+
+	idx       []int  // the reader's: this batch's frames for the member
+	seenDrops uint64 // the hub's drops when the member last asked (under hub.mu)
+
+	once   sync.Once
+	closed chan struct{} // closed by Close
+}
+
+var (
+	_ ParentIO    = (*hubMember)(nil)
+	_ stormHolder = (*hubMember)(nil)
+)
+
+// netnsInode returns the inode of the calling thread's network namespace.
+func netnsInode() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return 0, fmt.Errorf("network namespace: %w", err)
+	}
+	return st.Ino, nil
+}
+
+// joinHub returns mac's membership of the hub of the parent with index
+// ifindex (named name, for errors), opening the member's sending socket
+// and, for the parent's first member, the hub.
+func joinHub(ifindex int, name string, mac net.HardwareAddr) (*hubMember, error) {
+	if len(mac) != 6 {
+		return nil, fmt.Errorf("filter: want a 6-byte MAC, got %d bytes", len(mac))
+	}
+	ns, err := netnsInode()
+	if err != nil {
+		return nil, err
+	}
+	tx, err := openPacketSocket(ifindex, name, nil, mac)
+	if err != nil {
+		return nil, err
+	}
+	m := &hubMember{mac: macBits(mac), addr: slices.Clone(mac), tx: tx, closed: make(chan struct{}), idx: make([]int, 0, BatchSize)}
+	key := hubKey{ns, ifindex}
+	hubs.Lock()
+	defer hubs.Unlock()
+	for _, h := range slices.Clone(hubs.m[key]) {
+		if !h.bound() {
+			h.retire()
+			continue
+		}
+		if err := h.add(m); err == nil {
+			return m, nil
+		} else if !errors.Is(err, errHubFull) {
+			tx.Close()
+			return nil, err
+		}
+	}
+	h, err := openHub(key, name)
+	if err != nil {
+		tx.Close()
+		return nil, err
+	}
+	if err := h.add(m); err != nil {
+		h.close()
+		tx.Close()
+		return nil, err
+	}
+	hubs.m[key] = append(hubs.m[key], h)
+	return m, nil
+}
+
+var errHubFull = errors.New("parent hub full")
+
+// openHub opens the receiving socket of a hub on the parent key.ifindex
+// and starts its reader. Its filter keeps nothing until add sets it.
+func openHub(key hubKey, name string) (*parentHub, error) {
+	sock, err := openPacketSocket(key.ifindex, name, dropAllFilter, nil)
+	if err != nil {
+		return nil, err
+	}
+	h := &parentHub{key: key, name: name, sock: sock, done: make(chan struct{})}
+	h.snap.Store(&hubSnapshot{})
+	bufs, mem := mapBuffers(BatchSize, BufSize)
+	h.mem = mem
+	go h.run(bufs, mem != nil)
+	return h, nil
+}
+
+// dropAllFilter keeps no frame: a new hub's socket until it has members.
+var dropAllFilter = []bpf.Instruction{bpf.RetConstant{Val: 0}}
+
+// bound reports whether the hub's socket is still bound to its parent:
+// once the device is unregistered, the kernel unbinds its packet sockets
+// for good (ifindex -1), even if a device with the same index appears.
+func (h *parentHub) bound() bool {
+	var idx int
+	var gerr error
+	if err := h.sock.rc.Control(func(fd uintptr) {
+		sa, err := unix.Getsockname(int(fd))
+		if ll, ok := sa.(*unix.SockaddrLinklayer); ok && err == nil {
+			idx = ll.Ifindex
+		}
+		gerr = err
+	}); err != nil || gerr != nil {
+		return false
+	}
+	return idx == h.key.ifindex
+}
+
+// retire takes the hub out of hubs (under hubs' lock); its members keep it
+// until they leave.
+func (h *parentHub) retire() {
+	h.mu.Lock()
+	h.retired = true
+	h.mu.Unlock()
+	hubs.m[h.key] = slices.DeleteFunc(hubs.m[h.key], func(o *parentHub) bool { return o == h })
+	if len(hubs.m[h.key]) == 0 {
+		delete(hubs.m, h.key)
+	}
+}
+
+// add makes m a member (under hubs' lock): errHubFull if the filter
+// cannot take another MAC.
+func (h *parentHub) add(m *hubMember) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.list) >= maxFilterMACs {
+		return errHubFull
+	}
+	list := append(slices.Clip(h.list), m)
+	if err := h.apply(list); err != nil {
+		return err
+	}
+	m.hub = h
+	m.seenDrops = h.drops
+	return nil
+}
+
+// apply makes list the membership (under mu): the filter for its MACs,
+// holding off the classes every member holds (swapped only if either
+// changed), and the reader's snapshot.
+func (h *parentHub) apply(list []*hubMember) error {
+	var held, any stormClasses
+	if len(list) > 0 {
+		held = 1<<numStormClasses - 1
+	}
+	var macs []net.HardwareAddr
+	byMAC := make(map[uint64]*hubMember, len(list))
+	for _, m := range list {
+		mh := stormClasses(m.held.Load())
+		held &= mh
+		any |= mh
+		if _, dup := byMAC[m.mac]; !dup {
+			macs = append(macs, m.addr)
+		}
+		byMAC[m.mac] = m // the latest member of a MAC (a bridge re-attaching) gets its frames
+	}
+	if !h.filtered || held != h.held || !slices.EqualFunc(macs, h.macs, func(a, b net.HardwareAddr) bool { return bytes.Equal(a, b) }) {
+		prog := dropAllFilter
+		if len(macs) > 0 {
+			var err error
+			if prog, err = stormFilterFor(macs, held); err != nil {
+				return err
+			}
+		}
+		if err := h.sock.setFilter(prog); err != nil {
+			return fmt.Errorf("set filter on %s: %w", h.name, err)
+		}
+		h.macs, h.held, h.filtered = macs, held, true
+	}
+	h.list = list
+	h.snap.Store(&hubSnapshot{members: list, byMAC: byMAC, sampled: any &^ held})
+	return nil
+}
+
+// leave ends m's membership; the last member closes the hub. When leave
+// returns, the reader no longer hands m frames.
+func (h *parentHub) leave(m *hubMember) {
+	hubs.Lock()
+	h.mu.Lock()
+	list := slices.DeleteFunc(slices.Clone(h.list), func(o *hubMember) bool { return o == m })
+	last := len(list) == 0
+	if err := h.apply(list); err != nil {
+		// The old filter stays (it also keeps m's frames, which no
+		// member is handed any more).
+		h.list = list
+		h.snap.Store(&hubSnapshot{members: list, byMAC: snapshotByMAC(list), sampled: h.snap.Load().sampled})
+	}
+	retire := last && !h.retired
+	h.mu.Unlock()
+	if retire {
+		h.retire()
+	}
+	hubs.Unlock()
+	if last {
+		h.close()
+		return
+	}
+	h.deliverMu.Lock()
+	//lint:ignore SA2001 an empty critical section: waits for the reader's batch under way
+	h.deliverMu.Unlock()
+}
+
+// snapshotByMAC maps each MAC of list to its latest member.
+func snapshotByMAC(list []*hubMember) map[uint64]*hubMember {
+	byMAC := make(map[uint64]*hubMember, len(list))
+	for _, m := range list {
+		byMAC[m.mac] = m
+	}
+	return byMAC
+}
+
+// close closes the socket, waits for the reader and unmaps its buffers.
+func (h *parentHub) close() {
+	h.sock.Close()
+	<-h.done
+	if h.mem != nil {
+		unmapBuffers(h.mem)
+		h.mem = nil
+	}
+}
+
+// hubRand is the reader's xorshift state for the userspace storm samples.
+type hubRand uint64
+
+func (r *hubRand) pick() bool {
+	x := uint64(*r)
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	*r = hubRand(x)
+	return x&(stormSample-1) == 0
+}
+
+// run is the hub's reader: a batch at a time (recvmmsg, sized by a
+// batchSizer), each frame to its member or, a group frame, to every member
+// but its sender; then each member's frames, in order, to its wireSink.
+func (h *parentHub) run(bufs [][]byte, mapped bool) {
+	defer close(h.done)
+	sizes := make([]int, BatchSize)
+	fills := make([]int, BatchSize)
+	bs := batchSizerFor(bufs, mapped)
+	rnd := hubRand(time.Now().UnixNano() | 1)
+	var errs hubErrors
+	for {
+		n, err := h.sock.ReadBatch(bufs[:bs.vlen], sizes)
+		if err != nil {
+			switch {
+			case errors.Is(err, net.ErrClosed):
+				return
+			case isLinkDown(err):
+			default:
+				errs.handle(h, err)
+			}
+			continue
+		}
+		errs.run = 0
+		// The snapshot is loaded under deliverMu: a member that leave
+		// has taken out is never handed another frame.
+		h.deliverMu.Lock()
+		snap := h.snap.Load()
+		for i := range n {
+			fills[i] = min(sizes[i], len(bufs[i]))
+			f := bufs[i][:fills[i]]
+			if len(f) < VnetHdrLen+ethHeaderLen {
+				continue // the filter keeps no runt
+			}
+			e := f[VnetHdrLen:]
+			if e[0]&groupBit == 0 {
+				if m := snap.byMAC[macBits(e)]; m != nil {
+					m.idx = append(m.idx, i)
+				}
+				continue
+			}
+			src := macBits(e[6:])
+			var cls stormClass
+			sampled, picked := false, false
+			if snap.sampled != 0 {
+				c, _ := stormClassOf(e)
+				if snap.sampled.has(c) {
+					cls, sampled, picked = c, true, rnd.pick()
+				}
+			}
+			for _, m := range snap.members {
+				if m.mac == src || (sampled && !picked && stormClasses(m.held.Load()).has(cls)) {
+					continue
+				}
+				m.idx = append(m.idx, i)
+			}
+		}
+		for _, m := range snap.members {
+			if len(m.idx) == 0 {
+				continue
+			}
+			if w := m.sink.Load(); w != nil {
+				w.deliver(bufs, sizes, m.idx, fills)
+			}
+			m.idx = m.idx[:0]
+		}
+		h.deliverMu.Unlock()
+		bs.observe(fills[:n])
+	}
+}
+
+// hubErrors is the reader's memory of unexpected read errors, as
+// readErrors is a relay reader's: each is counted by every member's relay,
+// one that differs from the previous is reported to each, and a run of
+// them pauses the reader.
+type hubErrors struct {
+	last string
+	run  int
+}
+
+func (e *hubErrors) handle(h *parentHub, err error) {
+	report := err.Error() != e.last
+	e.last = err.Error()
+	for _, m := range h.snap.Load().members {
+		if w := m.sink.Load(); w != nil {
+			w.r.counters.Errors.Add(1)
+			if report && w.r.onError != nil {
+				w.r.onError("parent read", err)
+			}
+		}
+	}
+	e.run++
+	if e.run >= errorRunBeforeBackoff {
+		time.Sleep(errorBackoff)
+	}
+}
+
+// ReadFrame waits until the member is closed: a hub's reader, not the
+// relay's, reads the parent (Relay.routineWireToTAP hands it a wireSink).
+func (m *hubMember) ReadFrame([]byte) (int, error) {
+	<-m.closed
+	return 0, net.ErrClosed
+}
+
+// WriteFrame sends frame out of the parent from the member's own socket.
+func (m *hubMember) WriteFrame(frame []byte) error { return m.tx.WriteFrame(frame) }
+
+// Close ends the membership (the hub stops handing the member frames
+// before it returns) and closes the member's socket, which drops its MAC's
+// memberships; it is idempotent.
+func (m *hubMember) Close() error {
+	m.once.Do(func() {
+		m.hub.leave(m)
+		m.tx.Close()
+		close(m.closed)
+	})
+	return nil
+}
+
+// Dropped returns the frames the hub's socket dropped for a full queue
+// since the member last asked: the socket is shared, so each member counts
+// every such drop (the lost frames' destinations are unknown). See ParentIO.
+func (m *hubMember) Dropped() uint64 {
+	h := m.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.drops += h.sock.Dropped()
+	d := h.drops - m.seenDrops
+	m.seenDrops = h.drops
+	return d
+}
+
+// holdStorm records the classes m's limiter holds and swaps the hub's
+// filter if the classes every member holds changed. See stormHolder.
+func (m *hubMember) holdStorm(_ net.HardwareAddr, held stormClasses) error {
+	h := m.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m.held.Store(uint32(held))
+	if h.list == nil {
+		return nil
+	}
+	if err := h.apply(h.list); err != nil {
+		return fmt.Errorf("set storm filter on %s: %w", h.name, err)
+	}
+	return nil
+}
+
+// attach hands the member's frames to w from the reader's next batch on.
+func (m *hubMember) attach(w *wireSink) { m.sink.Store(w) }
+
+// detach stops handing the member's frames to its wireSink, and waits for
+// a delivery under way.
+func (m *hubMember) detach() {
+	m.sink.Store(nil)
+	m.hub.deliverMu.Lock()
+	//lint:ignore SA2001 an empty critical section: waits for the reader's batch under way
+	m.hub.deliverMu.Unlock()
+}
