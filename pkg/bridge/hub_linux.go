@@ -30,13 +30,14 @@ import (
 // running each member's wire→TAP step (wireSink.deliver) on its own
 // goroutine: no copy and no hand-off between goroutines.
 //
-// Each member sends from a socket of its own that receives nothing
-// (bound with protocol 0) and holds its MAC's memberships. So a member's
-// frames reach the hub as the host's outgoing frames, like anyone else's:
-// a frame to a sibling, or a group frame, is delivered to the siblings by
-// the same path as today between two processes, and the kernel's
-// loop-back rule (a socket never sees its own transmissions) cannot hide a
-// sibling's frames.
+// Each member has a socket of its own that receives nothing (bound with
+// protocol 0) and holds its MAC's memberships, and sends from it while it
+// has siblings. So a member's frames reach the hub as the host's outgoing
+// frames, like anyone else's: a frame to a sibling, or a group frame,
+// reaches the siblings by the path it takes between two vethd processes,
+// and the kernel's loop-back rule (a packet socket never receives its own
+// transmissions) cannot hide it from them. A hub's only member sends from
+// the hub's socket, and that rule spares the hub its frames.
 //
 // Storm holds (storm.go): the hub's filter holds a class off in the kernel
 // only while every member holds it; a member that holds a class the hub
@@ -83,8 +84,12 @@ type parentHub struct {
 	// members; leave takes it once, after removing the member, so that
 	// no delivery to the member is under way when leave returns.
 	deliverMu sync.Mutex
-	done      chan struct{} // closed when the reader has returned
-	mem       []byte        // the reader's buffers' mapping (nil: heap)
+	// txMu makes the writes of members that send from the hub's socket
+	// (alone) one at a time: a member that was alone may still be in a
+	// write when the next one becomes alone.
+	txMu sync.Mutex
+	done chan struct{} // closed when the reader has returned
+	mem  []byte        // the reader's buffers' mapping (nil: heap)
 }
 
 // hubSnapshot is the hub's membership as the reader sees it, replaced
@@ -105,8 +110,9 @@ type hubMember struct {
 	addr net.HardwareAddr
 	tx   *ParentSocket // sends; holds the MAC's memberships
 
-	sink atomic.Pointer[wireSink] // the relay's wire→TAP step; nil until its reader attaches
-	held atomic.Uint32            // the classes the member's limiter holds (stormClasses)
+	sink  atomic.Pointer[wireSink] // the relay's wire→TAP step; nil until its reader attaches
+	held  atomic.Uint32            // the classes the member's limiter holds (stormClasses)
+	alone atomic.Bool              // the hub's only member: sends from the hub's socket
 
 	idx       []int  // the reader's: this batch's frames for the member
 	seenDrops uint64 // the hub's drops when the member last asked (under hub.mu)
@@ -274,6 +280,9 @@ func (h *parentHub) apply(list []*hubMember) error {
 		h.macs, h.held, h.filtered = macs, held, true
 	}
 	h.list = list
+	for _, m := range list {
+		m.alone.Store(len(list) == 1)
+	}
 	h.snap.Store(&hubSnapshot{members: list, byMAC: byMAC, sampled: any &^ held})
 	return nil
 }
@@ -285,6 +294,7 @@ func (h *parentHub) leave(m *hubMember) {
 	h.mu.Lock()
 	list := slices.DeleteFunc(slices.Clone(h.list), func(o *hubMember) bool { return o == m })
 	last := len(list) == 0
+	m.alone.Store(false)
 	if err := h.apply(list); err != nil {
 		// The old filter stays (it also keeps m's frames, which no
 		// member is handed any more).
@@ -440,8 +450,20 @@ func (m *hubMember) ReadFrame([]byte) (int, error) {
 	return 0, net.ErrClosed
 }
 
-// WriteFrame sends frame out of the parent from the member's own socket.
-func (m *hubMember) WriteFrame(frame []byte) error { return m.tx.WriteFrame(frame) }
+// WriteFrame sends frame out of the parent: from the hub's socket while the
+// member is the hub's only one, so that the kernel does not hand the frame
+// back to the hub (a packet socket never receives its own transmissions:
+// one clone and one filter run per frame saved), and from the member's
+// own socket while it has siblings, which must receive its frames.
+func (m *hubMember) WriteFrame(frame []byte) error {
+	if m.alone.Load() {
+		h := m.hub
+		h.txMu.Lock()
+		defer h.txMu.Unlock()
+		return h.sock.WriteFrame(frame)
+	}
+	return m.tx.WriteFrame(frame)
+}
 
 // Close ends the membership (the hub stops handing the member frames
 // before it returns) and closes the member's socket, which drops its MAC's

@@ -311,6 +311,16 @@ func TestParentHubDemux(t *testing.T) {
 	if tapA.got(toA2)+tapB.got(toA2) != 0 {
 		t.Error("a frame to A reached a bridge after A left")
 	}
+	// B, alone now, sends from the hub's socket: out on the wire, and
+	// not back to B.
+	bBcast := tagged(bcastMAC, hubMACB, 0x0806, 10)
+	tapB.send(bBcast)
+	if !l.sawOnWire(bBcast) {
+		t.Fatal("B's broadcast, B alone, did not leave the parent")
+	}
+	if tapB.got(bBcast) != 0 {
+		t.Error("B received its own broadcast")
+	}
 
 	rB.SetParent(nil)
 	if n := l.receivers(t); n != 0 {
