@@ -4,7 +4,8 @@
 # Run as root. On a namespace LAN this script builds and removes (also on
 # failure or Ctrl-C):
 #   1. single  `vethd --all` with ONE configuration file (veth1, Parent=eth0):
-#              iperf3 through veth1, both directions; CPU s/GB, RSS under load.
+#              iperf3 through veth1, both directions (BRIDGES_REPEAT times
+#              each, medians); CPU s/GB, RSS under load.
 #   2. many    `vethd --all` with BRIDGES files (veth1..vethN, all Parent=eth0,
 #              all in one process): once every bridge is attached and the
 #              start-up chatter (IPv6 router solicitations, MLD reports of N
@@ -37,6 +38,8 @@
 #   BRIDGES_SETTLE=10          seconds between "all attached" and the idle window
 #   BRIDGES_NO_LOAD=1          only the idle figures (no iperf3, no single bridge)
 #   BENCH_SECONDS=5            iperf3 duration per transfer
+#   BRIDGES_REPEAT=3           transfers each way per phase (alternating up
+#                              and down); the figures are their medians
 #   VETHD=/path/to/vethd       the binary (default: go build -o bin/vethd ./cmd/vethd)
 #   BENCH_KEEP_LOGS=1          keep the temporary directory with logs and configs
 #   BRIDGES_LOCKED=1           the caller holds /tmp/vethd-bench.lock and
@@ -63,6 +66,8 @@ IDLE="${BRIDGES_IDLE_SECONDS:-${BENCH_IDLE_SECONDS:-30}}"
 SETTLE="${BRIDGES_SETTLE:-10}"
 SECS="${BENCH_SECONDS:-5}"
 NO_LOAD="${BRIDGES_NO_LOAD:-}"
+REPEAT="${BRIDGES_REPEAT:-3}"
+[[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || { echo "bridges: BRIDGES_REPEAT must be a positive number, not '$REPEAT'" >&2; exit 2; }
 
 LAN="vbb-$$-lan"
 HOST="vbb-$$-host"
@@ -294,14 +299,30 @@ iperf() {
   GB="$(awk -v b="$bps" 'BEGIN {printf "%.2f", b / 1e9}')"
 }
 
+# median V...: the middle of the numbers (the lower middle of an even
+# count), "-" if any is missing
+median() {
+  local v
+  for v in "$@"; do [[ "$v" == - || -z "$v" ]] && { echo -; return; }; done
+  printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
+}
+
 # load TAG: address on veth1, iperf3 up and down, RSS afterwards; the LAN
 # must have seen veth1's MAC (the traffic took veth1)
 load() {
   local tag=$1 up down mac lmac
   ip -n "$HOST" addr add "$SRC_IP/24" dev veth1 || { fail "$tag: address on veth1"; return; }
   ip -n "$LAN" neigh flush dev lan0
-  iperf "$VETHD_PID" up "$tag"; up=$GB; local cpu_up=$CPU_S_GB
-  iperf "$VETHD_PID" down "$tag"; down=$GB; local cpu_down=$CPU_S_GB
+  # REPEAT transfers each way, alternating; the median of each (the
+  # single figure is as noisy as the loaded one, ±15 % between runs).
+  local ups=() downs=() cups=() cdowns=() i
+  for ((i = 0; i < REPEAT; i++)); do
+    iperf "$VETHD_PID" up "$tag-$i"; ups+=("$GB"); cups+=("$CPU_S_GB")
+    iperf "$VETHD_PID" down "$tag-$i"; downs+=("$GB"); cdowns+=("$CPU_S_GB")
+  done
+  up="$(median "${ups[@]}")"; local cpu_up; cpu_up="$(median "${cups[@]}")"
+  down="$(median "${downs[@]}")"; local cpu_down; cpu_down="$(median "${cdowns[@]}")"
+  ((REPEAT > 1)) && log "  $tag: up ${ups[*]}, down ${downs[*]} Gbit/s (medians below)"
   mac="$(ip -n "$HOST" -o link show dev veth1 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
   lmac="$(ip -n "$LAN" neigh show "$SRC_IP" dev lan0 | sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p')"
   [[ -n "$mac" && "$lmac" == "$mac" ]] || fail "$tag: the LAN sees $SRC_IP at '$lmac', not at veth1's $mac"
