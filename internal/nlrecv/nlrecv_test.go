@@ -3,6 +3,7 @@ package nlrecv
 import (
 	"os"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,5 +112,70 @@ func TestReceiveLinkNotifications(t *testing.T) {
 	case <-errc:
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close did not wake a pending Receive")
+	}
+}
+
+// TestSubscription: a Subscription on a link socket of the test's own
+// namespace delivers what its convert function makes of the kernel's
+// messages (here the name of each new link, other messages left out), and
+// Close closes Events without telling lost, which is for a subscription
+// that ended by itself.
+func TestSubscription(t *testing.T) {
+	ns := newNetns(t)
+	s, err := nl.SubscribeAt(ns, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	sock, err := Take(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := make(chan error, 1)
+	sub := Subscribe(sock, func(m syscall.NetlinkMessage) (string, bool) {
+		if m.Header.Type != unix.RTM_NEWLINK {
+			return "", false
+		}
+		hdr := unix.NlMsghdr(m.Header)
+		l, err := netlink.LinkDeserialize(&hdr, m.Data)
+		if err != nil {
+			return "", false
+		}
+		return l.Attrs().Name, true
+	}, func(err error) { lost <- err })
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nls0"}, PeerName: "nls0p"}); err != nil {
+		t.Fatalf("add veth: %v", err)
+	}
+	seen := map[string]bool{}
+	for timeout := time.After(5 * time.Second); !(seen["nls0"] && seen["nls0p"]); {
+		select {
+		case name, ok := <-sub.Events():
+			if !ok {
+				t.Fatal("Events closed before the new links came")
+			}
+			seen[name] = true
+		case <-timeout:
+			t.Fatalf("after 5 s saw %v, want nls0 and nls0p", seen)
+		}
+	}
+	if err := h.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nls0"}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // RTM_DELLINKs, which convert leaves out
+	sub.Close()
+	sub.Close() // idempotent
+	for name := range sub.Events() {
+		if name != "nls0" && name != "nls0p" {
+			t.Errorf("event %q after the deletions: convert's false was not honoured", name)
+		}
+	}
+	select {
+	case err := <-lost:
+		t.Errorf("lost called after Close: %v", err)
+	default:
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
+	"syscall"
 
 	"github.com/vethd/vethd/internal/journal"
 	"github.com/vethd/vethd/internal/nlrecv"
@@ -229,57 +229,22 @@ func (c *netlinkLinks) LinkSubscribe() (LinkSubscription, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to link notifications: %w", err)
 	}
-	sub := &netlinkSubscription{events: make(chan LinkEvent), done: make(chan struct{}), sock: sock}
-	go sub.routineReceive(c)
-	return sub, nil
-}
-
-// netlinkSubscription is a LinkSubscription on a netlink socket of its
-// own: its goroutine routineReceive reads and converts the notifications.
-type netlinkSubscription struct {
-	events    chan LinkEvent
-	done      chan struct{} // closed by Close, which then closes sock
-	sock      *nlrecv.Socket
-	closeOnce sync.Once
-}
-
-var _ LinkSubscription = (*netlinkSubscription)(nil)
-
-// routineReceive passes the socket's notifications on as LinkEvents until
-// the socket fails (a lost subscription: its buffer overran) or is closed,
-// then closes Events.
-func (s *netlinkSubscription) routineReceive(c *netlinkLinks) {
-	defer close(s.events)
-	for {
-		msgs, from, err := s.sock.Receive()
+	return nlrecv.Subscribe(sock, func(m syscall.NetlinkMessage) (LinkEvent, bool) {
+		if m.Header.Type != unix.RTM_NEWLINK && m.Header.Type != unix.RTM_DELLINK {
+			return LinkEvent{}, false
+		}
+		ev, err := parseLinkEvent(unix.NlMsghdr(m.Header), m.Data)
 		if err != nil {
-			select {
-			case <-s.done:
-			default:
-				c.log.Debug(fmt.Sprintf("link notifications lost err=%s", journal.Quote(err.Error())))
-			}
-			return
+			c.log.Debug(fmt.Sprintf("link notification not understood err=%s", journal.Quote(err.Error())))
+			return LinkEvent{}, false
 		}
-		if from.Pid != nl.PidKernel {
-			continue
-		}
-		for _, m := range msgs {
-			if m.Header.Type != unix.RTM_NEWLINK && m.Header.Type != unix.RTM_DELLINK {
-				continue
-			}
-			ev, err := parseLinkEvent(unix.NlMsghdr(m.Header), m.Data)
-			if err != nil {
-				c.log.Debug(fmt.Sprintf("link notification not understood err=%s", journal.Quote(err.Error())))
-				continue
-			}
-			select {
-			case s.events <- ev:
-			case <-s.done:
-				return
-			}
-		}
-	}
+		return ev, true
+	}, func(err error) {
+		c.log.Debug(fmt.Sprintf("link notifications lost err=%s", journal.Quote(err.Error())))
+	}), nil
 }
+
+var _ LinkSubscription = (*nlrecv.Subscription[LinkEvent])(nil)
 
 // parseLinkEvent converts an RTM_NEWLINK or RTM_DELLINK message (data:
 // its ifinfomsg and attributes).
@@ -306,17 +271,6 @@ func parseLinkEvent(hdr unix.NlMsghdr, data []byte) (LinkEvent, error) {
 		ev.NewIndex = int(int32(binary.NativeEndian.Uint32(v)))
 	}
 	return ev, nil
-}
-
-// Events returns the notifications. See LinkSubscription.
-func (s *netlinkSubscription) Events() <-chan LinkEvent { return s.events }
-
-// Close ends the subscription. See LinkSubscription.
-func (s *netlinkSubscription) Close() {
-	s.closeOnce.Do(func() {
-		close(s.done)
-		s.sock.Close()
-	})
 }
 
 // ClaimVeth binds the abstract unix socket @vethd/veth/NAME in vethd's

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
+	"syscall"
 
 	"github.com/vethd/vethd/internal/netlinksafe"
 	"github.com/vethd/vethd/internal/nlrecv"
@@ -297,48 +297,14 @@ func (c *netlinkControl) Subscribe() (Subscription, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to addresses, routes, links and rules: %w", err)
 	}
-	s := &netlinkSubscription{events: make(chan Event), done: make(chan struct{}), sock: sock}
-	go s.routineReceive()
-	return s, nil
+	// An overrun ends the subscription (Events closes) and the Router
+	// looks again.
+	return nlrecv.Subscribe(sock, func(m syscall.NetlinkMessage) (Event, bool) {
+		return eventOf(m.Header.Type, m.Data)
+	}, nil), nil
 }
 
-// netlinkSubscription converts the notifications of its socket into
-// Events, in its goroutine routineReceive.
-type netlinkSubscription struct {
-	events    chan Event
-	done      chan struct{} // closed by Close, which then closes sock
-	sock      *nlrecv.Socket
-	closeOnce sync.Once
-}
-
-var _ Subscription = (*netlinkSubscription)(nil)
-
-// routineReceive forwards the notifications as Events until the socket
-// fails (an overrun: notifications were lost, and the Router looks again
-// when Events closes) or Close closes it, then closes Events.
-func (s *netlinkSubscription) routineReceive() {
-	defer close(s.events)
-	for {
-		msgs, from, err := s.sock.Receive()
-		if err != nil {
-			return
-		}
-		if from.Pid != nl.PidKernel {
-			continue
-		}
-		for _, m := range msgs {
-			ev, ok := eventOf(m.Header.Type, m.Data)
-			if !ok {
-				continue
-			}
-			select {
-			case s.events <- ev:
-			case <-s.done:
-				return
-			}
-		}
-	}
-}
+var _ Subscription = (*nlrecv.Subscription[Event])(nil)
 
 // eventOf converts one notification (its type and body) into an Event;
 // false for other messages and bodies too short to be one.
@@ -419,15 +385,4 @@ func ruleTable(b []byte) (int, bool) {
 func (c *netlinkControl) Close() error {
 	c.h.Close()
 	return nil
-}
-
-// Events returns the notifications. See Subscription.
-func (s *netlinkSubscription) Events() <-chan Event { return s.events }
-
-// Close ends the subscription. See Subscription.
-func (s *netlinkSubscription) Close() {
-	s.closeOnce.Do(func() {
-		close(s.done)
-		s.sock.Close() // wakes a pending Receive
-	})
 }
