@@ -59,7 +59,7 @@ func FilterProgram(mac net.HardwareAddr) ([]bpf.Instruction, error) {
 }
 
 // maxFilterMACs is the most virtual MACs one filter may hold (a parent
-// hub's members): about 5 instructions a MAC, well inside the kernel's
+// hub's members): at most 6 instructions a MAC, well inside the kernel's
 // 4096 (BPF_MAXINSNS) with the storm prefix in front.
 const maxFilterMACs = 256
 

@@ -276,6 +276,20 @@ func TestFilterProgramForMACs(t *testing.T) {
 		t.Errorf("%d instructions for %d MACs with every class held", len(raw), len(macs))
 	}
 	t.Logf("%d MACs: %d instructions, %d with every class held", len(macs), len(prog), len(raw))
+	// The worst case: every MAC's first four bytes its own.
+	var distinct []net.HardwareAddr
+	for i := range maxFilterMACs {
+		distinct = append(distinct, net.HardwareAddr{0x02, 0x42, 0x00, byte(i), 0x00, 0x01})
+	}
+	worst, err := stormFilterFor(distinct, 1<<numStormClasses-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := bpf.Assemble(worst); err != nil || len(raw) > 6*maxFilterMACs+100 {
+		t.Errorf("%d MACs with distinct first words: %d instructions (%v), want at most 6 a MAC and the prefixes", len(distinct), len(raw), err)
+	} else {
+		t.Logf("%d MACs with distinct first words: %d instructions with every class held (the kernel takes 4096)", len(distinct), len(raw))
+	}
 	for _, n := range []int{0, maxFilterMACs + 1} {
 		if _, err := filterProgramFor(append(macs, otherMAC)[:n]); err == nil {
 			t.Errorf("%d MACs accepted", n)
