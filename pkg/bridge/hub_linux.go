@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,8 +30,13 @@ import (
 // The hub's socket is filtered for all its members' MACs (filterProgramFor)
 // and read by the hub's own goroutine, which hands each frame to the member
 // it is addressed to, and each group frame to every member but its sender,
-// running each member's wire→TAP step (wireSink.deliver) on its own
-// goroutine: no copy and no hand-off between goroutines.
+// running each member's wire→TAP step (wireSink.deliver) on the reader's
+// own goroutine: no copy and no hand-off between goroutines. So the
+// wire→TAP work of all the bridges on a parent runs on one goroutine (one
+// core at a time): a TAP write runs the host's receive path, about 35 µs a
+// 64 KiB frame here, so several bridges downloading at once share about
+// one core's worth of it (not measured; PACKET_FANOUT over several hub
+// sockets would spread it and keep one filter run a frame).
 //
 // Each member has a socket of its own that receives nothing (bound with
 // protocol 0) and holds its MAC's memberships, and sends from it while it
@@ -52,9 +60,10 @@ type hubKey struct {
 	ifindex int
 }
 
-// hubs are the open hubs, by parent; a parent has several when one has
-// maxFilterMACs members, or when a hub's socket lost its device (the
-// parent was deleted) while members still use it.
+// hubs are the open hubs, by parent; a parent has several when one is
+// full (maxFilterMACs members, or its filter at its budget of option
+// memory). A hub whose socket lost its device is taken out at the next
+// join (its members keep it until they leave).
 var hubs = struct {
 	sync.Mutex
 	m map[hubKey][]*parentHub
@@ -75,6 +84,7 @@ type parentHub struct {
 	filtered bool               // the filter is for macs and held (false: apply must set it)
 	drops    uint64             // PACKET_STATISTICS drops read so far
 	retired  bool               // no longer in hubs: joins go elsewhere
+	budget   int                // the most filter instructions (filterBudget)
 
 	// For the reader: the members, and the classes held in userspace for
 	// some member but not in the kernel (0: no frame needs classifying).
@@ -110,7 +120,7 @@ type hubMember struct {
 	addr net.HardwareAddr
 	tx   *ParentSocket // sends; holds the MAC's memberships
 
-	sink  atomic.Pointer[wireSink] // the relay's wire→TAP step; nil until its reader attaches
+	sink  atomic.Pointer[wireSink] // the relay's wire→TAP step; nil until Relay.SetParent attaches it
 	held  atomic.Uint32            // the classes the member's limiter holds (stormClasses)
 	alone atomic.Bool              // the hub's only member: sends from the hub's socket
 
@@ -144,7 +154,7 @@ func joinHub(ifindex int, name string, mac net.HardwareAddr) (*hubMember, error)
 	}
 	ns, err := netnsInode()
 	if err != nil {
-		return nil, err
+		ns = 0 // no /proc: vethd opens sockets in one namespace only
 	}
 	tx, err := openPacketSocket(ifindex, name, nil, mac)
 	if err != nil {
@@ -182,6 +192,28 @@ func joinHub(ifindex int, name string, mac net.HardwareAddr) (*hubMember, error)
 
 var errHubFull = errors.New("parent hub full")
 
+// filterBytesPerIns is what one classic BPF instruction of a hub's filter
+// costs in the socket's option memory once the kernel has converted it
+// (measured on Linux 6.18: 57 members with distinct first words, 382
+// instructions, filled an optmem_max of 20480 while the kernel held the
+// old filter and the new one, about 27 bytes an instruction), rounded up.
+const filterBytesPerIns = 32
+
+// filterBudget returns the most instructions a hub's filter may have in the
+// calling thread's network namespace: the kernel charges a socket's filter
+// to net.core.optmem_max, and while it swaps one (a join, a leave, a storm
+// hold) it charges the old and the new together; 20480 bytes (the default
+// before Linux 6.9, Debian 12's) takes about 45 members.
+func filterBudget() int {
+	optmem := 20480
+	if b, err := os.ReadFile("/proc/sys/net/core/optmem_max"); err == nil {
+		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v > 0 {
+			optmem = v
+		}
+	}
+	return max(optmem/(2*filterBytesPerIns), 64)
+}
+
 // openHub opens the receiving socket of a hub on the parent key.ifindex
 // and starts its reader. Its filter keeps nothing until add sets it.
 func openHub(key hubKey, name string) (*parentHub, error) {
@@ -189,7 +221,7 @@ func openHub(key hubKey, name string) (*parentHub, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &parentHub{key: key, name: name, sock: sock, done: make(chan struct{})}
+	h := &parentHub{key: key, name: name, sock: sock, done: make(chan struct{}), budget: filterBudget()}
 	h.snap.Store(&hubSnapshot{})
 	bufs, mem := mapBuffers(BatchSize, BufSize)
 	h.mem = mem
@@ -239,10 +271,21 @@ func (h *parentHub) add(m *hubMember) error {
 		return errHubFull
 	}
 	list := append(slices.Clip(h.list), m)
+	if len(h.list) > 0 {
+		// Room for the filter with every storm class held, swapped
+		// in while the old one is still charged.
+		if prog, err := stormFilterFor(h.macsOf(list), 1<<numStormClasses-1); err != nil || len(prog) > h.budget {
+			return errHubFull
+		}
+	}
 	if err := h.apply(list); err != nil {
+		if len(h.list) > 0 && errors.Is(err, unix.ENOMEM) {
+			return errHubFull // the budget's estimate was short: another hub
+		}
 		return err
 	}
 	m.hub = h
+	h.drops += h.sock.Dropped() // the drops so far are not the new member's
 	m.seenDrops = h.drops
 	return nil
 }
@@ -400,6 +443,12 @@ func (h *parentHub) run(bufs [][]byte, mapped bool) {
 				if m.mac == src || (sampled && !picked && stormClasses(m.held.Load()).has(cls)) {
 					continue
 				}
+				// A relay that follows a new MAC sends from it
+				// while its old member still receives: not its
+				// own frames back either.
+				if w := m.sink.Load(); w != nil && w.r.mac.Load() == src {
+					continue
+				}
 				m.idx = append(m.idx, i)
 			}
 		}
@@ -429,6 +478,7 @@ type hubErrors struct {
 func (e *hubErrors) handle(h *parentHub, err error) {
 	report := err.Error() != e.last
 	e.last = err.Error()
+	h.deliverMu.Lock() // as for frames: no member that has left
 	for _, m := range h.snap.Load().members {
 		if w := m.sink.Load(); w != nil {
 			w.r.counters.Errors.Add(1)
@@ -437,6 +487,7 @@ func (e *hubErrors) handle(h *parentHub, err error) {
 			}
 		}
 	}
+	h.deliverMu.Unlock()
 	e.run++
 	if e.run >= errorRunBeforeBackoff {
 		time.Sleep(errorBackoff)
@@ -496,12 +547,13 @@ func (m *hubMember) holdStorm(_ net.HardwareAddr, held stormClasses) error {
 	h := m.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m.held.Store(uint32(held))
+	old := m.held.Swap(uint32(held))
 	if h.list == nil {
 		return nil
 	}
 	if err := h.apply(h.list); err != nil {
-		return fmt.Errorf("set storm filter on %s: %w", h.name, err)
+		m.held.Store(old) // the limiter takes the hold as not made
+		return fmt.Errorf("storm hold: %w", err)
 	}
 	return nil
 }
@@ -516,4 +568,18 @@ func (m *hubMember) detach() {
 	m.hub.deliverMu.Lock()
 	//lint:ignore SA2001 an empty critical section: waits for the reader's batch under way
 	m.hub.deliverMu.Unlock()
+}
+
+// macsOf lists the distinct MACs of list, in order (as apply gives them
+// to the filter).
+func (h *parentHub) macsOf(list []*hubMember) []net.HardwareAddr {
+	seen := make(map[uint64]bool, len(list))
+	var macs []net.HardwareAddr
+	for _, m := range list {
+		if !seen[m.mac] {
+			seen[m.mac] = true
+			macs = append(macs, m.addr)
+		}
+	}
+	return macs
 }

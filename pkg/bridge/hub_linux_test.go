@@ -387,3 +387,80 @@ func TestParentHubStormHold(t *testing.T) {
 		t.Errorf("kernel holds %b after A let go, want nothing", h)
 	}
 }
+
+// TestParentHubOptionMemory: with net.core.optmem_max at 20480 (the
+// default before Linux 6.9, Debian 12's), which a filter for about 57 MACs
+// fills while the kernel swaps it, 64 bridges with distinct first words
+// all join (the next hub takes those a full one cannot), and in each hub
+// every member holding every storm class gets the kernel to hold them all:
+// each filter keeps room for its storm prefix while the old one is charged.
+func TestParentHubOptionMemory(t *testing.T) {
+	l := newHubLAN(t)
+	l.in(t, func() {
+		if err := os.WriteFile("/proc/sys/net/core/optmem_max", []byte("20480"), 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var members []*hubMember
+	for i := range 64 {
+		mac := net.HardwareAddr{0x02, 0x55, 0x00, byte(i), 0x00, 0x01}
+		l.in(t, func() {
+			m, err := joinHub(l.ifindex, "hub0", mac)
+			if err != nil {
+				t.Fatalf("member %d of 64: %v", i, err)
+			}
+			members = append(members, m)
+		})
+	}
+	defer func() {
+		for _, m := range members {
+			m.Close()
+		}
+	}()
+	byHub := map[*parentHub][]*hubMember{}
+	for _, m := range members {
+		byHub[m.hub] = append(byHub[m.hub], m)
+	}
+	if len(byHub) < 2 {
+		t.Fatalf("64 members in %d hub(s): a filter for them all does not fit 20480 bytes", len(byHub))
+	}
+	all := stormClasses(1<<numStormClasses - 1)
+	for h, ms := range byHub {
+		for _, m := range ms {
+			if err := m.holdStorm(m.addr, all); err != nil {
+				t.Fatalf("hub of %d members: hold every class: %v", len(ms), err)
+			}
+		}
+		h.mu.Lock()
+		held := h.held
+		h.mu.Unlock()
+		if held != all {
+			t.Errorf("hub of %d members holds %b in the kernel, want %b", len(ms), held, all)
+		}
+		t.Logf("a hub of %d members", len(ms))
+	}
+	if n := l.receivers(t); n != len(byHub) {
+		t.Errorf("%d receiving sockets for %d hubs", n, len(byHub))
+	}
+}
+
+// TestParentHubMACChange: a relay that has taken a new MAC (SetMAC) while
+// its parent is still the old MAC's member sends from the new one; its
+// broadcasts reach the sibling and never come back to itself, though the
+// old member's MAC differs from their source.
+func TestParentHubMACChange(t *testing.T) {
+	l := newHubLAN(t)
+	rA, tapA, _ := l.member(t, hubMACA)
+	_, tapB, _ := l.member(t, hubMACB)
+	newA := net.HardwareAddr{0x02, 0x77, 0x00, 0x00, 0x00, 0x1a}
+	rA.SetMAC(newA)
+	f := tagged(bcastMAC, newA, 0x0806, 11)
+	tapA.send(f)
+	if !l.sawOnWire(f) {
+		t.Fatal("the broadcast from A's new MAC did not leave the parent")
+	}
+	eventually(t, "A's broadcast at B", func() bool { return tapB.got(f) == 1 })
+	if n := tapA.got(f); n != 0 {
+		t.Errorf("A received its own broadcast from its new MAC %d times", n)
+	}
+}

@@ -198,7 +198,11 @@ func (c *Counters) Reset() {
 // goroutine per direction: routineTAPToWire for the Relay's whole life,
 // and a routineWireToTAP for each parent SetParent installs. Each reader
 // owns its buffers (allocated when it starts) and its readErrors; the
-// per-frame path takes no lock and allocates nothing.
+// per-frame path allocates nothing and takes no lock, but for a parent
+// hub's only member, whose writes on the hub's socket take the hub's
+// txMu. For a parent that is a hub member (hub_linux.go) the wire→TAP
+// step (wireSink) runs on the hub's reader, in the hub's buffers, and
+// routineWireToTAP only waits for the member to close.
 //
 // The TAP side lives as long as the Relay; the parent side can be swapped
 // (SetParent) while frames flow, without a lock: the TAP reader loads the

@@ -215,11 +215,14 @@ func stormFilterFor(macs []net.HardwareAddr, held stormClasses) ([]bpf.Instructi
 }
 
 // stormHolder is a parent side that can hold classes off in the kernel
-// (the ParentSocket); the limiter of a parent without it drops in
-// userspace only.
+// (a ParentSocket; a parent hub's member, whose hub holds a class in the
+// kernel only while every member holds it and samples it in userspace
+// for a member that holds it alone); the limiter of a parent without it
+// drops in userspace only.
 type stormHolder interface {
-	// holdStorm replaces the kernel filter with the one for the virtual
-	// MAC mac that holds off the classes in held (none: the normal filter).
+	// holdStorm asks for the classes in held to be held off for the
+	// virtual MAC mac (none: the normal filter): the ParentSocket swaps
+	// its filter, a hub member records them (see hubMember.holdStorm).
 	holdStorm(mac net.HardwareAddr, held stormClasses) error
 }
 
