@@ -233,8 +233,10 @@ if [[ " $PATHS " == *" vethd"* || "$RUN_BRIDGES" == 1 ]] && [[ -z "$STANDIN" ]];
     done
     VETHD="$ROOT/bin/vethd"
     if [[ -n "$GO" ]]; then
-      log "bench: go build -o bin/vethd ./cmd/vethd"
-      (cd "$ROOT" && "$GO" build -o bin/vethd ./cmd/vethd) >&2 || die "go build failed"
+      # Without cgo, as make build (and the package) build it: its memory
+      # is the product's (a cgo build maps libc too).
+      log "bench: CGO_ENABLED=0 go build -o bin/vethd ./cmd/vethd"
+      (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o bin/vethd ./cmd/vethd) >&2 || die "go build failed"
     elif [[ ! -x "$VETHD" ]]; then
       die "no Go toolchain and no bin/vethd"
     fi

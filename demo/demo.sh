@@ -125,7 +125,7 @@ else
     # Built outside the tree: run as root in another user's checkout, a
     # bin/ written here would be left owned by root.
     VETHD="$TMP/vethd"
-    (cd "$ROOT" && "$GO" build -o "$VETHD" ./cmd/vethd) >"$TMP/build.log" 2>&1 \
+    (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$VETHD" ./cmd/vethd) >"$TMP/build.log" 2>&1 \
       || { show <"$TMP/build.log"; die "go build failed"; }
     say "go build ./cmd/vethd: OK"
   elif [[ -x "$VETHD" ]]; then

@@ -113,7 +113,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [[ -z $vethd ]]; then
-	go build -o "$dir/vethd" ./cmd/vethd
+	CGO_ENABLED=0 go build -o "$dir/vethd" ./cmd/vethd
 	vethd=$dir/vethd
 fi
 

@@ -212,18 +212,19 @@ func checkDebianGoBinary(t *testing.T, path, root, version string) {
 	if v, ok := settings["vcs.revision"]; ok {
 		t.Errorf("%s: stamped with the VCS revision %s: the package's binaries must not depend on the checkout", name, v)
 	}
-	// -trimpath leaves -ldflags out of the build info: the Go build ID
-	// (-buildid=) and the version (-X main.version=) are read back.
-	// An empty one leaves no .note.go.buildid (go tool buildid then
-	// prints the GNU build ID's bytes instead).
-	if f.Section(".note.go.buildid") != nil {
-		t.Errorf("%s: has a Go build ID (.note.go.buildid): want none (-ldflags=-buildid=)", name)
+	// Built without cgo (the Makefile's CGO_ENABLED=0): no shared library
+	// is needed, so none (libc) is mapped at run time.
+	if settings["CGO_ENABLED"] != "0" {
+		t.Errorf("%s: CGO_ENABLED=%q, want 0 (the Makefile's build)", name, settings["CGO_ENABLED"])
+	}
+	if libs, err := f.ImportedLibraries(); err != nil || len(libs) != 0 {
+		t.Errorf("%s: needs the shared libraries %q (%v): want none (a build without cgo)", name, libs, err)
 	}
 	out, err := exec.Command(path, "--version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), " "+version) {
 		t.Errorf("%s --version: %q (%v), want %s", name, bytes.TrimSpace(out), err, version)
 	}
-	t.Logf("%s: PIE, GNU_RELRO + BIND_NOW, stripped, GNU build ID %s in -dbgsym, no Go build ID, %s -trimpath, %s", name, id, bi.GoVersion, bytes.TrimSpace(out))
+	t.Logf("%s: PIE, GNU_RELRO + BIND_NOW, stripped, GNU build ID %s in -dbgsym, no cgo and no shared library, %s -trimpath, %s", name, id, bi.GoVersion, bytes.TrimSpace(out))
 }
 
 // TestDebPackage builds the package twice (`make deb`: lintian must find no
