@@ -88,8 +88,10 @@ func buildVethd(dir string) (string, error) {
 	}
 	out := filepath.Join(dir, "vethd")
 	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/vethd")
-	cmd.Dir = ".."                                  // the module root; go test runs in the package directory
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build builds it
+	// The module root (go test runs in the package directory), and no
+	// cgo, as make build builds it.
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/vethd: %w\n%s", err, b)
 	}
