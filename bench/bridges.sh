@@ -40,7 +40,7 @@
 #   BENCH_SECONDS=5            iperf3 duration per transfer
 #   BRIDGES_REPEAT=3           transfers each way per phase (alternating up
 #                              and down); the figures are their medians
-#   VETHD=/path/to/vethd       the binary (default: go build -o bin/vethd ./cmd/vethd)
+#   VETHD=/path/to/vethd       the binary (default: bin/vethd, built as the package builds it)
 #   BENCH_KEEP_LOGS=1          keep the temporary directory with logs and configs
 #   BRIDGES_LOCKED=1           the caller holds /tmp/vethd-bench.lock and
 #                              /tmp/vethd-root-tests.lock (bench/run.sh does;
@@ -169,8 +169,9 @@ else
   done
   VETHD="$ROOT/bin/vethd"
   if [[ -n "$GO" ]]; then
-    log "bridges: go build -o bin/vethd ./cmd/vethd"
-    (cd "$ROOT" && "$GO" build -o bin/vethd ./cmd/vethd) >&2 || die "go build failed"
+    # as the package builds it (bench/run.sh)
+    log "bridges: CGO_ENABLED=0 go build -trimpath -buildmode=pie -ldflags=-bindnow -o bin/vethd ./cmd/vethd"
+    (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -buildmode=pie -ldflags=-bindnow -o bin/vethd ./cmd/vethd) >&2 || die "go build failed"
   elif [[ ! -x "$VETHD" ]]; then
     die "no Go toolchain and no bin/vethd"
   fi

@@ -233,10 +233,11 @@ if [[ " $PATHS " == *" vethd"* || "$RUN_BRIDGES" == 1 ]] && [[ -z "$STANDIN" ]];
     done
     VETHD="$ROOT/bin/vethd"
     if [[ -n "$GO" ]]; then
-      # Without cgo, as make build (and the package) build it: its memory
-      # is the product's (a cgo build maps libc too).
-      log "bench: CGO_ENABLED=0 go build -o bin/vethd ./cmd/vethd"
-      (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o bin/vethd ./cmd/vethd) >&2 || die "go build failed"
+      # As the package builds it (debian/rules): without cgo, a PIE with
+      # BIND_NOW. Its memory is the package's: a PIE's relocated RELRO
+      # pages are about 1 MiB of it (docs/performance.md).
+      log "bench: CGO_ENABLED=0 go build -trimpath -buildmode=pie -ldflags=-bindnow -o bin/vethd ./cmd/vethd"
+      (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -buildmode=pie -ldflags=-bindnow -o bin/vethd ./cmd/vethd) >&2 || die "go build failed"
     elif [[ ! -x "$VETHD" ]]; then
       die "no Go toolchain and no bin/vethd"
     fi

@@ -4,14 +4,17 @@
 // in-kernel data path for the veth kind: a prototype, measured").
 //
 // It makes the veth pair NIC (moved into --netns) and vd-NIC (left here,
-// beside the parent) as vethd's veth kind does, and joins vd-NIC to the
-// parent with two tcx programs, so that no frame passes through user
-// space:
+// beside the parent), named as vethd's veth kind names them but with the
+// kernel's defaults (a random MAC, MTU 1500, vd-NIC's own IPv6 and ARP
+// left on), and joins vd-NIC to the parent with two tcx programs, so that
+// no frame passes through user space:
 //
 //   - on the parent's ingress, a frame for the NIC's MAC is redirected into
-//     the NIC's receive path (bpf_redirect_peer; with -peer=false,
-//     bpf_redirect to vd-NIC's transmit, one backlog hop more), and a group
-//     frame is cloned to vd-NIC's transmit and passed on;
+//     the NIC's receive path (bpf_redirect_peer, which needs the NIC in
+//     another namespace: without --netns, or with TCREDIRECT_PEER=0 in the
+//     environment, bpf_redirect to vd-NIC's transmit, one backlog hop
+//     more), and a group frame is cloned to vd-NIC's transmit and passed
+//     on;
 //   - on vd-NIC's ingress (what the NIC sends), every frame is redirected
 //     to the parent's transmit.
 //
@@ -21,11 +24,12 @@
 // programs live as long as the process: tcx links detach when their file
 // descriptors close. On SIGTERM or SIGINT it removes the pair and exits 0.
 //
-//	go build -o /tmp/tcredirect ./bench/tcredirect   (in this directory's module)
+//	(cd bench/tcredirect && CGO_ENABLED=0 go build -o /tmp/tcredirect .)
 //	VETHD=/tmp/tcredirect BENCH_ONLY="macvlan vethd-veth crelay" ./bench/run.sh
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -63,8 +67,9 @@ func toParent(parent int) asm.Instructions {
 // fromParent redirects a frame for mac to the pair (redirect), clones a
 // group frame to host's transmit, and passes every other frame on.
 func fromParent(mac net.HardwareAddr, host int, redirect asm.BuiltinFunc) asm.Instructions {
-	lo := int32(binary.LittleEndian.Uint32(mac[0:4]))
-	hi := int32(binary.LittleEndian.Uint16(mac[4:6]))
+	// As the program's loads read them: in the host's byte order.
+	lo := int32(binary.NativeEndian.Uint32(mac[0:4]))
+	hi := int32(binary.NativeEndian.Uint16(mac[4:6]))
 	return asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R2, asm.R6, skbData, asm.Word),
@@ -97,15 +102,20 @@ func main() {
 	parentName := flag.String("e", "eth0", "the parent")
 	flag.String("kind", "veth", "ignored: always a veth pair (bench/run.sh passes it)")
 	nsName := flag.String("netns", "", "the named namespace the NIC goes into")
-	peer := flag.Bool("peer", true, "bpf_redirect_peer into the NIC (false: bpf_redirect to vd-NIC's transmit)")
 	flag.Parse()
-	if err := run(*nic, *parentName, *nsName, *peer); err != nil {
+	// bpf_redirect_peer drops a frame whose peer is in the same namespace.
+	peer := *nsName != "" && os.Getenv("TCREDIRECT_PEER") != "0"
+	if err := run(*nic, *parentName, *nsName, peer); err != nil {
 		fmt.Fprintf(os.Stderr, "tcredirect: %v\n", err)
 		os.Exit(1)
 	}
 }
 
 func run(nic, parentName, nsName string, peer bool) error {
+	// Before the pair exists: a signal during the set-up ends it through
+	// the deferred clean-up, not the default action.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	parent, err := netlink.LinkByName(parentName)
 	if err != nil {
 		return err
@@ -171,8 +181,6 @@ func run(nic, parentName, nsName string, peer bool) error {
 	defer out.Close()
 	// bench/run.sh waits for vethd's words.
 	fmt.Fprintf(os.Stderr, "Attached %s into %s (MAC %s, tcx, redirect_peer %v)\n", nic, parentName, mac, peer)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	<-sig
+	<-ctx.Done()
 	return nil
 }

@@ -117,9 +117,9 @@ func bumpVersion(dir, v string) error {
 
 // checkDebContents unpacks the .deb and its -dbgsym and checks what
 // lintian does not: the files make install puts there, compressed man
-// pages, and binaries built as Debian builds Go (PIE, full RELRO, stripped
-// with their debug info in -dbgsym under their GNU build ID, -trimpath, no
-// Go build ID, the version).
+// pages, and binaries built with Debian's hardening and without cgo (PIE,
+// full RELRO, stripped with their debug info in -dbgsym under their GNU
+// build ID, -trimpath, no shared library, the version).
 func checkDebContents(t *testing.T, b *debBuild) {
 	t.Helper()
 	dir := t.TempDir()
