@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,9 +18,42 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lanSeq numbers the LANs of this run; the number X picks the subnets
-// 198.18.X.0/24 and 2001:db8:X::/64 and names the namespaces.
-var lanSeq atomic.Int32
+// lanNumbers hands out the LAN numbers X (1 to maxLANs), which pick the
+// subnets 198.18.X.0/24 and 2001:db8:X::/64 and name the namespaces. A
+// number is free again once its LAN is torn down, so a run of any length
+// (go test -count=50) never runs out; only maxLANs LANs at once would.
+var lanNumbers struct {
+	mu   sync.Mutex
+	used [maxLANs + 1]bool
+}
+
+// maxLANs is how many LANs may exist at once: X stays a byte, below the
+// broadcast-looking 255.
+const maxLANs = 250
+
+// takeLANNumber returns the lowest free LAN number, given back by t's
+// clean-up after every clean-up registered later (the namespaces').
+func takeLANNumber(t *testing.T) int {
+	t.Helper()
+	lanNumbers.mu.Lock()
+	defer lanNumbers.mu.Unlock()
+	for x := 1; x <= maxLANs; x++ {
+		if !lanNumbers.used[x] {
+			lanNumbers.used[x] = true
+			t.Cleanup(func() {
+				lanNumbers.mu.Lock()
+				lanNumbers.used[x] = false
+				lanNumbers.mu.Unlock()
+			})
+			return x
+		}
+	}
+	t.Fatalf("more than %d LANs at once", maxLANs)
+	return 0
+}
+
+// nsSeq numbers the other namespaces of this run (names only).
+var nsSeq atomic.Int32
 
 // LANConfig says which services the LAN namespace runs on lan0.
 type LANConfig struct {
@@ -92,10 +126,7 @@ func NewLAN(t *testing.T, cfg LANConfig) *LAN {
 // namespaces (LAN and host), with nothing in them yet.
 func newLANNamespaces(t *testing.T, cfg LANConfig) *LAN {
 	t.Helper()
-	x := int(lanSeq.Add(1))
-	if x > 250 {
-		t.Fatalf("too many LANs in one run")
-	}
+	x := takeLANNumber(t)
 	dir, err := os.MkdirTemp(suiteRoot, fmt.Sprintf("lan%d-", x))
 	if err != nil {
 		t.Fatal(err)

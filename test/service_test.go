@@ -106,7 +106,7 @@ func TestServiceNotifyRestartKeepsInterface(t *testing.T) {
 	sd.WaitFor(t, ready, 2*time.Second, "WATCHDOG=1")
 	idx := ifindex(t, l, "veth1")
 	virt4 := l.SetStatic(t, "veth1", 50)
-	l.Host.IP(t, "addr", "add", fmt.Sprintf("2001:db8:%d::50/64", l.X), "dev", "veth1", "nodad")
+	l.Host.IP(t, "addr", "add", fmt.Sprintf("2001:db8:%x::50/64", l.X), "dev", "veth1", "nodad")
 	l.LANNS.WaitPing(t, 5*time.Second, virt4.String())
 
 	// Reload: a new MTU applies without touching the interface.

@@ -57,7 +57,7 @@ func TestUdevNMUnmanaged(t *testing.T) {
 	if _, err := os.Stat(ours); err != nil {
 		t.Fatal(err)
 	}
-	ns := newNetns(t, fmt.Sprintf("%s%d-udev", nsPrefix, lanSeq.Add(1)))
+	ns := newNetns(t, fmt.Sprintf("%s%d-udev", nsPrefix, nsSeq.Add(1)))
 
 	long := "vethlongname14"
 	pairs := [][2]string{
