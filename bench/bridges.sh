@@ -169,9 +169,7 @@ else
   done
   VETHD="$ROOT/bin/vethd"
   if [[ -n "$GO" ]]; then
-    # as the package builds it (bench/run.sh)
-    log "bridges: CGO_ENABLED=0 go build -trimpath -buildmode=pie -ldflags=-bindnow -o bin/vethd ./cmd/vethd"
-    (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -buildmode=pie -ldflags=-bindnow -o bin/vethd ./cmd/vethd) >&2 || die "go build failed"
+    build_vethd "$GO" "$ROOT" "$VETHD" || die "go build failed"   # as the package builds it
   elif [[ ! -x "$VETHD" ]]; then
     die "no Go toolchain and no bin/vethd"
   fi

@@ -233,11 +233,7 @@ if [[ " $PATHS " == *" vethd"* || "$RUN_BRIDGES" == 1 ]] && [[ -z "$STANDIN" ]];
     done
     VETHD="$ROOT/bin/vethd"
     if [[ -n "$GO" ]]; then
-      # As the package builds it (debian/rules): without cgo, a PIE with
-      # BIND_NOW. Its memory is the package's: a PIE's relocated RELRO
-      # pages are about 1 MiB of it (docs/performance.md).
-      log "bench: CGO_ENABLED=0 go build -trimpath -buildmode=pie -ldflags=-bindnow -o bin/vethd ./cmd/vethd"
-      (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -buildmode=pie -ldflags=-bindnow -o bin/vethd ./cmd/vethd) >&2 || die "go build failed"
+      build_vethd "$GO" "$ROOT" "$VETHD" || die "go build failed"   # as the package builds it
     elif [[ ! -x "$VETHD" ]]; then
       die "no Go toolchain and no bin/vethd"
     fi

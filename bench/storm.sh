@@ -87,8 +87,7 @@ for g in /usr/local/go/bin/go /usr/lib/go/bin/go; do [[ -z "$GO" && -x "$g" ]] &
 (cd "$ROOT" && "$GO" build -o "$TMP/flood" ./test/internal/flood) >&2 || die "go build flood failed"
 if [[ -z "${VETHD:-}" ]]; then
   VETHD="$ROOT/bin/vethd"
-  log "storm: CGO_ENABLED=0 go build -o bin/vethd ./cmd/vethd"
-  (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o bin/vethd ./cmd/vethd) >&2 || die "go build failed"
+  build_vethd "$GO" "$ROOT" "$VETHD" || die "go build failed"   # as the package builds it
 fi
 [[ -x "$VETHD" ]] || die "VETHD=$VETHD is not an executable"
 

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# scripts/lib.sh - shell helpers shared by demo/demo.sh and bench/run.sh
+# scripts/lib.sh - shell helpers shared by demo/demo.sh and the bench/ scripts
 # (sourced, not run).
 
 # kill_wait PID [SECONDS]: SIGTERM, wait up to SECONDS (default 2), then SIGKILL.
@@ -38,4 +38,14 @@ apt_install() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null || { echo "apt-get update failed" >&2; return 1; }
   apt-get install -y -qq --no-install-recommends "$@" >/dev/null || { echo "apt-get install $* failed" >&2; return 1; }
+}
+
+# build_vethd GO ROOT OUT: build ROOT's ./cmd/vethd into OUT as the package
+# builds it (debian/rules): without cgo, a PIE with BIND_NOW, so that what
+# the benchmarks measure (memory above all: a PIE's relocated RELRO pages
+# are about 1 MiB of it) is the package's. Says the command on stderr.
+build_vethd() {
+  local go=$1 root=$2 out=$3
+  printf '%s\n' "build: CGO_ENABLED=0 go build -trimpath -buildmode=pie -ldflags=-bindnow -o $out ./cmd/vethd" >&2
+  (cd "$root" && CGO_ENABLED=0 "$go" build -trimpath -buildmode=pie -ldflags=-bindnow -o "$out" ./cmd/vethd) >&2
 }
