@@ -81,6 +81,43 @@ var ErrParentMAC = errors.New("the virtual interface needs an address of its own
 // Config.MTU above what the kind of interface takes (MaxMTU).
 var ErrMTUTooLarge = errors.New("MTU too large")
 
+// checkDataPath refuses a data path that is not DataPathRelay or
+// DataPathKernel ("" is DataPathRelay), and DataPathKernel for a kind
+// other than KindVeth.
+func checkDataPath(name string, k Kind, dp DataPath) error {
+	switch dp {
+	case "", DataPathRelay:
+		return nil
+	case DataPathKernel:
+		if k != KindVeth {
+			return fmt.Errorf("%s: data path %s needs the veth kind (a TAP's frames pass through vethd)", name, dp)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: unknown data path %q (want %s or %s)", name, dp, DataPathRelay, DataPathKernel)
+}
+
+// dataPathOr returns dp, DataPathRelay for "".
+func dataPathOr(dp DataPath) DataPath {
+	if dp == "" {
+		return DataPathRelay
+	}
+	return dp
+}
+
+// DataPath is how a bridge moves frames (Config.DataPath, Status.DataPath).
+type DataPath string
+
+const (
+	// DataPathRelay: vethd's relay reads each frame from one side and
+	// writes it to the other (both kinds).
+	DataPathRelay DataPath = "relay"
+	// DataPathKernel: for the veth kind, tc programs on the parent and on
+	// the pair's peer move the frames inside the kernel; vethd loads them
+	// and keeps them in step (MAC, storm limit) and reads their counters.
+	DataPathKernel DataPath = "kernel"
+)
+
 // Kind is what the virtual interface is.
 type Kind string
 
@@ -178,6 +215,14 @@ type Config struct {
 	// NIC; 0 means DefaultBroadcastLimit, BroadcastLimitOff (negative)
 	// no limit. Reconfigure applies a new one at once.
 	BroadcastLimit int
+	// DataPath is how frames move (DataPathRelay, DataPathKernel); ""
+	// means DataPathRelay. DataPathKernel is for the veth kind only
+	// (Start refuses it for a TAP): tc programs in the kernel move the
+	// frames between the parent and the pair (kpath_linux.go), where
+	// the kernel allows it (tcx, Linux ≥ 6.6, and bpf() permitted); where
+	// it does not, the bridge relays as with DataPathRelay, logs why, and
+	// says so in Status.DataPath.
+	DataPath DataPath
 	// TAP, if not nil, is an open TAP descriptor to adopt instead of
 	// creating the interface, such as the one systemd's fd store hands
 	// back after a restart: the interface keeps its ifindex and addresses.
@@ -223,8 +268,12 @@ type Status struct {
 	// filter while vethd is attached.
 	Promiscuity int
 	Offloads    []string
-	StartedAt   time.Time
-	LastError   string
+	// DataPath is the data path in use: DataPathKernel while the tc
+	// programs are attached, else DataPathRelay (the relay, also while
+	// no parent is attached).
+	DataPath  DataPath
+	StartedAt time.Time
+	LastError string
 }
 
 // Bridge is one virtual interface and its relay.
@@ -261,6 +310,13 @@ type Bridge struct {
 	peer      Link            // the veth kind's peer (Index 0 for a TAP)
 	claim     io.Closer       // the veth kind's claim on its pair (Opener.ClaimVeth); nil if none
 	devGone   <-chan struct{} // the relay's DeviceGone, nil once handled
+	// The kernel data path (kpath_linux.go): the parent side while it is
+	// the one in use (nil: the relay), whether its settings say the NIC
+	// is in another namespace, and the last reason it could not be used
+	// ("" if none), logged once.
+	kpath     *kernelParent
+	kpathPeer bool
+	kpathErr  string
 
 	// Owned by routineWatchLinks: the configuration as last applied
 	// (cfg.MAC is the interface's address as the bridge last saw it, which
@@ -344,6 +400,9 @@ func Start(cfg Config) (_ *Bridge, err error) {
 	if err := checkMTU(cfg.Name, cfg.Kind, cfg.MTU); err != nil {
 		return nil, err
 	}
+	if err := checkDataPath(cfg.Name, cfg.Kind, cfg.DataPath); err != nil {
+		return nil, err
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -358,7 +417,7 @@ func Start(cfg Config) (_ *Bridge, err error) {
 		done: make(chan struct{}), watchDone: make(chan struct{}),
 		fatal: make(chan error, 1),
 	}
-	b.state.st = Status{Name: cfg.Name, Kind: cfg.Kind, Parent: cfg.Parent, MAC: cfg.MAC, State: StateStarting}
+	b.state.st = Status{Name: cfg.Name, Kind: cfg.Kind, Parent: cfg.Parent, MAC: cfg.MAC, State: StateStarting, DataPath: DataPathRelay}
 
 	// On error, undo what was done, last first.
 	var undo []func()
@@ -605,7 +664,7 @@ func (b *Bridge) attach(parent Link, flags attachFlags) error {
 		return err
 	}
 	b.isolateARP(&parent, flags&isolateTAP != 0)
-	sock, err := b.opener.OpenParentSocket(parent.Index, parent.Name, b.cfg.MAC)
+	sock, err := b.openParent(parent.Index, parent.Name, b.cfg.MAC)
 	if err != nil {
 		return err
 	}
@@ -658,6 +717,7 @@ func checkParent(parent Link, mac net.HardwareAddr) error {
 // detach closes the parent socket and turns the carrier off: the parent is gone.
 func (b *Bridge) detach() {
 	b.rl().SetParent(nil)
+	b.setKernelPath(nil)
 	if err := b.dev().SetCarrier(b.tapCarrier(false)); err != nil {
 		b.log.Warn(fmt.Sprintf("cannot set carrier err=%s", journal.Quote(err.Error())))
 	}
@@ -827,6 +887,7 @@ func (b *Bridge) routineWatchLinks(sub LinkSubscription) {
 		}
 	}()
 	for {
+		b.syncKernelPath()
 		var pollC <-chan time.Time
 		switch need := b.Status().State == StateWaitingNamespace || b.devNetns != OwnNetns; {
 		case need && poll == nil:
@@ -978,7 +1039,7 @@ func (b *Bridge) followMAC(mac net.HardwareAddr) {
 	st := b.Status()
 	var sock ParentIO
 	if st.ParentIfIndex != 0 {
-		s, err := b.opener.OpenParentSocket(st.ParentIfIndex, st.Parent, mac)
+		s, err := b.openParent(st.ParentIfIndex, st.Parent, mac)
 		if err != nil {
 			// The old socket stays: the interface can send, but
 			// receives only broadcast and multicast until a new
@@ -1373,6 +1434,9 @@ func (b *Bridge) Reconfigure(nc Config) error {
 	if err := checkMTU(nc.Name, b.kind, nc.MTU); err != nil {
 		return err
 	}
+	if err := checkDataPath(nc.Name, b.kind, nc.DataPath); err != nil {
+		return err
+	}
 	return b.do(func() error { return b.reconfigure(nc) })
 }
 
@@ -1389,7 +1453,7 @@ func (b *Bridge) reconfigure(nc Config) error {
 			b.cfg.MAC = append(net.HardwareAddr(nil), nc.MAC...)
 		}
 		b.cfg.Parent, b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent, b.cfg.ARPIsolation = nc.Parent, nc.MTU, nc.CarrierOn, nc.WaitParent, nc.ARPIsolation
-		b.cfg.BroadcastLimit = nc.BroadcastLimit
+		b.cfg.BroadcastLimit, b.cfg.DataPath = nc.BroadcastLimit, nc.DataPath
 		b.state.Lock()
 		b.state.st.Parent, b.state.st.MAC = b.cfg.Parent, b.cfg.MAC
 		b.state.Unlock()
@@ -1397,6 +1461,7 @@ func (b *Bridge) reconfigure(nc Config) error {
 	}
 	macChanged := nc.MAC != nil && !bytes.Equal(nc.MAC, b.cfg.MAC)
 	parentChanged := nc.Parent != b.cfg.Parent
+	pathChanged := dataPathOr(nc.DataPath) != dataPathOr(b.cfg.DataPath)
 	// The steps that can fail go first, before anything is changed.
 	if macChanged && b.devNetns != OwnNetns {
 		return fmt.Errorf("set %s mac %s: the interface is in another network namespace (%s); set it there", b.name, nc.MAC, st.Namespace)
@@ -1437,6 +1502,13 @@ func (b *Bridge) reconfigure(nc Config) error {
 	b.cfg.MTU, b.cfg.CarrierOn, b.cfg.WaitParent, b.cfg.ARPIsolation = nc.MTU, nc.CarrierOn, nc.WaitParent, nc.ARPIsolation
 	b.cfg.BroadcastLimit = nc.BroadcastLimit
 	b.rl().SetStormLimit(nc.BroadcastLimit)
+	if b.kpath != nil {
+		_ = b.kpath.SetStormLimit(nc.BroadcastLimit)
+	}
+	if pathChanged {
+		b.log.Info(fmt.Sprintf("Data path of %s set to %s", b.name, dataPathOr(nc.DataPath)))
+		b.cfg.DataPath = nc.DataPath
+	}
 	if parentChanged {
 		b.log.Info(fmt.Sprintf("Parent of %s changed from %s to %s", b.name, b.cfg.Parent, nc.Parent))
 		b.cfg.Parent = nc.Parent
@@ -1444,7 +1516,7 @@ func (b *Bridge) reconfigure(nc Config) error {
 		b.state.st.Parent = nc.Parent
 		b.state.Unlock()
 	}
-	if macChanged || parentChanged {
+	if macChanged || parentChanged || pathChanged {
 		if st.ParentIfIndex != 0 {
 			b.detach()
 		}

@@ -155,6 +155,29 @@ type Counters struct {
 	// 64 KiB) that the other side refused whole and that were split into
 	// GSO frames it takes (each piece counts in the packets and bytes).
 	RxSplit, TxSplit atomic.Uint64
+	// extra counts frames moved outside the relay (the kernel data path's
+	// programs, kpath_linux.go) while it is set: Snapshot adds them, Reset
+	// zeroes them. Whoever sets it adds its counts to the fields above
+	// when it goes.
+	extra atomic.Pointer[counterSource]
+}
+
+// counterSource is a source of counts outside the relay (Counters.extra).
+type counterSource struct {
+	add   func(*Stats) // adds the source's counts
+	reset func()       // zeroes them
+}
+
+// add adds the counts in s to c.
+func (c *Counters) add(s Stats) {
+	c.RxPackets.Add(s.RxPackets)
+	c.RxBytes.Add(s.RxBytes)
+	c.TxPackets.Add(s.TxPackets)
+	c.TxBytes.Add(s.TxBytes)
+	for _, r := range DropReasons() {
+		c.RxDrops[r].Add(s.RxDrops[r.String()])
+		c.TxDrops[r].Add(s.TxDrops[r.String()])
+	}
 }
 
 // Stats is a point-in-time copy of Counters.
@@ -180,11 +203,17 @@ func (c *Counters) Snapshot() Stats {
 		s.RxDrops[r.String()] = c.RxDrops[r].Load()
 		s.TxDrops[r.String()] = c.TxDrops[r].Load()
 	}
+	if x := c.extra.Load(); x != nil {
+		x.add(&s)
+	}
 	return s
 }
 
 // Reset sets every counter to zero.
 func (c *Counters) Reset() {
+	if x := c.extra.Load(); x != nil {
+		x.reset()
+	}
 	for _, a := range []*atomic.Uint64{&c.RxPackets, &c.RxBytes, &c.TxPackets, &c.TxBytes, &c.Errors, &c.RxCoalesced, &c.RxSplit, &c.TxSplit} {
 		a.Store(0)
 	}
