@@ -43,7 +43,10 @@
 #     BENCH_LAT_INTERVAL_US apart; p50 and p99
 #   - TCP, iperf3 -P N for each N in BENCH_STREAMS, both directions,
 #     BENCH_SECONDS each; for vethd and crelay the CPU seconds (utime and
-#     stime apart, /proc/PID/stat, all threads) per GB of TCP payload received
+#     stime apart, /proc/PID/stat, all threads) per GB of TCP payload received,
+#     and for every path the whole machine's busy CPU seconds (/proc/stat:
+#     every process, iperf3's both ends included, and the softirqs, where an
+#     in-kernel path spends its time) per GB
 #   - UDP (in BENCH_UDP_CONDITIONS only): iperf3 -u -b BENCH_UDP_RATE -l SIZE
 #     for each SIZE in BENCH_UDP_SIZES, both directions: datagrams per second
 #     received, loss %, relay CPU per datagram
@@ -77,6 +80,8 @@
 #                                          vethd-veth or crelay; one TCP stream
 #   BENCH_OUT=FILE                         also write the result tables to FILE
 #   VETHD=/path/to/vethd                   use this binary instead of building bin/vethd
+#   BENCH_VETH_ARGS="--data-path=kernel"   more vethd flags for the vethd-veth path
+#                                          (the kernel data path: docs/design.md)
 #   VETHD_STANDIN=macvlan                  a second kernel macvlan plays vethd's
 #                                          part (to develop or check this script)
 #   BENCH_KEEP_LOGS=1                      keep the temporary directory with the logs
@@ -96,6 +101,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECS="${BENCH_SECONDS:-5}"
 CONDITIONS="${BENCH_CONDITIONS:-default nic-like mtu-nogro}"
 PATHS="${BENCH_ONLY:-wire macvlan vethd vethd-veth crelay}"
+VETH_ARGS="${BENCH_VETH_ARGS:-}"
 STREAMS="${BENCH_STREAMS:-1 4}"
 UDP="${BENCH_UDP:-1}"
 UDP_SIZES="${BENCH_UDP_SIZES:-64 1400}"
@@ -135,7 +141,7 @@ TMP=""
 RELAY_PID=""      # vethd's or crelay's PID while its path is up
 PERF_PID=""       # perf record's while it records
 FAILURES=0
-declare -A GBPS=() RETR=() CPUU=() CPUS=() RTT=() LAT=() PPS=() LOSS=() UPP=() RSS=() HWM=() OFFLOADS=() LOADAVG=()
+declare -A GBPS=() RETR=() CPUU=() CPUS=() MCPU=() RTT=() LAT=() PPS=() LOSS=() UPP=() RSS=() HWM=() OFFLOADS=() LOADAVG=()
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "bench: $*"; exit 1; }
@@ -328,10 +334,15 @@ path_up() { # PATH COND: create the path's interface in its namespace and give i
         ip -n "$HOST" link set veth1 netns "$ns" || return 1
         ip -n "$ns" link set veth1 up || return 1
       else
-        ip netns exec "$HOST" "$VETHD" -v veth1 -e eth0 --kind="${KIND[$p]}" --netns "$ns" \
+        local extra=()
+        [[ "$p" == vethd-veth && -n "$VETH_ARGS" ]] && read -r -a extra <<<"$VETH_ARGS"
+        ip netns exec "$HOST" "$VETHD" -v veth1 -e eth0 --kind="${KIND[$p]}" --netns "$ns" "${extra[@]}" \
           2>"$TMP/vethd-$c-$p.log" &
         RELAY_PID=$!   # `ip netns exec` execs: this is vethd's own PID
         wait_log "$TMP/vethd-$c-$p.log" 'Attached veth1 into eth0' || return 1
+        if grep -q 'instead of the kernel' "$TMP/vethd-$c-$p.log"; then
+          cat "$TMP/vethd-$c-$p.log" >&2; return 1   # asked for the kernel data path, did not get it
+        fi
         ip -n "$ns" link set veth1 up || return 1   # (vethd creates it up)
       fi ;;
     crelay)
@@ -397,6 +408,9 @@ proc_cpu_ticks() { # PID: "utime stime" in clock ticks (fields 14, 15; comm may 
   s="${s##*) }"
   awk '{print $12, $13}' <<<"$s"
 }
+machine_ticks() { # the whole machine's busy clock ticks (/proc/stat: all but idle and iowait)
+  awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+}
 relay_ticks() { if [[ -n "$RELAY_PID" ]]; then proc_cpu_ticks "$RELAY_PID"; else echo "0 0"; fi; }
 
 measure_ping() { # PATH COND
@@ -446,10 +460,12 @@ iperf_error() { # JSON: iperf3's error, or empty
 per_gb() { awk -v t="$1" -v hz="$CLK_TCK" -v by="$2" 'BEGIN {printf "%.2f", (t / hz) / (by / 1e9)}'; }
 
 measure_tcp() { # PATH COND DIR STREAMS
-  local p=$1 c=$2 d=$3 s=$4 k="$2,$1,$3,$4" json="$TMP/iperf3-$2-$1-$3-P$4.json" rev=() bps bytes err u0 s0 u1 s1
+  local p=$1 c=$2 d=$3 s=$4 k="$2,$1,$3,$4" json="$TMP/iperf3-$2-$1-$3-P$4.json" rev=() bps bytes err u0 s0 u1 s1 m0 m1
   [[ "$d" == down ]] && rev=(-R)
   read -r u0 s0 < <(relay_ticks)
+  m0="$(machine_ticks)"
   run_iperf "$p" "$c" "$json" -t "$SECS" -P "$s" "${rev[@]}"
+  m1="$(machine_ticks)"
   read -r u1 s1 < <(relay_ticks)
   err="$(iperf_error "$json")"
   bps="$(jq -r '.end.sum_received.bits_per_second // empty' "$json" 2>/dev/null || true)"
@@ -461,11 +477,12 @@ measure_tcp() { # PATH COND DIR STREAMS
     return
   fi
   GBPS[$k]="$(awk -v b="$bps" 'BEGIN {printf "%.2f", b / 1e9}')"
+  MCPU[$k]="$(per_gb $((m1 - m0)) "$bytes")"
   if [[ -n "$RELAY_PID" ]]; then
     CPUU[$k]="$(per_gb $((u1 - u0)) "$bytes")"
     CPUS[$k]="$(per_gb $((s1 - s0)) "$bytes")"
   fi
-  log "  $(printf '%-9s %-10s %-4s P%-2s %6s Gbit/s %7s retransmits' "$c" "$p" "$d" "$s" "${GBPS[$k]}" "${RETR[$k]}")${CPUU[$k]:+  relay CPU s/GB user ${CPUU[$k]} sys ${CPUS[$k]}}"
+  log "  $(printf '%-9s %-10s %-4s P%-2s %6s Gbit/s %7s retransmits' "$c" "$p" "$d" "$s" "${GBPS[$k]}" "${RETR[$k]}")  machine CPU s/GB ${MCPU[$k]}${CPUU[$k]:+  relay CPU s/GB user ${CPUU[$k]} sys ${CPUS[$k]}}"
 }
 
 measure_udp() { # PATH COND DIR SIZE
@@ -544,6 +561,7 @@ log "bench: $(nproc) cores, kernel $(uname -r), load average $LOAD_START"
 log "bench: conditions: $CONDITIONS; paths: $PATHS; TCP streams: $STREAMS, ${SECS}s each; UDP ($UDP): $UDP_SIZES in $UDP_CONDITIONS, ${UDP_SECS}s each"
 [[ -n "$STANDIN" ]] && log "bench: VETHD_STANDIN=macvlan: kernel macvlan plays vethd's part"
 [[ -n "${VETHD:-}" ]] && log "bench: vethd binary $VETHD"
+[[ -n "$VETH_ARGS" ]] && log "bench: the vethd-veth path runs with $VETH_ARGS"
 for c in $CONDITIONS; do
   LOADAVG[$c]="$(loadavg)"
   setup_lan "$c"
@@ -652,6 +670,18 @@ report() {
       "$(ratio "$(g "$c,vethd,$k")" "$m")" "$(ratio "$(g "$c,vethd-veth,$k")" "$m")" "$(ratio "$(g "$c,crelay,$k")" "$m")" \
       "$(ratio "$(g "$c,vethd,$k")" "$(g "$c,crelay,$k")")" "$(ratio "$(g "$c,vethd-veth,$k")" "$(g "$c,crelay,$k")")" \
       "$(cpu "$c,vethd,$k")" "$(cpu "$c,vethd-veth,$k")" "$(cpu "$c,crelay,$k")"
+  done; done; done
+
+  printf '\n2b. The whole machine'"'"'s busy CPU seconds per GB received (/proc/stat: all processes,\n'
+  printf '    iperf3'"'"'s both ends, softirqs; where an in-kernel path spends its time), and the ratio to macvlan\n\n'
+  printf '| %-9s | %-4s | %2s | %7s | %7s | %10s | %7s | %6s | %7s | %9s |\n' condition dir P macvlan vethd vethd-veth crelay tap/mv veth/mv crelay/mv
+  printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ------ ---: --------: --------: -----------: --------: -------: --------: ----------:
+  for c in $CONDITIONS; do for s in $STREAMS; do for d in up down; do
+    k="$d,$s"
+    m="${MCPU[$c,macvlan,$k]:--}"
+    printf '| %-9s | %-4s | %2s | %7s | %7s | %10s | %7s | %6s | %7s | %9s |\n' "$c" "$d" "$s" "$m" \
+      "${MCPU[$c,vethd,$k]:--}" "${MCPU[$c,vethd-veth,$k]:--}" "${MCPU[$c,crelay,$k]:--}" \
+      "$(ratio "${MCPU[$c,vethd,$k]:-}" "$m")" "$(ratio "${MCPU[$c,vethd-veth,$k]:-}" "$m")" "$(ratio "${MCPU[$c,crelay,$k]:-}" "$m")"
   done; done; done
 
   if [[ "$UDP" == 1 ]]; then

@@ -15,10 +15,29 @@ import (
 
 const vethMAC = "02:00:5e:10:00:01"
 
-func TestVethLeaseAndTCP(t *testing.T) {
+// vethDataPaths runs f for each data path of the veth kind: the relay,
+// and the kernel's tcx programs (-data-path kernel), whose bridge must say
+// it uses them.
+func vethDataPaths(t *testing.T, f func(t *testing.T, start func(l *LAN) *Proc)) {
+	for _, dp := range []string{"relay", "kernel"} {
+		t.Run(dp, func(t *testing.T) {
+			f(t, func(l *LAN) *Proc {
+				p := l.StartBridge(t, "veth", vethMAC, "-data-path", dp)
+				if err := p.WaitLine("data_path="+dp, time.Second); err != nil {
+					t.Fatalf("%v\n%s", err, p.Output())
+				}
+				return p
+			})
+		})
+	}
+}
+
+func TestVethLeaseAndTCP(t *testing.T) { vethDataPaths(t, testVethLeaseAndTCP) }
+
+func testVethLeaseAndTCP(t *testing.T, start func(*LAN) *Proc) {
 	l := NewLAN(t, LANConfig{DHCP: true})
 	requireDefaultOffloads(t, l)
-	l.StartBridge(t, "veth", vethMAC)
+	start(l)
 	nic, ok := l.Host.MustLink(t, "veth1").(*netlink.Veth)
 	if !ok {
 		t.Fatalf("veth1 is a %s, not a veth", l.Host.MustLink(t, "veth1").Type())
@@ -39,9 +58,11 @@ func TestVethLeaseAndTCP(t *testing.T) {
 	checkTCP(t, l, "veth1", 16<<20)
 }
 
-func TestVethCarrierAndMAC(t *testing.T) {
+func TestVethCarrierAndMAC(t *testing.T) { vethDataPaths(t, testVethCarrierAndMAC) }
+
+func testVethCarrierAndMAC(t *testing.T, start func(*LAN) *Proc) {
 	l := NewLAN(t, LANConfig{})
-	l.StartBridge(t, "veth", vethMAC)
+	start(l)
 	l.SetStatic(t, "veth1", 50)
 	l.Host.WaitPing(t, 10*time.Second, "-I", "veth1", l.Router4.String())
 	l.LANNS.IP(t, "link", "set", "lan0", "down")
@@ -63,11 +84,21 @@ func TestVethCarrierAndMAC(t *testing.T) {
 	if n := l.LANNS.Neighbour(t, "lan0", l.Addr4(50)); !strings.Contains(n, "02:00:5e:10:00:77") {
 		t.Errorf("LAN's neighbour entry for veth1: %s", n)
 	}
+
+	// The parent deleted and made again: the bridge attaches to the new
+	// one (the kernel path's programs went with the old).
+	l.DeleteWire("eth0")
+	carrierIs(t, l, "veth1", false, 5*time.Second)
+	l.RecreateWire()
+	carrierIs(t, l, "veth1", true, 5*time.Second)
+	l.Host.WaitPing(t, 10*time.Second, "-I", "veth1", l.Router4.String())
 }
 
-func TestVethCloseReleaseAdopt(t *testing.T) {
+func TestVethCloseReleaseAdopt(t *testing.T) { vethDataPaths(t, testVethCloseReleaseAdopt) }
+
+func testVethCloseReleaseAdopt(t *testing.T, start func(*LAN) *Proc) {
 	l := NewLAN(t, LANConfig{})
-	p := l.StartBridge(t, "veth", vethMAC)
+	p := start(l)
 	l.SetStatic(t, "veth1", 50)
 	l.Host.WaitPing(t, 10*time.Second, "-I", "veth1", l.Router4.String())
 	index := l.Host.MustLink(t, "veth1").Attrs().Index
@@ -81,7 +112,7 @@ func TestVethCloseReleaseAdopt(t *testing.T) {
 	if !l.Host.LowerUp("veth1") {
 		t.Error("veth1 lost its carrier at Release")
 	}
-	p2 := l.StartBridge(t, "veth", vethMAC)
+	p2 := start(l)
 	if err := p2.WaitLine("Adopted veth1", time.Second); err != nil {
 		t.Errorf("%v\n%s", err, p2.Output())
 	}
@@ -98,7 +129,7 @@ func TestVethCloseReleaseAdopt(t *testing.T) {
 	p2.WaitLine("Released", 5*time.Second)
 	p2.Wait(5 * time.Second)
 	l.Host.IP(t, "link", "set", "veth1", "name", "old1")
-	p3 := l.StartBridge(t, "veth", vethMAC)
+	p3 := start(l)
 	if err := p3.WaitLine("deleting the pair and creating it again", time.Second); err != nil {
 		t.Errorf("%v\n%s", err, p3.Output())
 	}

@@ -291,9 +291,7 @@ func (b *Bridge) openParent(ifindex int, name string, mac net.HardwareAddr) (Par
 			mac: mac, stormLimit: b.cfg.BroadcastLimit, usePeer: b.devNetns != OwnNetns,
 		}, &b.counters)
 		if err == nil {
-			if b.kpathErr != "" {
-				b.log.Info(fmt.Sprintf("Kernel data path of %s on %s attached", b.name, name))
-			}
+			b.log.Info(fmt.Sprintf("Kernel data path of %s on %s attached (tcx): its frames move in the kernel", b.name, name))
 			b.kpathErr = ""
 			b.setKernelPath(k)
 			return k, nil

@@ -24,6 +24,7 @@ func main() {
 	mac := flag.String("mac", "02:00:5e:10:00:01", "the virtual NIC's MAC")
 	kind := flag.String("kind", "veth", "tap or veth")
 	ns := flag.String("netns", "", "the path of the namespace to create the NIC in")
+	dataPath := flag.String("data-path", "", "relay or kernel (default relay)")
 	flag.Parse()
 	hw, err := net.ParseMAC(*mac)
 	if err != nil {
@@ -33,14 +34,14 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b, err := bridge.Start(bridge.Config{
 		Name: *name, Parent: *parent, MAC: hw, Kind: bridge.Kind(*kind), Namespace: *ns,
-		WaitParent: true, ARPIsolation: true, Log: log,
+		DataPath: bridge.DataPath(*dataPath), WaitParent: true, ARPIsolation: true, Log: log,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "start: %v\n", err)
 		os.Exit(1)
 	}
 	st := b.Status()
-	fmt.Fprintf(os.Stderr, "Started %s kind=%s ifindex=%d state=%s\n", st.Name, st.Kind, st.IfIndex, st.State)
+	fmt.Fprintf(os.Stderr, "Started %s kind=%s ifindex=%d state=%s data_path=%s\n", st.Name, st.Kind, st.IfIndex, st.State, st.DataPath)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	failed := make(chan error, 1)
