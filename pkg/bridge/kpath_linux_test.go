@@ -407,3 +407,31 @@ func queued(t *testing.T, s *ParentSocket) int {
 }
 
 func ciRun() bool { return os.Getenv("CI") == "true" }
+
+// TestKernelPathBesideRelay: a NIC on the kernel path and a bridge on the
+// relay (a hub member) on one parent reach each other both ways, and a
+// broadcast of either reaches the other.
+func TestKernelPathBesideRelay(t *testing.T) {
+	l := newHubLAN(t)
+	requireTCX(t, l)
+	n := l.kpPair(t, "nic1", kpMAC1)
+	l.attach(t, n, BroadcastLimitOff, false)
+	_, tap, _ := l.member(t, hubMACA)
+
+	f := tagged(kpMAC1, hubMACA, 0x88b5, 1)
+	tap.send(f)
+	if got := seen(n.sock, f, 200*time.Millisecond); got != 1 {
+		t.Errorf("relay → kernel path: seen %d times on the NIC", got)
+	}
+	f = tagged(bcast, hubMACA, 0x88b5, 2)
+	tap.send(f)
+	if got := seen(n.sock, f, 200*time.Millisecond); got != 1 {
+		t.Errorf("relay's broadcast: seen %d times on the NIC", got)
+	}
+	f = tagged(hubMACA, kpMAC1, 0x88b5, 3)
+	send(t, n.sock, f)
+	eventually(t, "kernel path → relay", func() bool { return tap.got(f) == 1 })
+	f = tagged(bcast, kpMAC1, 0x88b5, 4)
+	send(t, n.sock, f)
+	eventually(t, "kernel path's broadcast → relay", func() bool { return tap.got(f) == 1 })
+}
