@@ -5,16 +5,21 @@
 //
 // Plain messages go through go-systemd's daemon.SdNotify; messages that
 // carry a descriptor are sent here, as go-systemd does not offer them.
+// The passed descriptors are taken here too (listenFiles, as go-systemd's
+// activation.Files does it): that package also holds TLS listeners, and
+// importing it links crypto/tls into vethd, 1.3 MB of binary and 0.8 MiB
+// of resident memory per process (docs/design.md, "Map of the house").
 // Package sdnotifytest is a fake notify socket for tests.
 package sdnotify
 
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/activation"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 )
@@ -104,11 +109,46 @@ func (n *Notifier) WatchdogInterval() time.Duration {
 // with the same name, the last is kept and the other closed.
 func StoredFDs() map[string]*os.File {
 	m := map[string]*os.File{}
-	for _, f := range activation.Files(true) {
+	for _, f := range listenFiles() {
 		if old, ok := m[f.Name()]; ok {
 			old.Close()
 		}
 		m[f.Name()] = f
 	}
 	return m
+}
+
+// listenFdsStart is SD_LISTEN_FDS_START, the first passed descriptor.
+const listenFdsStart = 3
+
+// listenFiles returns the descriptors systemd passed to this process
+// (sd_listen_fds(3): $LISTEN_PID is this process, $LISTEN_FDS of them
+// from fd 3 on, named by the colon-separated $LISTEN_FDNAMES, else
+// LISTEN_FD_N), each close-on-exec, and unsets the three variables;
+// exactly what go-systemd's activation.Files(true) does.
+func listenFiles() []*os.File {
+	defer func() {
+		os.Unsetenv("LISTEN_PID")
+		os.Unsetenv("LISTEN_FDS")
+		os.Unsetenv("LISTEN_FDNAMES")
+	}()
+	pid, err := strconv.Atoi(os.Getenv("LISTEN_PID"))
+	if err != nil || pid != os.Getpid() {
+		return nil
+	}
+	nfds, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || nfds <= 0 {
+		return nil
+	}
+	names := strings.Split(os.Getenv("LISTEN_FDNAMES"), ":")
+	files := make([]*os.File, 0, nfds)
+	for fd := listenFdsStart; fd < listenFdsStart+nfds; fd++ {
+		syscall.CloseOnExec(fd)
+		name := "LISTEN_FD_" + strconv.Itoa(fd)
+		if i := fd - listenFdsStart; i < len(names) && names[i] != "" {
+			name = names[i]
+		}
+		files = append(files, os.NewFile(uintptr(fd), name))
+	}
+	return files
 }

@@ -1,7 +1,11 @@
 package sdnotify_test
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +133,49 @@ func TestStoredFDs(t *testing.T) {
 	t.Setenv("LISTEN_FDS", "1")
 	if m := sdnotify.StoredFDs(); len(m) != 0 {
 		t.Errorf("StoredFDs = %v without LISTEN_PID", m)
+	}
+}
+
+// TestStoredFDsPassed: descriptors passed as systemd passes them (from fd
+// 3 on, $LISTEN_FDS, $LISTEN_FDNAMES, $LISTEN_PID naming the process) come
+// back by name, an unnamed one as LISTEN_FD_N, of two with one name the
+// last, and the variables are gone afterwards. The test runs itself as the
+// process systemd started (it sets $LISTEN_PID to its own pid, which
+// systemd sets between fork and exec).
+func TestStoredFDsPassed(t *testing.T) {
+	if os.Getenv("SDNOTIFY_TEST_CHILD") == "1" {
+		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+		m := sdnotify.StoredFDs()
+		var out []string
+		for name, f := range m {
+			b := make([]byte, 16)
+			n, _ := f.Read(b)
+			out = append(out, name+"="+string(b[:n]))
+		}
+		sort.Strings(out)
+		fmt.Printf("fds %s env %q%q%q\n", strings.Join(out, " "), os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"))
+		return
+	}
+	var files []*os.File
+	for _, s := range []string{"a", "b", "c", "d"} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.WriteString(s)
+		w.Close()
+		defer r.Close()
+		files = append(files, r)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStoredFDsPassed$")
+	cmd.ExtraFiles = files // fds 3, 4, 5, 6
+	cmd.Env = append(os.Environ(), "SDNOTIFY_TEST_CHILD=1", "LISTEN_FDS=4", "LISTEN_FDNAMES=tap:tap-veth9::tap")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	want := `fds LISTEN_FD_5=c tap-veth9=b tap=d env """"""`
+	if !strings.Contains(string(out), want) {
+		t.Errorf("child said %q, want %q", out, want)
 	}
 }
