@@ -182,9 +182,12 @@ func flushRuleset(t *testing.T, l *LAN) {
 	}
 }
 
+// TestVethGuard runs on the relay (the data path the guard protects, also
+// where the kernel path falls back to it); on the kernel path from_nic
+// takes every frame before the stack (TestVethKernelNoLeak).
 func TestVethGuard(t *testing.T) {
 	l := NewLAN(t, LANConfig{})
-	p := l.StartBridge(t, "veth", vethMAC)
+	p := l.StartBridge(t, "veth", vethMAC, "-data-path", "relay")
 	carrierIs(t, l, "veth1", true, 5*time.Second)
 	peerIndex := l.Host.MustLink(t, "vd-veth1").Attrs().Index
 	if err := p.WaitLine("Guarded vd-veth1", time.Second); err != nil {
@@ -253,5 +256,26 @@ func TestVethGuard(t *testing.T) {
 	}
 	if out := p.Output() + p2.Output(); strings.Contains(out, "cannot install") {
 		t.Errorf("a guard warning:\n%s", out)
+	}
+}
+
+// TestVethKernelNoLeak: on the kernel data path nothing veth1 sends
+// reaches the host namespace through vd-veth1, even with the guard
+// flushed (what TestVethGuard's control shows leaking on the relay).
+func TestVethKernelNoLeak(t *testing.T) {
+	l := NewLAN(t, LANConfig{})
+	p := l.StartBridge(t, "veth", vethMAC, "-data-path", "kernel")
+	if err := p.WaitLine("data_path=kernel", time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, p.Output())
+	}
+	carrierIs(t, l, "veth1", true, 5*time.Second)
+	peerIndex := l.Host.MustLink(t, "vd-veth1").Attrs().Index
+	local, lan := listenGuardPort(t, l.Host), listenGuardPort(t, l.LANNS)
+	snd := guardSender(t, l)
+	for try := 0; try < 3; try++ {
+		flushRuleset(t, l)
+		if n := guardRound(t, snd, lan, local, peerIndex, fmt.Sprintf("kernel, flushed %d", try)); n != 0 {
+			t.Fatalf("%d datagrams from veth1 reached the host namespace through vd-veth1 on the kernel path", n)
+		}
 	}
 }

@@ -97,10 +97,21 @@ func checkDataPath(name string, k Kind, dp DataPath) error {
 	return fmt.Errorf("%s: unknown data path %q (want %s or %s)", name, dp, DataPathRelay, DataPathKernel)
 }
 
-// dataPathOr returns dp, DataPathRelay for "".
-func dataPathOr(dp DataPath) DataPath {
+// DefaultDataPath returns the data path of a bridge of kind k whose
+// Config.DataPath is "": DataPathKernel for the veth kind, DataPathRelay
+// for a TAP.
+func DefaultDataPath(k Kind) DataPath {
+	if k == KindVeth {
+		return DataPathKernel
+	}
+	return DataPathRelay
+}
+
+// dataPathOf returns the data path dp means for kind k ("" is k's
+// default).
+func dataPathOf(k Kind, dp DataPath) DataPath {
 	if dp == "" {
-		return DataPathRelay
+		return DefaultDataPath(k)
 	}
 	return dp
 }
@@ -216,12 +227,14 @@ type Config struct {
 	// no limit. Reconfigure applies a new one at once.
 	BroadcastLimit int
 	// DataPath is how frames move (DataPathRelay, DataPathKernel); ""
-	// means DataPathRelay. DataPathKernel is for the veth kind only
-	// (Start refuses it for a TAP): tc programs in the kernel move the
-	// frames between the parent and the pair (kpath_linux.go), where
-	// the kernel allows it (tcx, Linux ≥ 6.6, and bpf() permitted); where
-	// it does not, the bridge relays as with DataPathRelay, logs why, and
-	// says so in Status.DataPath.
+	// means DefaultDataPath(Kind): the kernel's for the veth kind, the
+	// relay for a TAP. DataPathKernel is for the veth kind only (Start
+	// refuses it for a TAP): tc programs in the kernel move the frames
+	// between the parent and the pair (kpath_linux.go), where the kernel
+	// allows it (tcx, Linux ≥ 6.6, and bpf() permitted); where it does
+	// not, the bridge relays as with DataPathRelay, logs why (a warning
+	// when DataPathKernel was asked for, an info line when it is the
+	// default), and says so in Status.DataPath.
 	DataPath DataPath
 	// TAP, if not nil, is an open TAP descriptor to adopt instead of
 	// creating the interface, such as the one systemd's fd store hands
@@ -1461,7 +1474,7 @@ func (b *Bridge) reconfigure(nc Config) error {
 	}
 	macChanged := nc.MAC != nil && !bytes.Equal(nc.MAC, b.cfg.MAC)
 	parentChanged := nc.Parent != b.cfg.Parent
-	pathChanged := dataPathOr(nc.DataPath) != dataPathOr(b.cfg.DataPath)
+	pathChanged := dataPathOf(b.kind, nc.DataPath) != dataPathOf(b.kind, b.cfg.DataPath)
 	// The steps that can fail go first, before anything is changed.
 	if macChanged && b.devNetns != OwnNetns {
 		return fmt.Errorf("set %s mac %s: the interface is in another network namespace (%s); set it there", b.name, nc.MAC, st.Namespace)
@@ -1506,7 +1519,7 @@ func (b *Bridge) reconfigure(nc Config) error {
 		_ = b.kpath.SetStormLimit(nc.BroadcastLimit)
 	}
 	if pathChanged {
-		b.log.Info(fmt.Sprintf("Data path of %s set to %s", b.name, dataPathOr(nc.DataPath)))
+		b.log.Info(fmt.Sprintf("Data path of %s set to %s", b.name, dataPathOf(b.kind, nc.DataPath)))
 		b.cfg.DataPath = nc.DataPath
 	}
 	if parentChanged {

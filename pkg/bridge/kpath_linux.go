@@ -274,14 +274,16 @@ func (k *kernelParent) release(fold bool) {
 
 // openParent opens the parent side for the virtual MAC mac on the parent
 // with index ifindex, named name: the kernel data path where the bridge
-// is configured for it (DataPathKernel, the veth kind) and the kernel
+// is configured for it (DataPathKernel, the veth kind's default) and the kernel
 // allows it, else the relay's socket (Opener.OpenParentSocket). It
 // records which in b.kpath and Status.DataPath, and gives the peer's
 // socket its frames back when the relay takes them again. Called by the
 // bridge's owner; the caller hands the result to the relay (SetParent),
 // which closes the previous parent side.
 func (b *Bridge) openParent(ifindex int, name string, mac net.HardwareAddr) (ParentIO, error) {
-	if b.cfg.DataPath == DataPathKernel && b.kind == KindVeth {
+	// (Only with the kernel's Opener: a test's fake links have no
+	// ifindexes to attach programs to.)
+	if _, kernel := b.opener.(kernelOpener); kernel && dataPathOf(b.kind, b.cfg.DataPath) == DataPathKernel {
 		var peerSock ParentIO
 		if d, ok := b.dev().(*vethDevice); ok {
 			peerSock = d.ParentIO
@@ -301,7 +303,12 @@ func (b *Bridge) openParent(ifindex int, name string, mac net.HardwareAddr) (Par
 		}
 		if msg := err.Error(); msg != b.kpathErr {
 			b.kpathErr = msg
-			b.log.Warn(fmt.Sprintf("%s relays through vethd instead of the kernel (DataPath=kernel): err=%s", b.name, journal.Quote(msg)))
+			line := fmt.Sprintf("%s relays through vethd instead of the kernel: err=%s", b.name, journal.Quote(msg))
+			if b.cfg.DataPath == DataPathKernel {
+				b.log.Warn(line) // asked for
+			} else {
+				b.log.Info(line) // the veth kind's default
+			}
 		}
 	}
 	sock, err := b.opener.OpenParentSocket(ifindex, name, mac)
