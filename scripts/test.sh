@@ -22,7 +22,7 @@ echo "== staticcheck"
 gobin=$(go env GOBIN)
 [[ -n $gobin ]] || gobin=$(go env GOPATH | cut -d: -f1)/bin
 "$gobin/staticcheck" ./...
-echo "== systemd-analyze security (each unit's exposure must be <= 1.4)"
+echo "== systemd-analyze security (each unit's exposure must be <= 1.5)"
 ./scripts/check-security.sh
 # The root-free tests (everything but test/, which needs root and
 # namespaces) also run under the race detector.

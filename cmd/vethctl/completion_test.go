@@ -72,10 +72,11 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{fake, "-"}, []string{"--config-dir", "--help", "--json", "--machine-id-file", "--no-legend", "--no-pager",
 			"--version", "-j"}},
 		{[]string{fake, "--json", "sh"}, []string{"show"}},
-		{[]string{fake, "add", "veth2", "--"}, []string{"--carrier", "--config-dir", "--force", "--help", "--json", "--kind",
+		{[]string{fake, "add", "veth2", "--"}, []string{"--carrier", "--config-dir", "--data-path", "--force", "--help", "--json", "--kind",
 			"--mac", "--machine-id-file", "--mtu", "--netns", "--no-block", "--no-legend", "--no-pager", "--now", "--parent", "--timeout",
 			"--version"}},
 		{[]string{fake, "add", "veth2", "--kind", "v"}, []string{"veth"}},
+		{[]string{fake, "add", "veth2", "--data-path", ""}, []string{"kernel", "relay"}},
 		{[]string{fake, "add", "veth2", "--mac", ""}, []string{"persistent", "random"}},
 		{[]string{fake, "add", "veth2", "--carrier", "f"}, []string{"follow"}},
 		{[]string{fake, "add", "veth2", "--mac", "=", "r"}, []string{"random"}}, // "--mac=r", split at "="

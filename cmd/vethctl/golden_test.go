@@ -47,6 +47,7 @@ func goldenHost(h *harness) {
 	v1 := h.bridges.bridges["veth1"]
 	v1.pid = 4242
 	v1.status.Kind = "tap"
+	v1.status.DataPath = "relay"
 	v1.status.StartedUsec = uint64(t0.Add(-90 * 60e9).UnixMicro())
 	v1.counters = []dbusapi.Counters{
 		{RxPackets: 1000, RxBytes: 1_500_000, TxPackets: 500, TxBytes: 40_000, RxCoalesced: 10, RxSplit: 2, TxSplit: 1,
@@ -58,6 +59,7 @@ func goldenHost(h *harness) {
 	h.units.pids = map[uint32]string{4242: "vethd@veth1.service"}
 	bh := h.bridges.bridges["byhand"]
 	bh.status.Kind = "veth"
+	bh.status.DataPath = "kernel"
 	bh.status.State = "degraded"
 	bh.counters = []dbusapi.Counters{{RxPackets: 5, RxBytes: 999_950, TxPackets: 2, TxBytes: 128,
 		RxDrops: map[string]uint64{}, TxDrops: map[string]uint64{"no-parent": 2}}}

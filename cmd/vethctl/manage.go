@@ -32,6 +32,9 @@ Options:
       --carrier follow|on carrier follows the parent's (default) or is on
       --kind tap|veth     what the interface is: a TAP (default) or one end of a
                           veth pair (an Ethernet device to NetworkManager)
+      --data-path relay|kernel
+                          how frames move: through vethd, or, with --kind
+                          veth only, inside the kernel (veth's default)
       --netns NAME|PATH   create the interface in this network namespace
       --now               start the bridge too
       --force             overwrite an existing configuration file
@@ -95,9 +98,9 @@ func (w *waitOptions) register(fs *flag.FlagSet, noBlock bool) {
 
 // addOptions are add's options.
 type addOptions struct {
-	parent, mac, mtu, carrier, kind, netns string
-	now, force                             bool
-	wait                                   waitOptions
+	parent, mac, mtu, carrier, kind, netns, dataPath string
+	now, force                                       bool
+	wait                                             waitOptions
 }
 
 func (o *addOptions) register(fs *flag.FlagSet) {
@@ -107,6 +110,7 @@ func (o *addOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.carrier, "carrier", string(config.CarrierFollow), "")
 	fs.StringVar(&o.kind, "kind", "", "")
 	fs.StringVar(&o.netns, "netns", "", "")
+	fs.StringVar(&o.dataPath, "data-path", "", "")
 	fs.BoolVar(&o.now, "now", false, "")
 	fs.BoolVar(&o.force, "force", false, "")
 	o.wait.register(fs, true)
@@ -183,11 +187,20 @@ func (a *app) bridgeConfig(name string, o addOptions) (*config.Bridge, error) {
 	if _, err := config.NamespacePath(o.netns); err != nil {
 		return nil, usageErr("--netns: %v", err)
 	}
+	var dataPath config.DataPath
+	if o.dataPath != "" {
+		if dataPath, err = config.ParseDataPath(o.dataPath); err != nil {
+			return nil, usageErr("--data-path: %v", err)
+		}
+		if config.CheckDataPath(kind, dataPath) != nil {
+			return nil, usageErr("--data-path: kernel needs --kind veth (a TAP's frames pass through vethd)")
+		}
+	}
 	// The checks are config's own, so vethd reads the file as written.
 	return &config.Bridge{
 		Name: name, File: config.Path(a.opts.configDir, name), Parent: o.parent,
 		MACAddress: p.String(), MAC: p, MTU: mtu, Carrier: carrier,
-		Kind: kind, Namespace: o.netns,
+		Kind: kind, Namespace: o.netns, DataPath: dataPath,
 	}, nil
 }
 

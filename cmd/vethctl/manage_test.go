@@ -84,17 +84,22 @@ func TestAddKindNetns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Kind != config.KindVeth || got.Namespace != "lab1" {
-		t.Errorf("Kind %q, Namespace %q; want veth, lab1", got.Kind, got.Namespace)
+	if got.Kind != config.KindVeth || got.Namespace != "lab1" || got.DataPath != "" {
+		t.Errorf("Kind %q, Namespace %q, DataPath %q; want veth, lab1, none", got.Kind, got.Namespace, got.DataPath)
 	}
-	// Without the options the file pins neither (the vethd reading it decides).
+	h = newHarness(t)
+	h.mustRun(0, "add", "veth1", "--parent", "eth0", "--kind", "veth", "--data-path", "Kernel")
+	if got, err = config.Load(filepath.Join(h.dir, "veth1.conf")); err != nil || got.Kind != config.KindVeth || got.DataPath != config.DataPathKernel {
+		t.Errorf("--kind veth --data-path Kernel: %+v, %v; want Kind veth, DataPath kernel", got, err)
+	}
+	// Without the options the file pins none (the vethd reading it decides).
 	h = newHarness(t)
 	h.mustRun(0, "add", "veth1", "--parent", "eth0")
 	b, err := os.ReadFile(filepath.Join(h.dir, "veth1.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(b), "\nKind=") || strings.Contains(string(b), "\nNamespace=") {
+	if strings.Contains(string(b), "\nKind=") || strings.Contains(string(b), "\nNamespace=") || strings.Contains(string(b), "\nDataPath=") {
 		t.Errorf("file pins a default:\n%s", b)
 	}
 }
@@ -147,6 +152,9 @@ func TestAddInvalid(t *testing.T) {
 		{[]string{"veth1", "--parent", "eth0", "--mtu", "big"}, "--mtu:"},
 		{[]string{"veth1", "--parent", "eth0", "--carrier", "off"}, `--carrier: "off" is not follow or on`},
 		{[]string{"veth1", "--parent", "eth0", "--kind", "tun"}, `--kind: "tun" is not tap or veth`},
+		{[]string{"veth1", "--parent", "eth0", "--data-path", "xdp"}, `--data-path: "xdp" is not relay or kernel`},
+		{[]string{"veth1", "--parent", "eth0", "--data-path", "kernel"}, "--data-path: kernel needs --kind veth (a TAP's frames pass through vethd)"},
+		{[]string{"veth1", "--parent", "eth0", "--data-path", "kernel", "--kind", "tap"}, "--data-path: kernel needs --kind veth"},
 		{[]string{"veth1", "--parent", "eth0", "--netns", "a/b"}, `--netns: "a/b" is neither a name`},
 		{[]string{"veth1", "--parent", "eth0", "--netns", ".."}, `--netns:`},
 		{[]string{"a/b", "--parent", "eth0"}, "a/b"},

@@ -34,7 +34,7 @@ Metrics (labels: bridge, and reason for drops):
   vethd_bridge_state{state}
                          1 with the bridge's state as in "vethctl list"
                          (running, failed, configured, ...), for every bridge
-  vethd_bridge_info{unit,parent,mac_address,kind}
+  vethd_bridge_info{unit,parent,mac_address,kind,data_path}
                          1, for every bridge
 
 Options:
@@ -129,7 +129,7 @@ func families(inv *inventory, es []entry) []*family {
 		state.add("1", "bridge", e.Name, "state", e.State)
 		bb, onBus := inv.bus[e.Name]
 		info.add("1", "bridge", e.Name, "unit", e.Unit, "parent", e.Parent, "mac_address", e.MAC,
-			"kind", bb.status.Kind)
+			"kind", bb.status.Kind, "data_path", bb.status.DataPath)
 		if !onBus {
 			continue
 		}

@@ -120,7 +120,8 @@ func TestMetricsParse(t *testing.T) {
 		"vethd_bridge_state{bridge=veth1,state=running} 1",
 		"vethd_bridge_state{bridge=broken,state=failed} 1",
 		"vethd_bridge_state{bridge=cfgonly,state=configured} 1",
-		"vethd_bridge_info{bridge=veth1,unit=vethd@veth1.service,parent=eth0,mac_address=22:43:60:c3:5b:4c,kind=tap} 1",
+		"vethd_bridge_info{bridge=veth1,unit=vethd@veth1.service,parent=eth0,mac_address=22:43:60:c3:5b:4c,kind=tap,data_path=relay} 1",
+		"vethd_bridge_info{bridge=byhand,unit=,parent=eth1,mac_address=02:00:00:00:00:01,kind=veth,data_path=kernel} 1",
 	} {
 		if !slices.Contains(ps, want) {
 			t.Errorf("no sample %s", want)

@@ -237,6 +237,9 @@ func (a *app) showLines(name string, ab *about) [][2]string {
 	if st.Kind != "" { // "" from a vethd older than the property
 		add("Kind", st.Kind)
 	}
+	if st.DataPath != "" { // "" from a vethd older than the property
+		add("Data Path", st.DataPath)
+	}
 	if st.Namespace != "" {
 		add("Namespace", st.Namespace)
 	}

@@ -3,6 +3,7 @@
 //
 //	vethd [-v veth-device] [-e eth-device] [-m mac-address] [--arp-isolation=no]
 //	      [--source-routing=no] [--route-table=N] [--route-priority=N] [--kind=tap|veth] [--netns=NAME|PATH]
+//	      [--broadcast-limit=N|off] [--data-path=relay|kernel]
 //	vethd --instance NAME     (/etc/vethd/NAME.conf; vethd@NAME.service)
 //	vethd --all               (every /etc/vethd/*.conf; vethd.service)
 package main
@@ -53,6 +54,7 @@ type options struct {
 	kind          string // --kind: "" (default: config.DefaultKind), tap or veth
 	netns         string // --netns: "" (vethd's own), a name under /run/netns or an absolute path
 	bcastLimit    string // --broadcast-limit: "" (default) or N or off, as config.ParseBroadcastLimit reads it
+	dataPath      string // --data-path: "" (default: config.DefaultDataPath of the kind), relay or kernel (with --kind=veth)
 	machineIDFile string
 	version       bool
 	instance      string // --instance NAME
@@ -101,6 +103,12 @@ Options:
                        each class (ARP, IPv6 neighbour discovery, DHCP,
                        other) from the parent to NAME (default 1000);
                        off: no storm limiter
+      --data-path relay|kernel
+                       relay: vethd moves the frames (the default for
+                       --kind tap); kernel (--kind veth only, and its
+                       default): tc programs move them inside the kernel
+                       (Linux 6.6 or later, CAP_BPF), or vethd relays
+                       them where the kernel refuses
       --machine-id-file PATH
                        read the machine ID for persistent MACs from PATH
                        (default /etc/machine-id)
@@ -137,6 +145,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.kind, "kind", "", "")
 	fs.StringVar(&o.netns, "netns", "", "")
 	fs.StringVar(&o.bcastLimit, "broadcast-limit", "", "")
+	fs.StringVar(&o.dataPath, "data-path", "", "")
 	fs.StringVar(&o.machineIDFile, "machine-id-file", o.machineIDFile, "")
 	fs.BoolVar(&o.version, "version", false, "")
 	fs.StringVar(&o.instance, "instance", "", "")
@@ -154,7 +163,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "v", "name", "e", "parent", "m", "mac", "arp-isolation",
-			"source-routing", "route-table", "route-priority", "kind", "netns", "broadcast-limit":
+			"source-routing", "route-table", "route-priority", "kind", "netns", "broadcast-limit", "data-path":
 			o.seedFlags = append(o.seedFlags, "-"+f.Name)
 		}
 	})
@@ -254,9 +263,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitConfig
 		}
 	}
+	kind := config.DefaultKind
 	if o.kind != "" {
-		if _, err := config.ParseKind(o.kind); err != nil {
+		if kind, err = config.ParseKind(o.kind); err != nil {
 			log.Error(fmt.Sprintf("--kind: %v", err))
+			return exitConfig
+		}
+	}
+	if o.dataPath != "" {
+		dp, err := config.ParseDataPath(o.dataPath)
+		if err != nil {
+			log.Error(fmt.Sprintf("--data-path: %v", err))
+			return exitConfig
+		}
+		if config.CheckDataPath(kind, dp) != nil {
+			log.Error("--data-path: kernel needs --kind=veth (a TAP's frames pass through vethd)")
 			return exitConfig
 		}
 	}
@@ -274,7 +295,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg := service.Config{
 		Mode: service.ModeSeed, Name: o.name, Parent: o.parent, MAC: o.mac, NoARPIsolation: !arp,
 		NoSourceRouting: !routing, RouteTable: table, RoutePriority: priority, Kind: o.kind, Namespace: o.netns,
-		BroadcastLimit: bcast, ConfigDir: o.configDir, MachineIDFile: o.machineIDFile, Version: version,
+		BroadcastLimit: bcast, DataPath: o.dataPath, ConfigDir: o.configDir, MachineIDFile: o.machineIDFile, Version: version,
 		Log: log, Notifier: sdnotify.New(), Routes: service.SourceRoutes{},
 	}
 	switch {

@@ -73,7 +73,7 @@ _vethctl() {
     local cur=${COMP_WORDS[COMP_CWORD]}
     local commands="list status show stats watch metrics add remove reload reset mac help"
     local global="--json -j --no-legend --no-pager --config-dir --machine-id-file --version --help"
-    local with_arg="--config-dir|--machine-id-file|--parent|--mac|--mtu|--carrier|--kind|--netns|--interval|--format|--output|--timeout"
+    local with_arg="--config-dir|--machine-id-file|--parent|--mac|--mtu|--carrier|--kind|--data-path|--netns|--interval|--format|--output|--timeout"
     [[ $cur == "=" ]] && cur=""
 
     COMPREPLY=()
@@ -92,6 +92,8 @@ _vethctl() {
             COMPREPLY=( $(compgen -W "follow on" -- "$cur") ); return 0 ;;
         --kind)
             COMPREPLY=( $(compgen -W "tap veth" -- "$cur") ); return 0 ;;
+        --data-path)
+            COMPREPLY=( $(compgen -W "relay kernel" -- "$cur") ); return 0 ;;
         --netns)
             COMPREPLY=( $(compgen -W "$(ls /run/netns 2>/dev/null)" -- "$cur") ); return 0 ;;
         --interval)
@@ -151,7 +153,7 @@ _vethctl() {
         metrics)
             opts="--format --output"; names=1 ;;
         add)
-            opts="--parent --mac --mtu --carrier --kind --netns --now --force --timeout --no-block" ;;
+            opts="--parent --mac --mtu --carrier --kind --data-path --netns --now --force --timeout --no-block" ;;
         remove)
             opts="--keep-config --timeout --no-block"
             [[ $nargs -eq 0 ]] && names=1 ;;

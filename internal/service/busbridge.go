@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/vethd/vethd/pkg/bridge"
 	"github.com/vethd/vethd/pkg/dbusapi"
 )
 
@@ -61,6 +62,10 @@ func (b *busBridge) Describe() string {
 	if s.route.On {
 		routing = "yes"
 	}
+	dataPath := s.cfg.DataPath // as configured; the one in use is the status's
+	if dataPath == "" {
+		dataPath = bridge.DefaultDataPath(s.cfg.Kind)
+	}
 	doc := map[string]any{
 		"version": in.env.version,
 		"pid":     os.Getpid(),
@@ -68,7 +73,7 @@ func (b *busBridge) Describe() string {
 			"file": s.file, "parent": s.cfg.Parent, "mac_address": s.policy.String(),
 			"mtu": mtu, "carrier": carrier, "arp_isolation": arp,
 			"source_routing": routing, "route_table": s.route.Table, "route_priority": s.route.Priority,
-			"kind": string(s.cfg.Kind), "namespace": s.cfg.Namespace,
+			"kind": string(s.cfg.Kind), "data_path": string(dataPath), "namespace": s.cfg.Namespace,
 		},
 		"status":   in.status(),
 		"counters": in.counters(),

@@ -69,7 +69,18 @@ func (b *fakeBridge) Reconfigure(c bridge.Config) error {
 	if c.MAC != nil {
 		b.status.MAC = c.MAC
 	}
+	b.status.DataPath = fakeDataPath(b.cfg.Kind, c.DataPath)
 	return nil
+}
+
+// fakeDataPath is the data path a fake bridge of kind k runs for the
+// configured one: a fake kernel allows the kernel path ("" is the kind's
+// default).
+func fakeDataPath(k bridge.Kind, dp bridge.DataPath) bridge.DataPath {
+	if dp == "" {
+		return bridge.DefaultDataPath(k)
+	}
+	return dp
 }
 
 func (b *fakeBridge) Health() error {
@@ -201,7 +212,7 @@ func (s *starter) start(cfg bridge.Config) (Bridge, error) {
 	b.status = bridge.Status{
 		Name: cfg.Name, Kind: cfg.Kind, Namespace: cfg.Namespace, Parent: cfg.Parent, IfIndex: s.ifindex, ParentIfIndex: 2,
 		MAC: mac, MTU: mtu, State: bridge.StateRunning, Carrier: true, ParentCarrier: true,
-		Offloads: []string{"csum", "tso4"}, StartedAt: time.Now(),
+		Offloads: []string{"csum", "tso4"}, DataPath: fakeDataPath(cfg.Kind, cfg.DataPath), StartedAt: time.Now(),
 	}
 	s.byName[cfg.Name] = append(s.byName[cfg.Name], b)
 	s.mu.Unlock()

@@ -326,7 +326,9 @@ func (in *instance) reload() error {
 }
 
 // status is the instance's state as D-Bus shows it: the running bridge's,
-// or the spec's while there is none.
+// or the spec's while there is none. DataPath is the one in use, so
+// relay while no bridge runs (no programs are attached), as a bridge
+// says until it attaches them.
 func (in *instance) status() dbusapi.Status {
 	in.mu.Lock()
 	s, br, lastErr := in.spec, in.br, in.lastErr
@@ -337,8 +339,9 @@ func (in *instance) status() dbusapi.Status {
 			mac = s.cfg.MAC.String()
 		}
 		return dbusapi.Status{
-			Name: in.name, Kind: string(s.cfg.Kind), Namespace: s.cfg.Namespace, Parent: s.cfg.Parent, MACAddress: mac,
-			MACPolicy: s.policy.Kind.String(), State: string(bridge.StateStarting), LastError: lastErr,
+			Name: in.name, Kind: string(s.cfg.Kind), DataPath: string(bridge.DataPathRelay), Namespace: s.cfg.Namespace,
+			Parent: s.cfg.Parent, MACAddress: mac, MACPolicy: s.policy.Kind.String(), State: string(bridge.StateStarting),
+			LastError: lastErr,
 		}
 	}
 	st := br.Status()
@@ -353,8 +356,12 @@ func (in *instance) status() dbusapi.Status {
 	if kind == "" {
 		kind = s.cfg.Kind
 	}
+	dataPath := st.DataPath
+	if dataPath == "" {
+		dataPath = bridge.DataPathRelay
+	}
 	return dbusapi.Status{
-		Name: st.Name, Kind: string(kind), Namespace: st.Namespace, Parent: st.Parent,
+		Name: st.Name, Kind: string(kind), DataPath: string(dataPath), Namespace: st.Namespace, Parent: st.Parent,
 		IfIndex: int32(st.IfIndex), ParentIfIndex: int32(st.ParentIfIndex),
 		MACAddress: st.MAC.String(), MACPolicy: s.policy.Kind.String(),
 		MTU: uint32(st.MTU), State: string(st.State),

@@ -100,6 +100,10 @@ type Config struct {
 	// BroadcastLimit is the seed flag --broadcast-limit (ModeSeed), as
 	// config.ParseBroadcastLimit reads it: 0 is the default.
 	BroadcastLimit int
+	// DataPath is the seed flag --data-path (ModeSeed), as written:
+	// config.ParseDataPath reads it; "" is the kind's default
+	// (config.DefaultDataPath). kernel needs Kind veth.
+	DataPath string
 	// Instance is the NAME of --instance NAME (ModeInstance).
 	Instance string
 	// ConfigDir is where NAME.conf files are.

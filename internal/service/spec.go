@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/vethd/vethd/pkg/bridge"
@@ -19,9 +20,21 @@ const (
 	_ = uint(-config.BroadcastLimitOff) + uint(-bridge.BroadcastLimitOff)
 )
 
+// The kinds and data paths are named in both pkg/config (files, flags)
+// and pkg/bridge (what runs), and bridgeKind and bridgeDataPath convert
+// one to the other as they are: this fails to compile ("duplicate key
+// false") if a name differs.
+func _() {
+	_ = map[bool]int{false: 0,
+		string(config.KindTAP) == string(bridge.KindTAP) &&
+			string(config.KindVeth) == string(bridge.KindVeth) &&
+			string(config.DataPathRelay) == string(bridge.DataPathRelay) &&
+			string(config.DataPathKernel) == string(bridge.DataPathKernel): 1}
+}
+
 // spec is one bridge's resolved configuration.
 type spec struct {
-	cfg    bridge.Config // Name, Kind, Namespace, Parent, MAC, MTU, CarrierOn, WaitParent, ARPIsolation
+	cfg    bridge.Config // Name, Kind, Namespace, Parent, MAC, MTU, CarrierOn, WaitParent, ARPIsolation, BroadcastLimit, DataPath
 	policy macaddr.Policy
 	route  routeSpec
 	file   string // "" in seed mode
@@ -63,6 +76,20 @@ func bridgeKind(k config.Kind) bridge.Kind {
 	}
 	return bridge.Kind(k)
 }
+
+// bridgeDataPath maps a configured data path to the bridge's. "" stays
+// "": the bridge applies its kind's default (bridge.DefaultDataPath,
+// which agrees with config.DefaultDataPath), and says that it falls back
+// to the relay in an info line, not a warning, since no one asked for
+// the kernel's.
+func bridgeDataPath(dp config.DataPath) bridge.DataPath {
+	return bridge.DataPath(dp)
+}
+
+// errKernelNeedsVeth is the seed flags' --data-path=kernel without
+// --kind=veth (a file's DataPath=kernel without Kind=veth is Parse's
+// *config.Error).
+var errKernelNeedsVeth = errors.New("kernel needs --kind=veth (a TAP's frames pass through vethd)")
 
 // loadSpecs reads the configuration the mode names; errors are
 // *config.Error or MAC resolution errors (KindConfig either way).
@@ -111,6 +138,15 @@ func (d *daemon) loadSpecs() ([]spec, error) {
 			return nil, fmt.Errorf("--kind: %w", err)
 		}
 	}
+	var dataPath config.DataPath // "": the kind's default
+	if d.cfg.DataPath != "" {
+		if dataPath, err = config.ParseDataPath(d.cfg.DataPath); err != nil {
+			return nil, fmt.Errorf("--data-path: %w", err)
+		}
+	}
+	if config.CheckDataPath(kind, dataPath) != nil {
+		return nil, fmt.Errorf("--data-path: %w", errKernelNeedsVeth)
+	}
 	ns, err := config.NamespacePath(d.cfg.Namespace)
 	if err != nil {
 		return nil, fmt.Errorf("--netns: %w", err)
@@ -128,7 +164,7 @@ func (d *daemon) loadSpecs() ([]spec, error) {
 	}
 	return []spec{{
 		cfg: bridge.Config{Name: d.cfg.Name, Kind: bridgeKind(kind), Namespace: ns, Parent: d.cfg.Parent, MAC: mac,
-			ARPIsolation: !d.cfg.NoARPIsolation, BroadcastLimit: d.cfg.BroadcastLimit},
+			ARPIsolation: !d.cfg.NoARPIsolation, BroadcastLimit: d.cfg.BroadcastLimit, DataPath: bridgeDataPath(dataPath)},
 		policy: policy,
 		route:  route,
 	}}, nil
@@ -161,7 +197,7 @@ func (d *daemon) loadSpec(name string) (spec, error) {
 		cfg: bridge.Config{
 			Name: c.Name, Kind: bridgeKind(c.Kind), Namespace: ns, Parent: c.Parent, MAC: mac, MTU: c.MTU,
 			CarrierOn: c.Carrier == config.CarrierOn, WaitParent: true,
-			ARPIsolation: !c.NoARPIsolation, BroadcastLimit: c.BroadcastLimit,
+			ARPIsolation: !c.NoARPIsolation, BroadcastLimit: c.BroadcastLimit, DataPath: bridgeDataPath(c.DataPath),
 		},
 		policy: c.MAC,
 		route:  route,

@@ -15,6 +15,9 @@
 //	Kind=tap
 //	Namespace=
 //	BroadcastLimit=1000
+//	DataPath=relay
+//
+// (DataPath= defaults to kernel for Kind=veth, relay for Kind=tap.)
 //
 // go-systemd's unit parser decides what the file says; a line scan of the
 // same bytes (scan.go) finds the line of each section and key, so that every
@@ -88,6 +91,11 @@ type Bridge struct {
 	// NIC; 0 is the default (DefaultBroadcastLimit), BroadcastLimitOff
 	// is "off".
 	BroadcastLimit int
+	// DataPath is DataPath=: how frames move between the parent and the
+	// virtual interface; "" is the kind's default (DefaultDataPath),
+	// which a file does not pin. DataPathKernel needs Kind=veth
+	// (CheckDataPath; Parse checks it).
+	DataPath DataPath
 }
 
 // Storm limiter limits (BroadcastLimit=, --broadcast-limit): the default,
@@ -108,6 +116,32 @@ const (
 	// DefaultKind is the kind of a bridge whose file sets none.
 	DefaultKind = KindTAP
 )
+
+// DataPath is how frames move between the parent and the virtual
+// interface (DataPath=, --data-path), as pkg/bridge's DataPath of the
+// same names (internal/service checks the two agree when it compiles).
+type DataPath string
+
+const (
+	// DataPathRelay: vethd reads each frame from one side and writes it
+	// to the other (both kinds).
+	DataPathRelay DataPath = "relay"
+	// DataPathKernel: for Kind=veth only, programs in the kernel (tc,
+	// tcx) move the frames between the parent and the veth pair; vethd
+	// relays instead, and says so, where the kernel does not allow it.
+	DataPathKernel DataPath = "kernel"
+)
+
+// DefaultDataPath returns the data path of a bridge of kind k ("" is
+// DefaultKind) whose file sets none: DataPathKernel for KindVeth,
+// DataPathRelay for KindTAP, as pkg/bridge's DefaultDataPath
+// (TestDefaultDataPathAgrees in internal/service keeps the two in step).
+func DefaultDataPath(k Kind) DataPath {
+	if k == KindVeth {
+		return DataPathKernel
+	}
+	return DataPathRelay
+}
 
 // Source routing limits, as pkg/srcroute checks them (CheckTable,
 // CheckPriority; a test in internal/service keeps the two in step): a
@@ -138,10 +172,11 @@ const (
 	keyKind          = "Kind"
 	keyNamespace     = "Namespace"
 	keyBroadcast     = "BroadcastLimit"
+	keyDataPath      = "DataPath"
 )
 
 var knownKeys = []string{keyParent, keyMACAddress, keyMTU, keyCarrier, keyARPIsolation,
-	keySourceRouting, keyRouteTable, keyRoutePriority, keyKind, keyNamespace, keyBroadcast}
+	keySourceRouting, keyRouteTable, keyRoutePriority, keyKind, keyNamespace, keyBroadcast, keyDataPath}
 
 // MTU limits: the IPv4 minimum (RFC 791), the largest any kind takes
 // (ParseMTU), and the largest of each kind (MaxMTU, which Parse checks):
@@ -328,7 +363,7 @@ func Parse(r io.Reader, path, name string) (*Bridge, error) {
 	b.reset(keyCarrier)
 	b.reset(keyARPIsolation)
 	b.reset(keySourceRouting)
-	parentLine, mtuLine := 0, 0
+	parentLine, mtuLine, dataPathLine := 0, 0, 0
 	for i, s := range sections {
 		if s.Section != section {
 			return nil, &Error{File: path, Line: lines.section(i),
@@ -345,6 +380,8 @@ func Parse(r io.Reader, path, name string) (*Bridge, error) {
 				parentLine = line
 			case keyMTU:
 				mtuLine = line
+			case keyDataPath:
+				dataPathLine = line
 			}
 		}
 	}
@@ -356,6 +393,9 @@ func Parse(r io.Reader, path, name string) (*Bridge, error) {
 	}
 	if err := CheckMTU(b.Kind, b.MTU); err != nil {
 		return nil, &Error{File: path, Line: mtuLine, Key: keyMTU, Err: err}
+	}
+	if err := CheckDataPath(b.Kind, b.DataPath); err != nil {
+		return nil, &Error{File: path, Line: dataPathLine, Key: keyDataPath, Err: err}
 	}
 	return b, nil
 }
@@ -385,6 +425,8 @@ func (b *Bridge) reset(key string) {
 		b.Namespace = ""
 	case keyBroadcast:
 		b.BroadcastLimit = 0
+	case keyDataPath:
+		b.DataPath = ""
 	}
 }
 
@@ -469,6 +511,12 @@ func (b *Bridge) set(key, raw string) error {
 			return withHint(err, v)
 		}
 		b.BroadcastLimit = n
+	case keyDataPath:
+		dp, err := ParseDataPath(v)
+		if err != nil {
+			return withHint(err, v)
+		}
+		b.DataPath = dp
 	}
 	return nil
 }
@@ -536,6 +584,35 @@ func ParseKind(v string) (Kind, error) {
 		return KindVeth, nil
 	}
 	return "", badValue(v, "is not %s or %s", KindTAP, KindVeth)
+}
+
+// ParseDataPath reads the value of DataPath= (and --data-path): relay or
+// kernel, in any case. CheckDataPath checks it against a kind (Parse
+// does).
+func ParseDataPath(v string) (DataPath, error) {
+	switch {
+	case strings.EqualFold(v, string(DataPathRelay)):
+		return DataPathRelay, nil
+	case strings.EqualFold(v, string(DataPathKernel)):
+		return DataPathKernel, nil
+	}
+	return "", badValue(v, "is not %s or %s", DataPathRelay, DataPathKernel)
+}
+
+// CheckDataPath checks the data path dp ("" is the kind's default,
+// DefaultDataPath) against the kind k ("" is DefaultKind):
+// DataPathKernel is for KindVeth only.
+// Its error is a *ValueError. Parse checks DataPath= against Kind= with
+// it, and so do vethd's --data-path --kind and vethctl add.
+func CheckDataPath(k Kind, dp DataPath) error {
+	if dp != DataPathKernel || k == KindVeth {
+		return nil
+	}
+	kind := "Kind=" + string(k)
+	if k == "" {
+		kind = "Kind=" + string(DefaultKind) + ", the default"
+	}
+	return badNumber(string(dp), "is for Kind=veth only (this bridge is %s): a TAP's frames pass through vethd", kind)
 }
 
 // NamespacePath returns the path of the network namespace that
@@ -712,9 +789,10 @@ func checkValue(key, v string) error {
 
 // Marshal returns the configuration as file text: a comment header and the
 // [Bridge] section with every key whose default a file pins (the routing
-// table and priority, Kind and Namespace only when set). Parse reads it back to the same Bridge
-// (with the same path and name). MACAddress is written as it was read;
-// if it is empty, MAC is written.
+// table and priority, Kind, Namespace, BroadcastLimit and DataPath only
+// when set). Parse reads it back to the same Bridge (with the same path
+// and name). MACAddress is written as it was read; if it is empty, MAC is
+// written.
 func (b *Bridge) Marshal() []byte {
 	mac := b.MACAddress
 	if mac == "" {
@@ -754,6 +832,7 @@ func (b *Bridge) Marshal() []byte {
 	buf.WriteString("#   RouteTable=  auto | 1..4294967295; RoutePriority= 1..32765 (default 32000)\n")
 	buf.WriteString("#   Kind=        tap | veth; Namespace= a name under /run/netns or an absolute path\n")
 	fmt.Fprintf(&buf, "#   BroadcastLimit= 1..%d frames/s per class (default %d) | off\n", maxBroadcastLimit, DefaultBroadcastLimit)
+	fmt.Fprintf(&buf, "#   DataPath=    %s | %s (Kind=veth only: frames move inside the kernel; its default)\n", DataPathRelay, DataPathKernel)
 	opts := []*unit.UnitOption{
 		unit.NewUnitOption(section, keyParent, b.Parent),
 		unit.NewUnitOption(section, keyMACAddress, mac),
@@ -781,6 +860,9 @@ func (b *Bridge) Marshal() []byte {
 		opts = append(opts, unit.NewUnitOption(section, keyBroadcast, "off"))
 	case b.BroadcastLimit > 0:
 		opts = append(opts, unit.NewUnitOption(section, keyBroadcast, strconv.Itoa(b.BroadcastLimit)))
+	}
+	if b.DataPath != "" {
+		opts = append(opts, unit.NewUnitOption(section, keyDataPath, string(b.DataPath)))
 	}
 	_, _ = io.Copy(&buf, unit.Serialize(opts))
 	return buf.Bytes()

@@ -149,9 +149,9 @@ func TestParseErrors(t *testing.T) {
 		{name: "section names are case-sensitive", text: "[bridge]\nParent=eth0\n",
 			want: testPath + `:1: unknown section "[bridge]"…`, line: 1},
 		{name: "unknown key", text: "[Bridge]\nParent=eth0\nMAC=02:00:5e:10:00:01\n",
-			want: testPath + ":3: MAC=: unknown key; known keys are Parent, MACAddress, MTU, Carrier, ARPIsolation, SourceRouting, RouteTable, RoutePriority, Kind, Namespace, BroadcastLimit", line: 3, key: "MAC"},
+			want: testPath + ":3: MAC=: unknown key; known keys are Parent, MACAddress, MTU, Carrier, ARPIsolation, SourceRouting, RouteTable, RoutePriority, Kind, Namespace, BroadcastLimit, DataPath", line: 3, key: "MAC"},
 		{name: "key in the wrong case", text: "[Bridge]\nparent=eth0\n",
-			want: testPath + ":2: parent=: unknown key; known keys are Parent, MACAddress, MTU, Carrier, ARPIsolation, SourceRouting, RouteTable, RoutePriority, Kind, Namespace, BroadcastLimit; did you mean Parent= (keys are case-sensitive)?",
+			want: testPath + ":2: parent=: unknown key; known keys are Parent, MACAddress, MTU, Carrier, ARPIsolation, SourceRouting, RouteTable, RoutePriority, Kind, Namespace, BroadcastLimit, DataPath; did you mean Parent= (keys are case-sensitive)?",
 			line: 2, key: "parent"},
 		{name: "no key", text: "[Bridge]\nParent=eth0\n=eth1\n",
 			want: testPath + ":3: line begins with '=': no key is named", line: 3},
@@ -308,6 +308,8 @@ func TestMarshalRoundTrip(t *testing.T) {
 		"[Bridge]\nParent=#x=y[z]\n",
 		"[Bridge]\nParent=eth0\nSourceRouting=no\nRouteTable=100\nRoutePriority=1000\nKind=veth\nNamespace=ctr1\n",
 		"[Bridge]\nParent=eth0\nRouteTable=auto\nKind=TAP\nNamespace=/proc/1/ns/net\n",
+		"[Bridge]\nParent=eth0\nKind=veth\nDataPath=Kernel\nBroadcastLimit=off\n",
+		"[Bridge]\nParent=eth0\nDataPath=relay\n",
 	}
 	for _, text := range texts {
 		b, err := Parse(strings.NewReader(text), testPath, "veth1")
@@ -509,6 +511,7 @@ func FuzzParse(f *testing.F) {
 		"[Bridge\nParent=eth0]\n",
 		"x[Bridge]\nParent=eth0",
 		"[Bridge]\nParent=eth\\\\\nMTU=1400",
+		"[Bridge]\nParent=eth0\nKind=veth\nDataPath=kernel\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -17,7 +17,7 @@ import (
 func FuzzValues(f *testing.F) {
 	for _, s := range []string{"", "inherit", "INHERIT", "68", "67", "1500", "01500", "65535", "65536", "-1", "+100", " 100", "9999999999999999999999",
 		"auto", "253", "254", "256", "4294967295", "4294967296", "32765", "32766", "0", "1",
-		"tap", "VETH", "follow", "On", "yes", "no", "t", "off", "2",
+		"tap", "VETH", "relay", "KERNEL", "follow", "On", "yes", "no", "t", "off", "2",
 		"ns1", "/run/netns/ns1", "/", ".", "..", "a/b", "/proc/1/ns/net/../../self/ns/net", "a b", "x\x1b[2J", "\xff", strings.Repeat("n", 256)} {
 		f.Add(s)
 	}
@@ -64,6 +64,14 @@ func FuzzValues(f *testing.F) {
 			printable(t, "ParseKind", v, err)
 		} else if (k != KindTAP && k != KindVeth) || !strings.EqualFold(v, string(k)) {
 			t.Fatalf("ParseKind(%q) = %q", v, k)
+		}
+
+		if dp, err := ParseDataPath(v); err != nil {
+			printable(t, "ParseDataPath", v, err)
+		} else if (dp != DataPathRelay && dp != DataPathKernel) || !strings.EqualFold(v, string(dp)) {
+			t.Fatalf("ParseDataPath(%q) = %q", v, dp)
+		} else if err := CheckDataPath(KindVeth, dp); err != nil {
+			t.Fatalf("CheckDataPath(veth, %q) = %v", dp, err)
 		}
 
 		if c, err := ParseCarrier(v); err != nil {

@@ -64,7 +64,8 @@ func newFakeBridge(name string) *fakeBridge {
 	return &fakeBridge{
 		status: Status{
 			Name:          name,
-			Kind:          "tap",
+			Kind:          "veth",
+			DataPath:      "kernel",
 			Parent:        "eth0",
 			IfIndex:       7,
 			ParentIfIndex: 2,

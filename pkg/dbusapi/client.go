@@ -51,6 +51,7 @@ func (c *Client) Get(ctx context.Context, name string) (Status, Counters, error)
 	st := Status{
 		Name:          get[string](&d, "Name"),
 		Kind:          get[string](&d, "Kind"),
+		DataPath:      get[string](&d, "DataPath"),
 		Namespace:     get[string](&d, "Namespace"),
 		Parent:        get[string](&d, "Parent"),
 		IfIndex:       get[int32](&d, "IfIndex"),

@@ -50,6 +50,7 @@ var (
 type Status struct {
 	Name          string   `json:"name"`           // interface name
 	Kind          string   `json:"kind"`           // tap|veth: what the interface is
+	DataPath      string   `json:"data_path"`      // relay|kernel: the data path in use now
 	Namespace     string   `json:"namespace"`      // "" vethd's own network namespace, else a path or "netnsid N"
 	Parent        string   `json:"parent"`         // parent's name
 	IfIndex       int32    `json:"ifindex"`        // 0 while the link does not exist

@@ -211,6 +211,7 @@ func statusValues(st Status) map[string]any {
 	return map[string]any{
 		"Name":          st.Name,
 		"Kind":          st.Kind,
+		"DataPath":      st.DataPath,
 		"Namespace":     st.Namespace,
 		"Parent":        st.Parent,
 		"IfIndex":       st.IfIndex,

@@ -21,7 +21,8 @@ import (
 func wantProps() map[string]dbus.Variant {
 	return map[string]dbus.Variant{
 		"Name":          dbus.MakeVariant("veth1"),
-		"Kind":          dbus.MakeVariant("tap"),
+		"Kind":          dbus.MakeVariant("veth"),
+		"DataPath":      dbus.MakeVariant("kernel"),
 		"Namespace":     dbus.MakeVariant(""),
 		"Parent":        dbus.MakeVariant("eth0"),
 		"IfIndex":       dbus.MakeVariant(int32(7)),
@@ -53,7 +54,7 @@ func wantProps() map[string]dbus.Variant {
 
 // wantSignatures are the D-Bus signatures of the properties.
 var wantSignatures = map[string]string{
-	"Name": "s", "Kind": "s", "Namespace": "s", "Parent": "s", "IfIndex": "i", "ParentIfIndex": "i",
+	"Name": "s", "Kind": "s", "DataPath": "s", "Namespace": "s", "Parent": "s", "IfIndex": "i", "ParentIfIndex": "i",
 	"MACAddress": "s", "MACPolicy": "s", "MTU": "u", "State": "s",
 	"Carrier": "b", "ParentCarrier": "b", "Promiscuous": "b", "Offloads": "as",
 	"StartedUsec": "t", "LastError": "s",
@@ -65,7 +66,7 @@ var wantSignatures = map[string]string{
 
 // stateLike are the properties PropertiesChanged carries.
 var stateLike = []string{
-	"Name", "Kind", "Namespace", "Parent", "IfIndex", "ParentIfIndex", "MACAddress", "MACPolicy",
+	"Name", "Kind", "DataPath", "Namespace", "Parent", "IfIndex", "ParentIfIndex", "MACAddress", "MACPolicy",
 	"MTU", "State", "Carrier", "ParentCarrier", "Promiscuous", "Offloads",
 	"StartedUsec", "LastError",
 }
@@ -346,6 +347,11 @@ func TestPropertiesChanged(t *testing.T) {
 	fake.setStatus(func(st *Status) { st.Carrier = true })
 	server.Update()
 	check(next(), map[string]any{"Carrier": true})
+
+	// The kernel refused the programs at a re-attach: the bridge relays.
+	fake.setStatus(func(st *Status) { st.DataPath = "relay" })
+	server.Update()
+	check(next(), map[string]any{"DataPath": "relay"})
 
 	// The interface moved into another namespace (a container).
 	fake.setStatus(func(st *Status) { st.Namespace = "netnsid 3" })

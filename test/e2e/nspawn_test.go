@@ -309,6 +309,11 @@ func BootWith(t *testing.T, stage string, o BootOptions) *Container {
 	for _, ifname := range o.NetworkInterfaces {
 		args = append(args, "--network-interface="+ifname)
 	}
+	// Neither CAP_BPF nor bpf() is in nspawn's defaults (its system call
+	// filter leaves bpf out on purpose): the units grant both to vethd
+	// for the kernel data path, and the container must pass them on, as a
+	// host does.
+	args = append(args, "--capability=CAP_BPF", "--system-call-filter=bpf")
 	args = append(args, "--register=no", "--keep-unit", "-M", c.Name,
 		"--overlay-ro=/usr:"+filepath.Join(stage, "usr")+":/usr")
 	if o.Etc != "" {

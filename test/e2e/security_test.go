@@ -15,22 +15,25 @@ import (
 )
 
 // Least privilege (docs/design.md, "Privileges"; vethd(8), SECURITY): the
-// units run vethd as the system user vethd with only CAP_NET_ADMIN and
-// CAP_NET_RAW, ambient.
+// units run vethd as the system user vethd with only CAP_NET_ADMIN,
+// CAP_NET_RAW and CAP_BPF, ambient.
 
 // wantCaps is CapEff, CapPrm, CapAmb and CapBnd of vethd run by the units:
-// CAP_NET_ADMIN (12) and CAP_NET_RAW (13).
-const wantCaps = "0000000000003000"
+// CAP_NET_ADMIN (12), CAP_NET_RAW (13) and CAP_BPF (39, for the kernel
+// data path's programs).
+const wantCaps = "0000008000003000"
 
 // maxExposure is the highest `systemd-analyze security` exposure the units
 // may have. The issue asked for 1.2; what keeps them above it is
-// wantExposed, each needed (docs/design.md, "Privileges").
-const maxExposure = 1.4
+// wantExposed, each needed (docs/design.md, "Privileges"); CAP_BPF and
+// bpf() (in @privileged) for the kernel data path took it from 1.4 to 1.5.
+const maxExposure = 1.5
 
 // wantExposed are the only checks of `systemd-analyze security` the units
 // may fail (systemd 252), each for a reason in docs/design.md.
 var wantExposed = []string{
 	"AmbientCapabilities=",
+	"CapabilityBoundingSet=~CAP_BPF",
 	"CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE|BROADCAST|RAW)",
 	"CapabilityBoundingSet=~CAP_NET_ADMIN",
 	"DeviceAllow=",
@@ -40,6 +43,7 @@ var wantExposed = []string{
 	"RestrictAddressFamilies=~AF_PACKET",
 	"RestrictAddressFamilies=~AF_UNIX",
 	"RootDirectory=/RootImage=",
+	"SystemCallFilter=~@privileged",
 }
 
 var exposureLine = regexp.MustCompile(`Overall exposure level for (\S+): (\d+\.\d+) (\S+)`)
@@ -94,7 +98,7 @@ func (c *Container) procStatus(t *testing.T, unit string) map[string]string {
 }
 
 // checkPrivileges checks that the unit's main process runs as uid with
-// only CAP_NET_ADMIN and CAP_NET_RAW, and owns the bridge's bus name as uid.
+// only CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF, and owns the bridge's bus name as uid.
 func (c *Container) checkPrivileges(t *testing.T, unit, uid, bridge string) {
 	t.Helper()
 	st := c.procStatus(t, unit)
@@ -103,7 +107,7 @@ func (c *Container) checkPrivileges(t *testing.T, unit, uid, bridge string) {
 	}
 	for _, k := range []string{"CapEff", "CapPrm", "CapAmb", "CapBnd"} {
 		if st[k] != wantCaps {
-			t.Errorf("%s (PID %s): %s %s, want %s (CAP_NET_ADMIN CAP_NET_RAW)", unit, st["PID"], k, st[k], wantCaps)
+			t.Errorf("%s (PID %s): %s %s, want %s (CAP_NET_ADMIN CAP_NET_RAW CAP_BPF)", unit, st["PID"], k, st[k], wantCaps)
 		}
 	}
 	if st["NoNewPrivs"] != "1" {
@@ -138,8 +142,8 @@ func (c *Container) systemUser(t *testing.T) string {
 
 // TestE2ESecurity checks the units' privileges in the container: the
 // exposure `systemd-analyze security` gives both units, and every feature
-// working with vethd as the user vethd with CAP_NET_ADMIN and CAP_NET_RAW
-// only: the TAP kind (creation, MAC, carrier, ARP settings, a DHCP lease
+// working with vethd as the user vethd with CAP_NET_ADMIN, CAP_NET_RAW and
+// CAP_BPF only: the TAP kind (creation, MAC, carrier, ARP settings, a DHCP lease
 // through it, source routing, adoption from the fd store on restart), the
 // veth kind (creation with its nftables guard, addr_gen_mode on the peer,
 // adoption on restart), Namespace= (both kinds created in a netns of
@@ -223,6 +227,12 @@ func TestE2ESecurity(t *testing.T) {
 	const u2 = "vethd@veth2.service"
 	c.Run(t, "systemctl", "start", u2)
 	c.checkPrivileges(t, u2, uid, "veth2")
+	// The kernel data path (the veth kind's default) attached under the
+	// units' sandbox: CAP_BPF and bpf() are allowed.
+	waitUntil(t, 5*time.Second, "veth2 on the kernel data path", func() (bool, string) {
+		out := c.Run(t, "busctl", "get-property", "io.github.vethd.Bridge1.veth2", "/io/github/vethd/Bridge1/veth2", "io.github.vethd.Bridge1", "DataPath")
+		return strings.TrimSpace(out) == `s "kernel"`, "DataPath " + strings.TrimSpace(out)
+	})
 	if mtu := c.sysfs("veth2", "mtu"); mtu != "1400" {
 		t.Errorf("veth2 MTU %q, want 1400", mtu)
 	}
