@@ -207,14 +207,13 @@ static __always_inline int storm_ok(struct __sk_buff *skb, struct config *cfg, _
 	return ok;
 }
 
-// to_nic hands a frame for the NIC from the parent's ingress (ingress 1)
-// or egress: the frame itself when it is addressed to the virtual MAC,
+// to_nic hands a frame for the NIC (settings cfg) from the parent's
+// ingress (ingress 1) or egress: the frame itself when it is addressed to the virtual MAC,
 // a clone when it is a group frame from another source.
-static __always_inline int to_nic(struct __sk_buff *skb, int ingress)
+static __always_inline int to_nic(struct __sk_buff *skb, struct config *cfg, int ingress)
 {
-	struct config *cfg = settings_get();
 	struct ethhdr eth __attribute__((aligned(8)));
-	if (!cfg || cfg->peer == 0)
+	if (cfg->peer == 0)
 		return TCX_NEXT;
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0)
 		return TCX_NEXT;
@@ -243,7 +242,10 @@ static __always_inline int to_nic(struct __sk_buff *skb, int ingress)
 SEC("tcx/ingress")
 int from_wire(struct __sk_buff *skb)
 {
-	return to_nic(skb, 1);
+	struct config *cfg = settings_get();
+	if (!cfg)
+		return TCX_NEXT;
+	return to_nic(skb, cfg, 1);
 }
 
 SEC("tcx/egress")
@@ -253,7 +255,7 @@ int from_host(struct __sk_buff *skb)
 	// The NIC's own frames, which from_nic sent here, are not its.
 	if (!cfg || skb->ingress_ifindex == cfg->peer)
 		return TCX_NEXT;
-	return to_nic(skb, 0);
+	return to_nic(skb, cfg, 0);
 }
 
 SEC("tcx/ingress")
