@@ -147,6 +147,41 @@ type handVethd struct {
 	log  *lockedBuffer
 	done chan struct{}
 	err  error // Wait's, valid after done
+	// fails are the test's failures, restated after vethd's log when the
+	// test fails: the log is long, and what CI shows of a failing test
+	// is its last lines.
+	fails []string
+}
+
+// errorf fails the test, as t.Errorf, and keeps the message for the
+// restatement.
+func (v *handVethd) errorf(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	v.fails = append(v.fails, msg)
+	t.Error(msg)
+}
+
+// fatalf is errorf, then t.FailNow.
+func (v *handVethd) fatalf(t *testing.T, format string, args ...any) {
+	t.Helper()
+	v.errorf(t, format, args...)
+	t.FailNow()
+}
+
+// leaks keeps what container c's shutdown found left behind.
+func (v *handVethd) leaks(c *Container) {
+	v.fails = append(v.fails, c.leaks...)
+}
+
+// hostRun is hostRun with the failure kept.
+func (v *handVethd) hostRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		v.fatalf(t, "%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 // startVethd runs `ip netns exec NS vethd -v veth1 -e PARENT --kind=KIND`
@@ -172,6 +207,9 @@ func startVethd(t *testing.T, stage, ns, parent, kind string) *handVethd {
 		}
 		if t.Failed() {
 			t.Logf("vethd's log:\n%s", v.log.String())
+			if len(v.fails) > 0 {
+				t.Logf("the failures above, again:\n  %s", strings.Join(v.fails, "\n  "))
+			}
 		}
 	})
 	return v
@@ -197,10 +235,10 @@ func (v *handVethd) waitLog(t *testing.T, from int, want string, timeout time.Du
 			return from + i + len(want)
 		}
 		if !v.running() {
-			t.Fatalf("vethd exited (%v) before logging %q:\n%s", v.err, want, s)
+			v.fatalf(t, "vethd exited (%v) before logging %q (its log is below)", v.err, want)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("vethd did not log %q within %v:\n%s", want, timeout, s)
+			v.fatalf(t, "vethd did not log %q within %v (its log is below)", want, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -213,10 +251,10 @@ func (v *handVethd) stop(t *testing.T) {
 	select {
 	case <-v.done:
 	case <-time.After(10 * time.Second):
-		t.Fatalf("vethd did not exit within 10s of SIGTERM:\n%s", v.log.String())
+		v.fatalf(t, "vethd did not exit within 10s of SIGTERM (its log is below)")
 	}
 	if v.err != nil {
-		t.Errorf("vethd exited: %v\n%s", v.err, v.log.String())
+		v.errorf(t, "vethd exited: %v (its log is below)", v.err)
 	}
 }
 
@@ -299,7 +337,7 @@ func testNetworkInterface(t *testing.T, stage, kind string) {
 	mac := home.MAC
 	if kind == "veth" {
 		if _, ok := linkIn(lan.Netns, "vd-veth1"); !ok {
-			t.Fatalf("no peer vd-veth1 in %s", lan.Netns)
+			v.fatalf(t, "no peer vd-veth1 in %s", lan.Netns)
 		}
 	}
 	t.Logf("vethd --kind=%s: veth1 %s ifindex %d in %s", kind, mac, home.Index, lan.Netns)
@@ -312,25 +350,25 @@ func testNetworkInterface(t *testing.T, stage, kind string) {
 		at = v.waitLog(t, at, "veth1 moved to network namespace netnsid=", 5*time.Second)
 		at = v.waitLog(t, at, "; still relaying", time.Second)
 		if _, ok := linkIn(lan.Netns, "veth1"); ok {
-			t.Fatalf("boot %d: veth1 still in %s after the container started", boot, lan.Netns)
+			v.fatalf(t, "boot %d: veth1 still in %s after the container started", boot, lan.Netns)
 		}
 		if got := strings.TrimSpace(c.Run(t, "cat", "/sys/class/net/veth1/address")); got != mac {
-			t.Errorf("boot %d: veth1 in the container has MAC %s, vethd made it %s", boot, got, mac)
+			v.errorf(t, "boot %d: veth1 in the container has MAC %s, vethd made it %s", boot, got, mac)
 		}
 		// A move takes a link down; nothing in the container brings
 		// veth1 up by itself (no .network file or NM profile matches).
 		if flags := c.Run(t, "ip", "-o", "link", "show", "dev", "veth1"); strings.Contains(flags, ",UP") || strings.Contains(flags, "<UP") {
-			t.Errorf("boot %d: veth1 is up in the container before anything brought it up: %s", boot, flags)
+			v.errorf(t, "boot %d: veth1 is up in the container before anything brought it up: %s", boot, flags)
 		}
 		var addr netip.Addr
 		if boot == 1 {
 			// dhclient in the container: dnsmasq leases to vethd's MAC.
 			got := c.DHCP(t, "veth1")
 			if !lan.Prefix.Contains(got.Addr()) {
-				t.Fatalf("dhclient veth1 in the container got %v, want an address in %v", got, lan.Prefix)
+				v.fatalf(t, "dhclient veth1 in the container got %v, want an address in %v", got, lan.Prefix)
 			}
 			if leases := lan.Leases(t); !strings.Contains(leases, mac+" "+got.Addr().String()+" ") {
-				t.Errorf("dnsmasq has no lease of %s for %s:\n%s", got.Addr(), mac, leases)
+				v.errorf(t, "dnsmasq has no lease of %s for %s:\n%s", got.Addr(), mac, leases)
 			}
 			addr = got.Addr()
 		} else {
@@ -343,14 +381,14 @@ func testNetworkInterface(t *testing.T, stage, kind string) {
 		}
 		if kind == "veth" {
 			if got := strings.TrimSpace(c.Run(t, "cat", "/sys/class/net/veth1/carrier")); got != "1" {
-				t.Errorf("boot %d: veth1 (up) in the container has carrier %s, want 1", boot, got)
+				v.errorf(t, "boot %d: veth1 (up) in the container has carrier %s, want 1", boot, got)
 			}
 		}
 		c.Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "veth1", lan.Router.String())
 		// The LAN learnt veth1's address at vethd's MAC.
-		neigh := hostRun(t, "ip", "-n", lan.LANNetns, "neigh", "show", addr.String(), "dev", "lan0")
+		neigh := v.hostRun(t, "ip", "-n", lan.LANNetns, "neigh", "show", addr.String(), "dev", "lan0")
 		if !strings.Contains(neigh, mac) {
-			t.Errorf("boot %d: the LAN's neighbour entry for %s is %q, want %s", boot, addr, strings.TrimSpace(neigh), mac)
+			v.errorf(t, "boot %d: the LAN's neighbour entry for %s is %q, want %s", boot, addr, strings.TrimSpace(neigh), mac)
 		}
 		t.Logf("boot %d: veth1 %s (%s) in the container pinged %s through vethd, %.1fs after the boot began",
 			boot, addr, mac, lan.Router, time.Since(start).Seconds())
@@ -361,53 +399,58 @@ func testNetworkInterface(t *testing.T, stage, kind string) {
 			// namespace (H) as the container exits: the same link, not
 			// a new one.
 			c.Poweroff(t)
+			v.leaks(c)
 			at = v.waitLog(t, at, "veth1 is back in vethd's network namespace ifindex="+strconv.Itoa(home.Index), 10*time.Second)
 		} else {
 			// Killed, nspawn cannot: the container's namespace goes,
 			// the kernel deletes veth1 with it (and, for the veth
 			// kind, its peer vd-veth1 in H), and vethd re-creates it.
 			killNspawn(t, c)
+			c.Poweroff(t) // its leftover check, here rather than at cleanup
+			v.leaks(c)
 			at = v.waitLog(t, at, "network namespace of veth1 was destroyed; re-creating veth1", 10*time.Second)
 		}
 		got := waitLink(t, lan.Netns, "veth1", 5*time.Second)
 		t.Logf("boot %d: veth1 back in %s %.2fs after the container's stop began: %s ifindex %d", boot, lan.Netns, time.Since(stop).Seconds(), got.MAC, got.Index)
 		if got.MAC != mac {
-			t.Errorf("boot %d: veth1 came back with MAC %s, had %s", boot, got.MAC, mac)
+			v.errorf(t, "boot %d: veth1 came back with MAC %s, had %s", boot, got.MAC, mac)
 		}
 		if boot < 3 && got.Index != home.Index {
-			t.Errorf("boot %d: veth1 came back as ifindex %d, was %d: re-created, not moved back", boot, got.Index, home.Index)
+			v.errorf(t, "boot %d: veth1 came back as ifindex %d, was %d: re-created, not moved back", boot, got.Index, home.Index)
 		}
 		// The container's addresses do not come back with it.
-		if out := hostRun(t, "ip", "-n", lan.Netns, "-4", "addr", "show", "dev", "veth1"); strings.Contains(out, addr.String()) {
-			t.Errorf("boot %d: veth1 came back with the container's address %s:\n%s", boot, addr, out)
+		if out := v.hostRun(t, "ip", "-n", lan.Netns, "-4", "addr", "show", "dev", "veth1"); strings.Contains(out, addr.String()) {
+			v.errorf(t, "boot %d: veth1 came back with the container's address %s:\n%s", boot, addr, out)
 		}
 		if boot < 3 && strings.Contains(v.log.String(), "was destroyed") {
-			t.Errorf("boot %d: vethd logged a destroyed namespace at a clean poweroff", boot)
+			v.errorf(t, "boot %d: vethd logged a destroyed namespace at a clean poweroff", boot)
 		}
 		if kind == "veth" {
 			if _, ok := linkIn(lan.Netns, "vd-veth1"); !ok {
-				t.Errorf("boot %d: no peer vd-veth1 in %s after the container's stop", boot, lan.Netns)
+				v.errorf(t, "boot %d: no peer vd-veth1 in %s after the container's stop", boot, lan.Netns)
 			}
 		}
 		if !v.running() {
-			t.Fatalf("vethd exited after the container's stop: %v\n%s", v.err, v.log.String())
+			v.fatalf(t, "vethd exited after the container's stop: %v\n%s", v.err, v.log.String())
 		}
 	}
 	// After the re-creation veth1 relays again: from H itself.
-	hostRun(t, "ip", "-n", lan.Netns, "addr", "add", "198.18.51.62/24", "dev", "veth1")
-	hostRun(t, "ip", "-n", lan.Netns, "link", "set", "veth1", "up")
-	hostRun(t, "ip", "netns", "exec", lan.Netns, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "198.18.51.62", lan.Router.String())
-	if neigh := hostRun(t, "ip", "-n", lan.LANNetns, "neigh", "show", "198.18.51.62", "dev", "lan0"); !strings.Contains(neigh, mac) {
-		t.Errorf("after the re-creation, the LAN's neighbour entry for 198.18.51.62 is %q, want %s", strings.TrimSpace(neigh), mac)
+	v.hostRun(t, "ip", "-n", lan.Netns, "addr", "add", "198.18.51.62/24", "dev", "veth1")
+	v.hostRun(t, "ip", "-n", lan.Netns, "link", "set", "veth1", "up")
+	v.hostRun(t, "ip", "netns", "exec", lan.Netns, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "198.18.51.62", lan.Router.String())
+	if neigh := v.hostRun(t, "ip", "-n", lan.LANNetns, "neigh", "show", "198.18.51.62", "dev", "lan0"); !strings.Contains(neigh, mac) {
+		v.errorf(t, "after the re-creation, the LAN's neighbour entry for 198.18.51.62 is %q, want %s", strings.TrimSpace(neigh), mac)
 	}
 	v.stop(t)
 	if n := v.counter(t, "tx_packets"); n == 0 {
-		t.Errorf("vethd relayed no frames to the LAN (tx_packets=0)")
+		v.errorf(t, "vethd relayed no frames to the LAN (tx_packets=0)")
 	}
 	if n := v.counter(t, "rx_packets"); n == 0 {
-		t.Errorf("vethd relayed no frames from the LAN (rx_packets=0)")
+		v.errorf(t, "vethd relayed no frames from the LAN (rx_packets=0)")
 	}
-	t.Logf("vethd's log:\n%s", v.log.String())
+	if !t.Failed() {
+		t.Logf("vethd's log:\n%s", v.log.String())
+	}
 }
 
 // sweepStaleNetns removes the host namespaces (HostLAN's) of earlier runs

@@ -221,7 +221,8 @@ type Container struct {
 	// layers are the host directories stacked over /usr or bound into it;
 	// no host mount may name them once the container is gone.
 	layers []string
-	shut   bool // shutdown ran
+	shut   bool     // shutdown ran
+	leaks  []string // what shutdown found left behind (and reported)
 }
 
 // lockedBuffer is a bytes.Buffer for concurrent writers.
@@ -622,6 +623,7 @@ func (c *Container) shutdown(t *testing.T) {
 		c.kill()
 	}
 	for _, leak := range c.leftovers(clean) {
+		c.leaks = append(c.leaks, leak)
 		t.Error(leak)
 	}
 }
