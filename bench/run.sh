@@ -51,8 +51,8 @@
 #     for each SIZE in BENCH_UDP_SIZES, both directions: datagrams per second
 #     received, loss %, relay CPU per datagram
 #   - VmRSS and VmHWM of vethd / crelay after the traffic
-# and at the end bench/bridges.sh (64 bridges under one `vethd --all`), if it
-# exists.
+# and at the end bench/bridges.sh (64 bridges under one `vethd --all`) for
+# each kind in BENCH_BRIDGES_KINDS, if it exists.
 #
 # Environment (all optional):
 #   BENCH_SECONDS=5                        iperf3 TCP duration per measurement
@@ -73,6 +73,7 @@
 #   BENCH_BRIDGES=1                        0: do not run bench/bridges.sh (its own
 #                                          knobs, BRIDGES=64, BRIDGES_IDLE_SECONDS=30,
 #                                          ..., pass through the environment)
+#   BENCH_BRIDGES_KINDS="tap veth"         the kinds bench/bridges.sh runs (BRIDGES_KIND)
 #   BENCH_PROFILE=DIR                      record `perf record -g` of the relay
 #                                          during extra (unmeasured) transfers
 #                                          into DIR, with perf report summaries
@@ -117,6 +118,8 @@ LAT_IV="${BENCH_LAT_INTERVAL_US:-10000}"
 PINGS="${BENCH_PINGS:-50}"
 PING_INTERVAL="${BENCH_PING_INTERVAL:-0.01}"
 RUN_BRIDGES="${BENCH_BRIDGES:-1}"
+BRIDGES_KINDS="${BENCH_BRIDGES_KINDS:-tap veth}"
+for k in $BRIDGES_KINDS; do [[ "$k" == tap || "$k" == veth ]] || { echo "bench: BENCH_BRIDGES_KINDS: '$k' is not tap or veth" >&2; exit 2; }; done
 PROFILE="${BENCH_PROFILE:-}"
 PROFILE_AT="${BENCH_PROFILE_AT:-default/vethd/down}"
 STANDIN="${VETHD_STANDIN:-}"
@@ -602,22 +605,23 @@ done
 # UDP conditions that were not measured
 for c in $UDP_CONDITIONS; do in_list "$c" "$CONDITIONS" || log "bench: UDP condition $c is not in BENCH_CONDITIONS: skipped"; done
 
-BRIDGES_LINE=""
+declare -A BRIDGES_LINE=()
 if [[ "$RUN_BRIDGES" == 1 && -f "$ROOT/bench/bridges.sh" && -z "$STANDIN" ]]; then
-  log "bench: bench/bridges.sh (BENCH_BRIDGES=0 skips it)"
-  LOADAVG[bridges]="$(loadavg)"
-  # in the foreground (not run): it traps SIGINT itself and cleans up
-  rc=0
-  BRIDGES_LOCKED=1 VETHD="$VETHD" BENCH_SECONDS="$SECS" bash "$ROOT/bench/bridges.sh" >"$TMP/bridges.out" \
-    2> >(tee "$TMP/bridges.log" >&2) || rc=$?
-  [[ $rc -eq 130 || $rc -eq 143 ]] && exit "$rc"   # interrupted
-  if [[ $rc -eq 0 ]]; then
-    BRIDGES_LINE="$(grep -m1 '^bridges ' "$TMP/bridges.out" || true)"
-    [[ -n "$BRIDGES_LINE" ]] || fail "bench/bridges.sh printed no 'bridges ...' line (see $TMP/bridges.out)"
-  else
-    fail "bench/bridges.sh failed, status $rc (see $TMP/bridges.log)"
-    BRIDGES_LINE="$(grep -m1 '^bridges ' "$TMP/bridges.out" || true)"
-  fi
+  for kind in $BRIDGES_KINDS; do
+    log "bench: bench/bridges.sh, Kind=$kind (BENCH_BRIDGES=0 skips it)"
+    LOADAVG[bridges-$kind]="$(loadavg)"
+    # in the foreground (not run): it traps SIGINT itself and cleans up
+    rc=0
+    BRIDGES_LOCKED=1 BRIDGES_KIND="$kind" VETHD="$VETHD" BENCH_SECONDS="$SECS" bash "$ROOT/bench/bridges.sh" >"$TMP/bridges-$kind.out" \
+      2> >(tee "$TMP/bridges-$kind.log" >&2) || rc=$?
+    [[ $rc -eq 130 || $rc -eq 143 ]] && exit "$rc"   # interrupted
+    BRIDGES_LINE[$kind]="$(grep -m1 '^bridges ' "$TMP/bridges-$kind.out" || true)"
+    if [[ $rc -ne 0 ]]; then
+      fail "bench/bridges.sh (Kind=$kind) failed, status $rc (see $TMP/bridges-$kind.log)"
+    elif [[ -z "${BRIDGES_LINE[$kind]}" ]]; then
+      fail "bench/bridges.sh (Kind=$kind) printed no 'bridges ...' line (see $TMP/bridges-$kind.out)"
+    fi
+  done
 elif [[ "$RUN_BRIDGES" == 1 && -z "$STANDIN" ]]; then
   log "bench: no bench/bridges.sh: no 64-bridge figures"
 fi
@@ -726,11 +730,13 @@ report() {
       "${RTT[$c,vethd]:--}" "${RTT[$c,vethd-veth]:--}" "${RTT[$c,crelay]:--}" "$(mem "$c" vethd)" "$(mem "$c" vethd-veth)" "$(mem "$c" crelay)"
   done
 
-  if [[ -n "$BRIDGES_LINE" ]]; then
-    printf '\n6. Many bridges in one vethd --all (bench/bridges.sh; load average before it %s)\n\n' "${LOADAVG[bridges]}"
+  for kind in $BRIDGES_KINDS; do
+    [[ -n "${BRIDGES_LINE[$kind]:-}" ]] || continue
+    printf '\n6%s. Many bridges of Kind=%s in one vethd --all (bench/bridges.sh; load average before it %s)\n\n' \
+      "$([[ $kind == veth ]] && echo b)" "$kind" "${LOADAVG[bridges-$kind]}"
     awk '{printf "| %-20s | %s |\n|----------------------|------:|\n", "figure", "value";
-          for (i = 2; i <= NF; i++) {split($i, kv, "="); printf "| %-20s | %s |\n", kv[1], kv[2]}}' <<<"$BRIDGES_LINE"
-  fi
+          for (i = 2; i <= NF; i++) {split($i, kv, "="); printf "| %-20s | %s |\n", kv[1], kv[2]}}' <<<"${BRIDGES_LINE[$kind]}"
+  done
 
   printf '\nWire offloads per condition (ethtool -k; the upper interfaces as created):\n'
   for c in $CONDITIONS; do printf '  %-9s %s\n' "$c" "${OFFLOADS[$c]}"; done

@@ -32,12 +32,26 @@ type kpathConfig struct {
 	StormNs uint64
 }
 
+type kpathHub struct {
+	_    structs.HostLayout
+	Used uint32
+}
+
+type kpathMacKey struct {
+	_    structs.HostLayout
+	Mac  [6]uint8
+	Zero uint16
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	kpathMapByMac     = "by_mac"
+	kpathMapByPeer    = "by_peer"
 	kpathMapCounters  = "counters"
-	kpathMapSettings  = "settings"
+	kpathMapHub       = "hub"
+	kpathMapNics      = "nics"
 	kpathMapStorm     = "storm"
 	kpathProgFromHost = "from_host"
 	kpathProgFromNic  = "from_nic"
@@ -95,8 +109,11 @@ type kpathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kpathMapSpecs struct {
+	ByMac    *ebpf.MapSpec `ebpf:"by_mac"`
+	ByPeer   *ebpf.MapSpec `ebpf:"by_peer"`
 	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Settings *ebpf.MapSpec `ebpf:"settings"`
+	Hub      *ebpf.MapSpec `ebpf:"hub"`
+	Nics     *ebpf.MapSpec `ebpf:"nics"`
 	Storm    *ebpf.MapSpec `ebpf:"storm"`
 }
 
@@ -126,15 +143,21 @@ func (o *kpathObjects) Close() error {
 //
 // It can be passed to loadKpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kpathMaps struct {
+	ByMac    *ebpf.Map `ebpf:"by_mac"`
+	ByPeer   *ebpf.Map `ebpf:"by_peer"`
 	Counters *ebpf.Map `ebpf:"counters"`
-	Settings *ebpf.Map `ebpf:"settings"`
+	Hub      *ebpf.Map `ebpf:"hub"`
+	Nics     *ebpf.Map `ebpf:"nics"`
 	Storm    *ebpf.Map `ebpf:"storm"`
 }
 
 func (m *kpathMaps) Close() error {
 	return _KpathClose(
+		m.ByMac,
+		m.ByPeer,
 		m.Counters,
-		m.Settings,
+		m.Hub,
+		m.Nics,
 		m.Storm,
 	)
 }

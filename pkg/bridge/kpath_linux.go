@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vethd/vethd/internal/journal"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // The kernel data path (DataPathKernel, for the veth kind): the programs
@@ -33,8 +34,11 @@ import (
 // detaches the programs and adds their counts to the bridge's.
 type kernelParent struct {
 	sock     *ParentSocket // send-only, with the memberships
-	objs     kpathObjects
-	links    []link.Link
+	inst     *kpathInstance
+	slot     uint32    // the NIC's in inst
+	peer     uint32    // the peer's ifindex (by_peer's key)
+	mac      kpathMacKey
+	nicLink  link.Link // from_nic on the peer
 	counters *Counters
 	// src is what Counters.Snapshot adds while the programs run.
 	src *counterSource
@@ -43,6 +47,38 @@ type kernelParent struct {
 	cfg     kpathConfig
 	closed  bool
 	closing sync.Once
+}
+
+// maxKpathNICs is how many NICs one kpathInstance serves (bpf/kpath.c's
+// MAX_NICS); the next bridge on the parent gets a further instance.
+const maxKpathNICs = 64
+
+// kpathInstance is one loaded copy of bpf/kpath.c, attached to a parent's
+// ingress and egress, serving the veth-kind bridges of this process on
+// that parent (up to maxKpathNICs), each in a slot of its maps: however
+// many bridges share the parent, each frame on it runs one program per
+// direction (per instance) rather than one per bridge. from_nic, the
+// same program, is attached to each bridge's peer.
+type kpathInstance struct {
+	key   kpathKey
+	objs  kpathObjects
+	links []link.Link // from_wire and from_host on the parent
+	slots [maxKpathNICs]bool
+	used  uint32 // one more than the highest slot in use (the hub map's)
+	n     int    // slots in use
+}
+
+// kpathKey is a parent: its network namespace (inode) and ifindex.
+type kpathKey struct {
+	netns   uint64
+	ifindex int
+}
+
+// kpathInstances are this process's instances, by parent; the lock also
+// orders every change to their maps.
+var kpathInstances struct {
+	sync.Mutex
+	m map[kpathKey][]*kpathInstance
 }
 
 var _ ParentIO = (*kernelParent)(nil)
@@ -75,6 +111,9 @@ type kernelPathSpec struct {
 	mac        net.HardwareAddr // the virtual MAC
 	stormLimit int              // as Config.BroadcastLimit
 	usePeer    bool             // the NIC is in another namespace than the parent
+	// ownInstance: load an instance of the programs for this NIC alone,
+	// as another process would (tests).
+	ownInstance bool
 }
 
 // openKernelPath loads the programs, sets them up for s and attaches
@@ -87,21 +126,33 @@ func openKernelPath(s kernelPathSpec, c *Counters) (_ *kernelParent, err error) 
 	if err != nil {
 		return nil, err
 	}
-	k := &kernelParent{sock: sock, counters: c}
+	k := &kernelParent{sock: sock, counters: c, peer: uint32(s.peer)}
+	copy(k.mac.Mac[:], s.mac)
+	copy(k.cfg.Mac[:], s.mac)
+	k.cfg.Peer, k.cfg.Parent = uint32(s.peer), uint32(s.parent.Index)
+	k.cfg.UsePeer = boolBit(s.usePeer)
+	k.cfg.StormNs = stormCost(s.stormLimit)
+	kpathInstances.Lock()
+	defer kpathInstances.Unlock()
 	defer func() {
 		if err != nil {
 			k.release(false)
 		}
 	}()
-	if err := loadKpathObjects(&k.objs, nil); err != nil {
-		return nil, fmt.Errorf("%w: load the programs: %w", errKernelPath, err)
+	inst, slot, err := joinInstance(s.parent, s.ownInstance)
+	if err != nil {
+		return nil, err
 	}
-	copy(k.cfg.Mac[:], s.mac)
-	k.cfg.Peer, k.cfg.Parent = uint32(s.peer), uint32(s.parent.Index)
-	k.cfg.UsePeer = boolBit(s.usePeer)
-	k.cfg.StormNs = stormCost(s.stormLimit)
-	if err := k.objs.Settings.Put(uint32(0), &k.cfg); err != nil {
+	k.inst, k.slot = inst, slot
+	// A clean slot: no counts or storm debt of an earlier NIC's.
+	if err := k.zeroSlot(); err != nil {
+		return nil, fmt.Errorf("%w: clear the slot: %w", errKernelPath, err)
+	}
+	if err := inst.objs.Nics.Put(slot, &k.cfg); err != nil {
 		return nil, fmt.Errorf("%w: settings: %w", errKernelPath, err)
+	}
+	if err := inst.objs.ByPeer.Put(k.peer, slot); err != nil {
+		return nil, fmt.Errorf("%w: peer: %w", errKernelPath, err)
 	}
 	if ps, ok := s.peerSock.(*ParentSocket); ok {
 		// The peer's frames are from_nic's from now on; what the
@@ -110,25 +161,134 @@ func openKernelPath(s kernelPathSpec, c *Counters) (_ *kernelParent, err error) 
 			return nil, fmt.Errorf("%w: peer socket filter: %w", errKernelPath, err)
 		}
 	}
-	for _, a := range []struct {
-		prog    *ebpf.Program
-		ifindex int
-		at      ebpf.AttachType
-		what    string
-	}{
-		{k.objs.FromNic, s.peer, ebpf.AttachTCXIngress, "peer ingress"},
-		{k.objs.FromHost, s.parent.Index, ebpf.AttachTCXEgress, "parent egress"},
-		{k.objs.FromWire, s.parent.Index, ebpf.AttachTCXIngress, "parent ingress"},
-	} {
-		l, err := link.AttachTCX(link.TCXOptions{Interface: a.ifindex, Program: a.prog, Attach: a.at})
-		if err != nil {
-			return nil, fmt.Errorf("%w: attach to %s's %s (tcx, Linux 6.6 or later): %w", errKernelPath, s.parent.Name, a.what, err)
-		}
-		k.links = append(k.links, l)
+	l, err := link.AttachTCX(link.TCXOptions{Interface: s.peer, Program: inst.objs.FromNic, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return nil, fmt.Errorf("%w: attach to %s's peer ingress (tcx, Linux 6.6 or later): %w", errKernelPath, s.parent.Name, err)
+	}
+	k.nicLink = l
+	// The MAC last: from here on frames for it reach the NIC. (Another
+	// bridge of this process with the same MAC on the parent loses its
+	// unicast to this one, as with the relay's hub.)
+	if err := inst.objs.ByMac.Put(&k.mac, slot); err != nil {
+		return nil, fmt.Errorf("%w: MAC: %w", errKernelPath, err)
 	}
 	k.src = &counterSource{add: k.addTo, reset: k.resetCounters}
 	c.extra.Store(k.src)
 	return k, nil
+}
+
+// joinInstance returns an instance of the programs on parent with a free
+// slot, taken, loading and attaching a new one if none has (or if own);
+// under kpathInstances' lock.
+func joinInstance(parent Link, own bool) (*kpathInstance, uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return nil, 0, fmt.Errorf("%w: network namespace: %w", errKernelPath, err)
+	}
+	key := kpathKey{netns: st.Ino, ifindex: parent.Index}
+	var inst *kpathInstance
+	if !own {
+		for _, in := range kpathInstances.m[key] {
+			if in.n < maxKpathNICs {
+				inst = in
+				break
+			}
+		}
+	}
+	if inst == nil {
+		in, err := newInstance(key, parent)
+		if err != nil {
+			return nil, 0, err
+		}
+		if kpathInstances.m == nil {
+			kpathInstances.m = map[kpathKey][]*kpathInstance{}
+		}
+		kpathInstances.m[key] = append(kpathInstances.m[key], in)
+		inst = in
+	}
+	var slot uint32
+	for inst.slots[slot] {
+		slot++
+	}
+	inst.slots[slot] = true
+	inst.n++
+	if slot+1 > inst.used {
+		inst.used = slot + 1
+		if err := inst.objs.Hub.Put(uint32(0), &kpathHub{Used: inst.used}); err != nil {
+			inst.leave(slot)
+			return nil, 0, fmt.Errorf("%w: instance: %w", errKernelPath, err)
+		}
+	}
+	return inst, slot, nil
+}
+
+// newInstance loads the programs and attaches from_wire and from_host to
+// parent.
+func newInstance(key kpathKey, parent Link) (_ *kpathInstance, err error) {
+	in := &kpathInstance{key: key}
+	if err := loadKpathObjects(&in.objs, nil); err != nil {
+		return nil, fmt.Errorf("%w: load the programs: %w", errKernelPath, err)
+	}
+	defer func() {
+		if err != nil {
+			in.close()
+		}
+	}()
+	for _, a := range []struct {
+		prog *ebpf.Program
+		at   ebpf.AttachType
+		what string
+	}{
+		{in.objs.FromHost, ebpf.AttachTCXEgress, "egress"},
+		{in.objs.FromWire, ebpf.AttachTCXIngress, "ingress"},
+	} {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: parent.Index, Program: a.prog, Attach: a.at})
+		if err != nil {
+			return nil, fmt.Errorf("%w: attach to %s's %s (tcx, Linux 6.6 or later): %w", errKernelPath, parent.Name, a.what, err)
+		}
+		in.links = append(in.links, l)
+	}
+	return in, nil
+}
+
+// leave frees slot; the last NIC to leave detaches the programs. Under
+// kpathInstances' lock.
+func (in *kpathInstance) leave(slot uint32) {
+	if !in.slots[slot] {
+		return
+	}
+	in.slots[slot] = false
+	in.n--
+	if in.n > 0 {
+		used := in.used
+		for used > 0 && !in.slots[used-1] {
+			used--
+		}
+		if used != in.used && in.objs.Hub.Put(uint32(0), &kpathHub{Used: used}) == nil {
+			in.used = used
+		}
+		return
+	}
+	list := kpathInstances.m[in.key]
+	for i, x := range list {
+		if x == in {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(kpathInstances.m, in.key)
+	} else {
+		kpathInstances.m[in.key] = list
+	}
+	in.close()
+}
+
+func (in *kpathInstance) close() {
+	for _, l := range in.links {
+		l.Close()
+	}
+	in.objs.Close()
 }
 
 // dropAll is a socket filter that keeps no frame.
@@ -164,7 +324,7 @@ func (k *kernelParent) update(f func(*kpathConfig)) error {
 		return net.ErrClosed
 	}
 	f(&k.cfg)
-	return k.objs.Settings.Put(uint32(0), &k.cfg)
+	return k.inst.objs.Nics.Put(k.slot, &k.cfg)
 }
 
 // SetStormLimit sets the programs' storm limit, as Relay.SetStormLimit.
@@ -186,7 +346,7 @@ func (k *kernelParent) read() [numKpathCounters]uint64 {
 	var out [numKpathCounters]uint64
 	var per []uint64
 	for i := range out {
-		if k.objs.Counters.Lookup(uint32(i), &per) != nil {
+		if k.inst.objs.Counters.Lookup(k.slot*numKpathCounters+uint32(i), &per) != nil {
 			continue
 		}
 		for _, v := range per {
@@ -227,10 +387,31 @@ func (k *kernelParent) resetCounters() {
 	if k.closed {
 		return
 	}
+	_ = k.zeroCounters()
+}
+
+// zeroCounters zeroes the NIC's slot of the counters.
+func (k *kernelParent) zeroCounters() error {
 	zero := make([]uint64, ebpf.MustPossibleCPU())
-	for i := range numKpathCounters {
-		_ = k.objs.Counters.Put(uint32(i), zero)
+	for i := range uint32(numKpathCounters) {
+		if err := k.inst.objs.Counters.Put(k.slot*numKpathCounters+i, zero); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// zeroSlot zeroes the NIC's counters and storm buckets.
+func (k *kernelParent) zeroSlot() error {
+	if err := k.zeroCounters(); err != nil {
+		return err
+	}
+	for c := range uint32(numStormClasses) {
+		if err := k.inst.objs.Storm.Put(k.slot*uint32(numStormClasses)+c, &kpathBucket{}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ReadFrame blocks until Close: the send-only socket receives nothing,
@@ -254,11 +435,26 @@ func (k *kernelParent) Close() error {
 // release undoes openKernelPath; fold: add the programs' counts to the
 // bridge's counters first.
 func (k *kernelParent) release(fold bool) {
-	for _, l := range k.links {
-		l.Close()
+	if fold {
+		kpathInstances.Lock()
+		defer kpathInstances.Unlock()
+	}
+	if in := k.inst; in != nil {
+		// The MAC first, so no frame is redirected to the peer once
+		// the bridge lets it go; then the peer's program.
+		var slot uint32
+		if in.objs.ByMac.Lookup(&k.mac, &slot) == nil && slot == k.slot {
+			_ = in.objs.ByMac.Delete(&k.mac)
+		}
+		if in.objs.ByPeer.Lookup(k.peer, &slot) == nil && slot == k.slot {
+			_ = in.objs.ByPeer.Delete(k.peer)
+		}
+	}
+	if k.nicLink != nil {
+		k.nicLink.Close()
 	}
 	k.mu.Lock()
-	if fold && k.objs.Counters != nil {
+	if fold && k.inst != nil {
 		s := Stats{RxDrops: map[string]uint64{}, TxDrops: map[string]uint64{}}
 		addKpath(&s, k.read())
 		k.counters.add(s)
@@ -268,7 +464,10 @@ func (k *kernelParent) release(fold bool) {
 	if k.src != nil {
 		k.counters.extra.CompareAndSwap(k.src, nil)
 	}
-	k.objs.Close()
+	if in := k.inst; in != nil {
+		_ = in.objs.Nics.Put(k.slot, &kpathConfig{})
+		in.leave(k.slot)
+	}
 	k.sock.Close()
 }
 

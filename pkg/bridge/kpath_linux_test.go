@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"testing"
@@ -78,11 +79,17 @@ func (l *hubLAN) kpPair(t *testing.T, name string, mac net.HardwareAddr) *kpNIC 
 // attach opens n's kernel path on hub0.
 func (l *hubLAN) attach(t *testing.T, n *kpNIC, stormLimit int, usePeer bool) {
 	t.Helper()
+	l.attachWith(t, n, kernelPathSpec{stormLimit: stormLimit, usePeer: usePeer})
+}
+
+// attachWith opens n's kernel path on hub0 with spec's stormLimit,
+// usePeer and ownInstance.
+func (l *hubLAN) attachWith(t *testing.T, n *kpNIC, spec kernelPathSpec) {
+	t.Helper()
 	l.in(t, func() {
-		k, err := openKernelPath(kernelPathSpec{
-			parent: Link{Index: l.ifindex, Name: "hub0"}, peer: n.peer, peerSock: n.peerSock,
-			mac: n.mac, stormLimit: stormLimit, usePeer: usePeer,
-		}, n.counters)
+		spec.parent = Link{Index: l.ifindex, Name: "hub0"}
+		spec.peer, spec.peerSock, spec.mac = n.peer, n.peerSock, n.mac
+		k, err := openKernelPath(spec, n.counters)
 		if err != nil {
 			t.Fatalf("open kernel path: %v", err)
 		}
@@ -262,36 +269,127 @@ func TestKernelPathFrames(t *testing.T) {
 	}
 }
 
-// TestKernelPathSiblings: two NICs on one parent, each with its own
-// programs (as two vethd processes would have): unicast between them
-// goes from one to the other and not on the wire; a broadcast from one
-// reaches the other and the wire, not its sender.
+// TestKernelPathSiblings: two NICs on one parent, sharing one instance
+// of the programs (two bridges of one process) or each with its own (as
+// two vethd processes have them): unicast between them goes from one to
+// the other and not on the wire; a broadcast from one reaches the other
+// and the wire, not its sender; the parent runs one program each way per
+// instance.
 func TestKernelPathSiblings(t *testing.T) {
-	l := newHubLAN(t)
-	requireTCX(t, l)
-	a, b := l.kpPair(t, "nic1", kpMAC1), l.kpPair(t, "nic2", kpMAC2)
-	l.attach(t, a, BroadcastLimitOff, false)
-	l.attach(t, b, BroadcastLimitOff, false)
+	for _, own := range []bool{false, true} {
+		name := "shared"
+		if own {
+			name = "own"
+		}
+		t.Run(name, func(t *testing.T) {
+			l := newHubLAN(t)
+			requireTCX(t, l)
+			a, b := l.kpPair(t, "nic1", kpMAC1), l.kpPair(t, "nic2", kpMAC2)
+			l.attachWith(t, a, kernelPathSpec{stormLimit: BroadcastLimitOff, ownInstance: own})
+			l.attachWith(t, b, kernelPathSpec{stormLimit: BroadcastLimitOff, ownInstance: own})
+			want := 2
+			if own {
+				want = 4
+			}
+			if got := l.tcxPrograms(t); got != want {
+				t.Errorf("%d programs on hub0's ingress and egress, want %d", got, want)
+			}
+			checkSiblings(t, l, a, b)
+		})
+	}
+}
 
-	f := tagged(kpMAC2, kpMAC1, 0x88b5, 1)
+// checkSiblings checks that NICs a and b (on hub0) reach each other and
+// the wire as two NICs on one cable.
+func checkSiblings(t *testing.T, l *hubLAN, a, b *kpNIC) {
+	t.Helper()
+	f := tagged(b.mac, a.mac, 0x88b5, 1)
 	send(t, a.sock, f)
 	if got := seen(b.sock, f, 200*time.Millisecond); got != 1 {
-		t.Errorf("nic1 → nic2: seen %d times on nic2", got)
+		t.Errorf("%s → %s: seen %d times on %s", a.name, b.name, got, b.name)
 	}
 	if l.sawOnWire(f) {
-		t.Error("nic1 → nic2: on the wire")
+		t.Errorf("%s → %s: on the wire", a.name, b.name)
 	}
-	f = tagged(bcast, kpMAC1, 0x88b5, 2)
+	f = tagged(bcast, a.mac, 0x88b5, 2)
 	send(t, a.sock, f)
 	if got := seen(b.sock, f, 200*time.Millisecond); got != 1 {
-		t.Errorf("nic1's broadcast: seen %d times on nic2", got)
+		t.Errorf("%s's broadcast: seen %d times on %s", a.name, got, b.name)
 	}
 	if !l.sawOnWire(f) {
-		t.Error("nic1's broadcast: not on the wire")
+		t.Errorf("%s's broadcast: not on the wire", a.name)
 	}
-	send(t, a.sock, tagged(bcast, kpMAC1, 0x88b5, 3))
-	if got := seen(a.sock, tagged(bcast, kpMAC1, 0x88b5, 3), 200*time.Millisecond); got != 0 {
-		t.Errorf("nic1's broadcast: back on nic1 %d times", got)
+	f = tagged(bcast, a.mac, 0x88b5, 3)
+	send(t, a.sock, f)
+	if got := seen(a.sock, f, 200*time.Millisecond); got != 0 {
+		t.Errorf("%s's broadcast: back on %s %d times", a.name, a.name, got)
+	}
+}
+
+// TestKernelPathMany: maxKpathNICs+2 NICs on one parent in one process
+// run two instances of the programs (two each way on the parent); the
+// first and the last reach each other across them, a frame from the
+// wire reaches the NIC of its MAC only, and each NIC counts its own;
+// a NIC closed in the middle frees its slot (its MAC no longer reaches
+// anything, the others still work), and the last to close detaches the
+// programs.
+func TestKernelPathMany(t *testing.T) {
+	l := newHubLAN(t)
+	requireTCX(t, l)
+	n := maxKpathNICs + 2
+	nics := make([]*kpNIC, n)
+	for i := range nics {
+		mac := net.HardwareAddr{0x02, 0x78, 0, 0, byte(i >> 8), byte(i)}
+		nics[i] = l.kpPair(t, fmt.Sprintf("nic%d", i), mac)
+		l.attach(t, nics[i], BroadcastLimitOff, false)
+	}
+	if got := l.tcxPrograms(t); got != 4 {
+		t.Errorf("%d programs on hub0's ingress and egress for %d NICs, want 4", got, n)
+	}
+	first, mid, last := nics[0], nics[maxKpathNICs/2], nics[n-1]
+	checkSiblings(t, l, first, last)
+	checkSiblings(t, l, last, mid)
+	f := tagged(mid.mac, kpOther, 0x88b5, 9)
+	l.inject(t, f)
+	if got := seen(mid.sock, f, 200*time.Millisecond); got != 1 {
+		t.Errorf("wire → %s: seen %d times", mid.name, got)
+	}
+	if got := seen(first.sock, f, 50*time.Millisecond); got != 0 {
+		t.Errorf("wire → %s: seen %d times on %s", mid.name, got, first.name)
+	}
+	if s := mid.counters.Snapshot(); s.RxPackets == 0 {
+		t.Errorf("%s counted no frame received", mid.name)
+	}
+	mid.k.Close()
+	l.inject(t, f)
+	if got := seen(mid.sock, f, 100*time.Millisecond); got != 0 {
+		t.Errorf("wire → %s after its Close: seen %d times", mid.name, got)
+	}
+	// Its slot goes to the next NIC.
+	again := l.kpPair(t, "nicx", mid.mac)
+	l.attach(t, again, BroadcastLimitOff, false)
+	if got := l.tcxPrograms(t); got != 4 {
+		t.Errorf("%d programs after a NIC left and another came, want 4", got)
+	}
+	if s := again.counters.Snapshot(); s.RxPackets != 0 || s.TxPackets != 0 {
+		t.Errorf("a NIC in a freed slot starts with the counts of its predecessor: %+v", s)
+	}
+	l.inject(t, f)
+	if got := seen(again.sock, f, 200*time.Millisecond); got != 1 {
+		t.Errorf("wire → the NIC in the freed slot: seen %d times", got)
+	}
+	checkSiblings(t, l, again, first)
+	for _, x := range append(nics, again) {
+		x.k.Close()
+	}
+	if got := l.tcxPrograms(t); got != 0 {
+		t.Errorf("%d programs left on hub0 after every NIC closed", got)
+	}
+	kpathInstances.Lock()
+	left := len(kpathInstances.m)
+	kpathInstances.Unlock()
+	if left != 0 {
+		t.Errorf("%d parents with instances left in the registry", left)
 	}
 }
 
@@ -434,4 +532,31 @@ func TestKernelPathBesideRelay(t *testing.T) {
 	f = tagged(bcast, kpMAC1, 0x88b5, 4)
 	send(t, n.sock, f)
 	eventually(t, "kernel path's broadcast → relay", func() bool { return tap.got(f) == 1 })
+}
+
+// TestKpathLayout: the objects' maps have the sizes kpath_linux.go
+// counts with (bpf/kpath.c's MAX_NICS, C_MAX and S_MAX against
+// maxKpathNICs, numKpathCounters and numStormClasses). No root needed.
+func TestKpathLayout(t *testing.T) {
+	spec, err := loadKpath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]uint32{
+		"nics":     maxKpathNICs,
+		"by_mac":   maxKpathNICs,
+		"by_peer":  maxKpathNICs,
+		"counters": maxKpathNICs * numKpathCounters,
+		"storm":    maxKpathNICs * uint32(numStormClasses),
+		"hub":      1,
+	} {
+		m, ok := spec.Maps[name]
+		if !ok {
+			t.Errorf("no map %s in the objects", name)
+			continue
+		}
+		if m.MaxEntries != want {
+			t.Errorf("map %s has %d entries, kpath_linux.go counts %d", name, m.MaxEntries, want)
+		}
+	}
 }

@@ -1,27 +1,30 @@
 // SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only
 //
-// The kernel data path of a veth-kind bridge (pkg/bridge/kpath_linux.go,
-// docs/design.md "The kernel data path"): three tcx programs that move the
-// frames of one virtual NIC between the parent and the pair's peer without
-// vethd reading or writing any of them, with the relay's rules:
+// The kernel data path of the veth-kind bridges on one parent in one vethd
+// process (pkg/bridge/kpath_linux.go, docs/design.md "The kernel data
+// path"): three tcx programs that move the frames of the virtual NICs
+// between the parent and their pairs' peers without vethd reading or
+// writing any of them, with the relay's rules. One instance of them (one
+// set of maps) serves up to MAX_NICS NICs, each in a slot: the parent
+// runs one program each way however many bridges share it.
 //
-//   from_wire   on the parent's ingress: a frame for the virtual MAC goes
-//               into the NIC (bpf_redirect_peer when the NIC is in another
-//               namespace, else the peer's transmit); a group frame from
-//               another source is cloned to the peer's transmit, within
-//               the storm limit of its class, and goes on to the host.
+//   from_wire   on the parent's ingress: a frame for a virtual MAC goes
+//               into its NIC (bpf_redirect_peer when the NIC is in another
+//               namespace, else the peer's transmit); a group frame is
+//               cloned to the peer's transmit of every NIC but its
+//               source's, within each NIC's storm limit for its class,
+//               and goes on to the host.
 //   from_host   on the parent's egress: the same for what the host (or a
-//               sibling virtual NIC, through from_nic) sends, except this
-//               NIC's own frames on their way out.
-//   from_nic    on the peer's ingress (what the NIC sends): a frame whose
-//               source is not the virtual MAC is dropped; every other goes
-//               to the parent's transmit, where from_host of each sibling
-//               on the parent sees it.
+//               virtual NIC, through from_nic) sends, except that a NIC
+//               gets none of its own frames back.
+//   from_nic    on each peer's ingress (what a NIC sends): a frame whose
+//               source is not the NIC's MAC is dropped; every other goes
+//               to the parent's transmit, where from_host sees it.
 //
 // A tagged frame (a VLAN id other than 0, in the skb's metadata or in
-// line) is never handed to the NIC, as the relay's socket filter drops it.
-// Frames that are not this NIC's go on (TCX_NEXT) to the next program on
-// the parent (another bridge's) and to the stack.
+// line) is never handed to a NIC, as the relay's socket filter drops it.
+// Frames that are no NIC's go on (TCX_NEXT) to the next program on the
+// parent (another process's) and to the stack.
 //
 // Regenerate the objects with `go generate ./pkg/bridge/` (clang and
 // libbpf-dev; see docs/design.md).
@@ -38,7 +41,8 @@
 #define TCX_PASS 0
 #define TCX_DROP 2
 
-// Counters, one per-CPU slot each (kpath_linux.go's kpCounter mirrors them).
+// Counters, one per-CPU slot each per NIC (kpath_linux.go's kpCounter
+// mirrors them): NIC i's are at i * C_MAX + c.
 enum {
 	C_RX_PACKETS,
 	C_RX_BYTES,
@@ -57,7 +61,13 @@ enum {
 // Storm classes, as storm.go's stormClass.
 enum { S_ARP, S_ND, S_DHCP, S_OTHER, S_MAX };
 
-// The bridge's settings, written by vethd (one entry).
+// The NICs one instance serves (kpath_linux.go's maxKpathNICs).
+#define MAX_NICS 64
+
+#define NO_SLOT 0xffffffff
+
+// A NIC's settings, written by vethd (its slot in nics); peer 0: a free
+// slot.
 struct config {
 	__u8 mac[6];      // the virtual MAC
 	__u16 use_peer;   // 1: the NIC is in another namespace (bpf_redirect_peer)
@@ -66,23 +76,54 @@ struct config {
 	__u64 storm_ns;   // a group frame's cost in the bucket: 1e9 / limit ns; 0: no limit
 };
 
+struct mac_key {
+	__u8 mac[6];
+	__u16 zero;
+};
+
+// The instance: used, one more than the highest slot in use.
+struct hub {
+	__u32 used;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
+	__type(value, struct config);
+} nics SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NICS);
+	__type(key, struct mac_key);
+	__type(value, __u32);
+} by_mac SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NICS);
+	__type(key, __u32);
+	__type(value, __u32);
+} by_peer SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct config);
-} settings SEC(".maps");
+	__type(value, struct hub);
+} hub SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, C_MAX);
+	__uint(max_entries, MAX_NICS * C_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
 
-// A token bucket per class as a theoretical arrival time (GCRA): a frame
-// is let through while tat is at most a second ahead of now, and moves
-// tat on by storm_ns.
+// A token bucket per NIC and class as a theoretical arrival time (GCRA):
+// a frame is let through while tat is at most a second ahead of now, and
+// moves tat on by storm_ns. NIC i's are at i * S_MAX + class.
 struct bucket {
 	struct bpf_spin_lock lock;
 	__u64 tat;
@@ -90,24 +131,41 @@ struct bucket {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, S_MAX);
+	__uint(max_entries, MAX_NICS * S_MAX);
 	__type(key, __u32);
 	__type(value, struct bucket);
 } storm SEC(".maps");
 
 #define STORM_BURST_NS 1000000000ULL // a second's worth
 
-static __always_inline void count(__u32 slot, __u64 n)
+static __always_inline void count(__u32 slot, __u32 c, __u64 n)
 {
-	__u64 *v = bpf_map_lookup_elem(&counters, &slot);
+	__u32 i = slot * C_MAX + c;
+	__u64 *v = bpf_map_lookup_elem(&counters, &i);
 	if (v)
 		*v += n;
 }
 
-static __always_inline struct config *settings_get(void)
+static __always_inline struct config *nic(__u32 slot)
 {
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&settings, &zero);
+	return bpf_map_lookup_elem(&nics, &slot);
+}
+
+// slot_of_mac returns the slot of the NIC with MAC mac, or NO_SLOT.
+static __always_inline __u32 slot_of_mac(const __u8 *mac)
+{
+	struct mac_key k = {};
+	__builtin_memcpy(k.mac, mac, 6);
+	__u32 *s = bpf_map_lookup_elem(&by_mac, &k);
+	return s ? *s : NO_SLOT;
+}
+
+// slot_of_peer returns the slot of the NIC whose peer is ifindex, or
+// NO_SLOT.
+static __always_inline __u32 slot_of_peer(__u32 ifindex)
+{
+	__u32 *s = bpf_map_lookup_elem(&by_peer, &ifindex);
+	return s ? *s : NO_SLOT;
 }
 
 // mac_eq compares two addresses at 2-byte aligned places (the verifier
@@ -180,15 +238,15 @@ static __always_inline __u32 storm_class(struct __sk_buff *skb, __u16 proto)
 	return S_OTHER;
 }
 
-// storm_ok takes a token from the frame's class, counting a drop if there
-// is none.
-static __always_inline int storm_ok(struct __sk_buff *skb, struct config *cfg, __u16 proto)
+// storm_ok takes a token from the bucket of NIC slot for class, counting
+// a drop if there is none.
+static __always_inline int storm_ok(__u32 slot, struct config *cfg, __u32 class)
 {
 	__u64 cost = cfg->storm_ns;
 	if (cost == 0)
 		return 1;
-	__u32 class = storm_class(skb, proto);
-	struct bucket *bk = bpf_map_lookup_elem(&storm, &class);
+	__u32 i = slot * S_MAX + class;
+	struct bucket *bk = bpf_map_lookup_elem(&storm, &i);
 	if (!bk)
 		return 1;
 	__u64 now = bpf_ktime_get_ns();
@@ -203,38 +261,53 @@ static __always_inline int storm_ok(struct __sk_buff *skb, struct config *cfg, _
 	}
 	bpf_spin_unlock(&bk->lock);
 	if (!ok)
-		count(C_RX_STORM_ARP + class, 1);
+		count(slot, C_RX_STORM_ARP + class, 1);
 	return ok;
 }
 
-// to_nic hands a frame for the NIC (settings cfg) from the parent's
-// ingress (ingress 1) or egress: the frame itself when it is addressed to the virtual MAC,
-// a clone when it is a group frame from another source.
-static __always_inline int to_nic(struct __sk_buff *skb, struct config *cfg, int ingress)
+// to_nics hands a frame from the parent's ingress (ingress 1) or egress
+// to the NICs: the frame itself to the NIC it is addressed to, a clone of
+// a group frame to each NIC but the one in slot src (the sender's, or
+// NO_SLOT) and one whose MAC is its source.
+static __always_inline int to_nics(struct __sk_buff *skb, int ingress, __u32 src)
 {
 	struct ethhdr eth __attribute__((aligned(8)));
-	if (cfg->peer == 0)
-		return TCX_NEXT;
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0)
 		return TCX_NEXT;
-	if (mac_eq(eth.h_dest, cfg->mac)) {
-		if (tagged(skb, eth.h_proto))
+	if (!(eth.h_dest[0] & 1)) {
+		__u32 slot = slot_of_mac(eth.h_dest);
+		if (slot == NO_SLOT || slot == src)
 			return TCX_NEXT;
-		count(C_RX_PACKETS, 1);
-		count(C_RX_BYTES, skb->len);
+		struct config *cfg = nic(slot);
+		if (!cfg || cfg->peer == 0 || tagged(skb, eth.h_proto))
+			return TCX_NEXT;
+		count(slot, C_RX_PACKETS, 1);
+		count(slot, C_RX_BYTES, skb->len);
 		if (ingress && cfg->use_peer)
 			return bpf_redirect_peer(cfg->peer, 0);
 		return bpf_redirect(cfg->peer, 0);
 	}
-	if (!(eth.h_dest[0] & 1) || mac_eq(eth.h_source, cfg->mac))
+	__u32 zero = 0;
+	struct hub *h = bpf_map_lookup_elem(&hub, &zero);
+	if (!h || h->used == 0 || tagged(skb, eth.h_proto))
 		return TCX_NEXT;
-	if (tagged(skb, eth.h_proto) || !storm_ok(skb, cfg, eth.h_proto))
-		return TCX_NEXT;
-	if (bpf_clone_redirect(skb, cfg->peer, 0) == 0) {
-		count(C_RX_PACKETS, 1);
-		count(C_RX_BYTES, skb->len);
-	} else {
-		count(C_RX_CLONE_ERROR, 1);
+	__u32 used = h->used, class = storm_class(skb, eth.h_proto);
+	for (__u32 i = 0; i < MAX_NICS; i++) {
+		if (i >= used)
+			break;
+		if (i == src)
+			continue;
+		struct config *cfg = nic(i);
+		if (!cfg || cfg->peer == 0 || mac_eq(eth.h_source, cfg->mac))
+			continue;
+		if (!storm_ok(i, cfg, class))
+			continue;
+		if (bpf_clone_redirect(skb, cfg->peer, 0) == 0) {
+			count(i, C_RX_PACKETS, 1);
+			count(i, C_RX_BYTES, skb->len);
+		} else {
+			count(i, C_RX_CLONE_ERROR, 1);
+		}
 	}
 	return TCX_NEXT;
 }
@@ -242,39 +315,34 @@ static __always_inline int to_nic(struct __sk_buff *skb, struct config *cfg, int
 SEC("tcx/ingress")
 int from_wire(struct __sk_buff *skb)
 {
-	struct config *cfg = settings_get();
-	if (!cfg)
-		return TCX_NEXT;
-	return to_nic(skb, cfg, 1);
+	return to_nics(skb, 1, NO_SLOT);
 }
 
 SEC("tcx/egress")
 int from_host(struct __sk_buff *skb)
 {
-	struct config *cfg = settings_get();
-	// The NIC's own frames, which from_nic sent here, are not its.
-	if (!cfg || skb->ingress_ifindex == cfg->peer)
-		return TCX_NEXT;
-	return to_nic(skb, cfg, 0);
+	// A NIC's own frames, which from_nic sent here, are not for it.
+	return to_nics(skb, 0, slot_of_peer(skb->ingress_ifindex));
 }
 
 SEC("tcx/ingress")
 int from_nic(struct __sk_buff *skb)
 {
-	struct config *cfg = settings_get();
+	__u32 slot = slot_of_peer(skb->ifindex);
+	struct config *cfg = slot == NO_SLOT ? 0 : nic(slot);
 	__u8 src[6] __attribute__((aligned(8)));
 	if (!cfg || cfg->parent == 0)
 		return TCX_DROP;
 	if (bpf_skb_load_bytes(skb, 6, src, sizeof(src)) < 0 || skb->len < ETH_HLEN) {
-		count(C_TX_RUNT, 1);
+		count(slot, C_TX_RUNT, 1);
 		return TCX_DROP;
 	}
 	if (!mac_eq(src, cfg->mac)) {
-		count(C_TX_SPOOF, 1);
+		count(slot, C_TX_SPOOF, 1);
 		return TCX_DROP;
 	}
-	count(C_TX_PACKETS, 1);
-	count(C_TX_BYTES, skb->len);
+	count(slot, C_TX_PACKETS, 1);
+	count(slot, C_TX_BYTES, skb->len);
 	return bpf_redirect(cfg->parent, 0);
 }
 
