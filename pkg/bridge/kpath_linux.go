@@ -35,8 +35,8 @@ import (
 type kernelParent struct {
 	sock     *ParentSocket // send-only, with the memberships
 	inst     *kpathInstance
-	slot     uint32    // the NIC's in inst
-	peer     uint32    // the peer's ifindex (by_peer's key)
+	slot     uint32 // the NIC's in inst
+	peer     uint32 // the peer's ifindex (by_peer's key)
 	mac      kpathMacKey
 	nicLink  link.Link // from_nic on the peer
 	counters *Counters
