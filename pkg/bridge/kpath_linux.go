@@ -428,17 +428,17 @@ func (k *kernelParent) Dropped() uint64 { return 0 }
 // Close detaches the programs, adds their counts to the bridge's
 // counters and closes the send-only socket. Idempotent.
 func (k *kernelParent) Close() error {
-	k.closing.Do(func() { k.release(true) })
+	k.closing.Do(func() {
+		kpathInstances.Lock()
+		defer kpathInstances.Unlock()
+		k.release(true)
+	})
 	return nil
 }
 
 // release undoes openKernelPath; fold: add the programs' counts to the
-// bridge's counters first.
+// bridge's counters first. Under kpathInstances' lock.
 func (k *kernelParent) release(fold bool) {
-	if fold {
-		kpathInstances.Lock()
-		defer kpathInstances.Unlock()
-	}
 	if in := k.inst; in != nil {
 		// The MAC first, so no frame is redirected to the peer once
 		// the bridge lets it go; then the peer's program.
