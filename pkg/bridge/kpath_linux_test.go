@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -559,4 +563,88 @@ func TestKpathLayout(t *testing.T) {
 			t.Errorf("map %s has %d entries, kpath_linux.go counts %d", name, m.MaxEntries, want)
 		}
 	}
+}
+
+// envKpathUnitCaps marks the child of TestKpathLoadsWithUnitCaps.
+const envKpathUnitCaps = "VETHD_KPATH_UNIT_CAPS_CHILD"
+
+// kpathVerifiedMarker starts the child's line of results.
+const kpathVerifiedMarker = "kpath-verified: "
+
+// TestKpathLoadsWithUnitCaps loads the programs as vethd's units run it:
+// not root, with CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF and without
+// CAP_SYS_ADMIN or CAP_PERFMON, where the verifier also follows each
+// branch's speculative path and so processes far more instructions than
+// for root (a group loop unrolled over MAX_NICS slots passed for root and
+// hit the 1M-instruction limit under the units, which fell back to the
+// relay). It runs a copy of this binary as uid 65534 with those ambient
+// capabilities; the child loads the objects and prints how many
+// instructions the verifier processed for each program.
+func TestKpathLoadsWithUnitCaps(t *testing.T) {
+	if os.Getenv(envKpathUnitCaps) == "1" {
+		var objs kpathObjects
+		opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}}
+		if err := loadKpathObjects(&objs, opts); err != nil {
+			fmt.Printf("%s{\"error\": %q}\n", kpathVerifiedMarker, err.Error())
+			return
+		}
+		defer objs.Close()
+		fmt.Printf("%sFromWire: %s | FromHost: %s | FromNic: %s\n", kpathVerifiedMarker,
+			verifierStats(objs.FromWire), verifierStats(objs.FromHost), verifierStats(objs.FromNic))
+		return
+	}
+	if os.Getuid() != 0 {
+		t.Skip("needs root (to run a copy of the test as uid 65534 with CAP_BPF)")
+	}
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "bridge.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestKpathLoadsWithUnitCaps$", "-test.count=1")
+	cmd.Dir = dir
+	cmd.Env = []string{envKpathUnitCaps + "=1", "PATH=/usr/bin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential:  &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}},
+		AmbientCaps: []uintptr{unix.CAP_NET_ADMIN, unix.CAP_NET_RAW, unix.CAP_BPF},
+		Pdeathsig:   syscall.SIGKILL,
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the child as uid 65534: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if res, ok := strings.CutPrefix(line, kpathVerifiedMarker); ok {
+			if strings.Contains(res, "error") {
+				t.Fatalf("the programs do not load with the units' capabilities: %s", res)
+			}
+			t.Logf("loaded as uid 65534 with CAP_NET_ADMIN CAP_NET_RAW CAP_BPF: %s", res)
+			return
+		}
+	}
+	t.Fatalf("the child printed no result:\n%s", out)
+}
+
+// verifierStats is the verifier's summary line of p ("processed N insns
+// ..."), or the whole log if it has none.
+func verifierStats(p *ebpf.Program) string {
+	for _, line := range strings.Split(p.VerifierLog, "\n") {
+		if strings.HasPrefix(line, "processed ") {
+			return line
+		}
+	}
+	return strings.TrimSpace(p.VerifierLog)
 }

@@ -265,6 +265,43 @@ static __always_inline int storm_ok(__u32 slot, struct config *cfg, __u32 class)
 	return ok;
 }
 
+// group is what clone_to_nic needs of a group frame.
+struct group {
+	struct __sk_buff *skb;
+	__u32 used;  // the hub's used
+	__u32 src;   // the sender's slot, or NO_SLOT
+	__u32 class; // the frame's storm class
+	__u8 source[6] __attribute__((aligned(8))); // the frame's source MAC
+};
+
+// clone_to_nic hands a clone of group frame g to the NIC in slot i unless
+// it sent the frame, its MAC is the frame's source, or its storm limit
+// for the class is spent. bpf_loop's callback: the verifier checks it
+// once, not once per slot, so the programs load well within its
+// instruction limit with MAX_NICS slots also where vethd has CAP_BPF but
+// not CAP_PERFMON (the units' capabilities), where the verifier follows
+// every branch's speculative path too.
+static long clone_to_nic(__u32 i, void *data)
+{
+	struct group *g = data;
+	if (i >= g->used || i >= MAX_NICS)
+		return 1;
+	if (i == g->src)
+		return 0;
+	struct config *cfg = nic(i);
+	if (!cfg || cfg->peer == 0 || mac_eq(g->source, cfg->mac))
+		return 0;
+	if (!storm_ok(i, cfg, g->class))
+		return 0;
+	if (bpf_clone_redirect(g->skb, cfg->peer, 0) == 0) {
+		count(i, C_RX_PACKETS, 1);
+		count(i, C_RX_BYTES, g->skb->len);
+	} else {
+		count(i, C_RX_CLONE_ERROR, 1);
+	}
+	return 0;
+}
+
 // to_nics hands a frame from the parent's ingress (ingress 1) or egress
 // to the NICs: the frame itself to the NIC it is addressed to, a clone of
 // a group frame to each NIC but the one in slot src (the sender's, or
@@ -291,24 +328,14 @@ static __always_inline int to_nics(struct __sk_buff *skb, int ingress, __u32 src
 	struct hub *h = bpf_map_lookup_elem(&hub, &zero);
 	if (!h || h->used == 0 || tagged(skb, eth.h_proto))
 		return TCX_NEXT;
-	__u32 used = h->used, class = storm_class(skb, eth.h_proto);
-	for (__u32 i = 0; i < MAX_NICS; i++) {
-		if (i >= used)
-			break;
-		if (i == src)
-			continue;
-		struct config *cfg = nic(i);
-		if (!cfg || cfg->peer == 0 || mac_eq(eth.h_source, cfg->mac))
-			continue;
-		if (!storm_ok(i, cfg, class))
-			continue;
-		if (bpf_clone_redirect(skb, cfg->peer, 0) == 0) {
-			count(i, C_RX_PACKETS, 1);
-			count(i, C_RX_BYTES, skb->len);
-		} else {
-			count(i, C_RX_CLONE_ERROR, 1);
-		}
-	}
+	struct group g = {
+		.skb = skb,
+		.used = h->used < MAX_NICS ? h->used : MAX_NICS,
+		.src = src,
+		.class = storm_class(skb, eth.h_proto),
+	};
+	__builtin_memcpy(g.source, eth.h_source, 6);
+	bpf_loop(g.used, clone_to_nic, &g, 0);
 	return TCX_NEXT;
 }
 
