@@ -67,4 +67,15 @@ if [[ $(id -u) -ne 0 ]]; then
 	echo "note: not root; the integration tests in test/ will skip" >&2
 fi
 echo "== go test"
-go test -count=1 -timeout 30m "$@" ./...
+# The output is kept, and the failing tests' messages are restated at the
+# end (scripts/restate-failures.awk): a CI report shows a failing run's
+# last lines, and a failing end-to-end test's journal dump would push
+# the reason out of them.
+out=$(mktemp /tmp/vethd-test-output.XXXXXX)
+trap 'rm -f "$out"' EXIT
+status=0
+go test -count=1 -timeout 30m "$@" ./... 2>&1 | tee "$out" || status=$?
+if [[ $status -ne 0 ]]; then
+	awk -f scripts/restate-failures.awk "$out"
+fi
+exit "$status"
