@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -647,4 +648,55 @@ func verifierStats(p *ebpf.Program) string {
 		}
 	}
 	return strings.TrimSpace(p.VerifierLog)
+}
+
+// TestKpathObjectsMatchSource: the committed objects were compiled from
+// bpf/kpath.c as it stands. Building needs no C compiler, so nothing else
+// notices an edit to kpath.c that was not followed by go generate; the
+// objects' BTF line information holds, for each compiled statement, the
+// file, the line number and the line's text, and each must still be that
+// line of kpath.c. No root needed.
+func TestKpathObjectsMatchSource(t *testing.T) {
+	src, err := os.ReadFile("bpf/kpath.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(src), "\n")
+	for _, obj := range []string{"kpath_bpfel.o", "kpath_bpfeb.o"} {
+		spec, err := ebpf.LoadCollectionSpec(obj)
+		if err != nil {
+			t.Fatalf("%s: %v", obj, err)
+		}
+		checked, stale := 0, 0
+		for name, p := range spec.Programs {
+			for _, ins := range p.Instructions {
+				li, ok := ins.Source().(*btf.Line)
+				if !ok {
+					continue
+				}
+				if filepath.Base(li.FileName()) != "kpath.c" {
+					continue // a libbpf header's inline function
+				}
+				checked++
+				n := int(li.LineNumber())
+				got := ""
+				if n >= 1 && n <= len(lines) {
+					got = strings.TrimSpace(lines[n-1])
+				}
+				if want := strings.TrimSpace(li.Line()); got != want {
+					stale++
+					if stale <= 3 {
+						t.Errorf("%s, program %s: compiled from kpath.c:%d %q, which is now %q; run go generate ./pkg/bridge/ (clang and libbpf-dev)",
+							obj, name, n, want, got)
+					}
+				}
+			}
+		}
+		if checked < 100 {
+			t.Errorf("%s: line information for only %d instructions from kpath.c (built without -g?)", obj, checked)
+		}
+		if stale > 3 {
+			t.Errorf("%s: %d stale lines in all", obj, stale)
+		}
+	}
 }
